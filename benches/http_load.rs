@@ -1,0 +1,304 @@
+//! HTTP load harness (not criterion): `wrk` against PiCloud's API and against
+//! bare axum routes that return the very same bytes, served by the same
+//! process, runtime and middleware stack, so the ratio isolates PiCloud's own
+//! cost (token lookup, authorization, store read, serialization).
+//!
+//! ```text
+//! apt-get install wrk
+//! cargo bench --bench http_load                       # memory store
+//! DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres \
+//!   cargo bench --bench http_load                     # memory and PostgreSQL
+//! ```
+//!
+//! Measured, each against a bare route serving the same bytes:
+//! - `GET /api/v1/admin/apps/{slug}/members` with 100 members (target ≥ 0.5×
+//!   on the memory store) and `GET /api/v1/admin/apps/{slug}`;
+//! - `GET /run/{app}/hello`, a trivial script returning JSON (target ≥ 0.8×).
+//!
+//! Then, on the release `picloud` binary: RSS with 100 scripts deployed
+//! (target < 30 MB) and the CPU an idle server burns (target: none).
+
+use std::process::Command;
+use std::time::Duration;
+
+use axum::Router;
+use axum::http::header;
+use axum::routing::get;
+use picloud::http::{ApiState, AppOptions};
+use picloud::server::open_store;
+use picloud::{AppRole, InstanceRole, NewAdminUser, Principal, Stores};
+
+const SECONDS: &str = "5";
+/// The trivial script of the invoke benchmark.
+const HELLO: &str = r#"#{ hello: "world" }"#;
+const CONNECTIONS: &str = "32";
+
+fn wrk_available() -> bool {
+    Command::new("wrk").arg("--version").output().is_ok()
+}
+
+/// Requests per second reported by `wrk`.
+fn wrk(url: &str, token: Option<&str>) -> f64 {
+    let mut cmd = Command::new("wrk");
+    cmd.args(["-t1", "-c", CONNECTIONS, "-d", &format!("{SECONDS}s")]);
+    if let Some(t) = token {
+        cmd.args(["-H", &format!("Authorization: Bearer {t}")]);
+    }
+    let out = cmd.arg(url).output().expect("wrk runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        !text.contains("Non-2xx"),
+        "wrk saw errors for {url}:\n{text}"
+    );
+    text.lines()
+        .find_map(|l| l.strip_prefix("Requests/sec:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no Requests/sec in wrk output:\n{text}"))
+}
+
+async fn seed(stores: &Stores) {
+    let owner = stores
+        .users
+        .find_by_username("admin")
+        .await
+        .unwrap()
+        .expect("bootstrap owner");
+    let svc = picloud::AppService::new(stores.clone());
+    svc.create(&Principal::of(&owner), "shop", "Shop")
+        .await
+        .unwrap();
+    let app = stores.apps.find_by_slug("shop").await.unwrap().unwrap();
+    for i in 0..100 {
+        let user = stores
+            .users
+            .create(NewAdminUser::new(
+                format!("member-{i:03}"),
+                InstanceRole::Member,
+            ))
+            .await
+            .unwrap();
+        stores
+            .members
+            .try_insert(app.id, user.id, AppRole::Editor)
+            .await
+            .unwrap();
+    }
+}
+
+async fn run(label: &str, database_url: Option<String>) {
+    let opened = open_store(database_url.as_deref())
+        .await
+        .expect("store opens");
+    let stores = opened.stores.clone();
+    let token = format!("bench-{}", uuid::Uuid::new_v4().simple());
+    picloud::auth::AuthService::new(stores.clone())
+        .bootstrap(Some(&token))
+        .await
+        .expect("bootstrap");
+    seed(&stores).await;
+
+    let state = ApiState::new(stores.clone());
+    let owner = stores
+        .users
+        .find_by_username("admin")
+        .await
+        .unwrap()
+        .unwrap();
+    state
+        .scripts
+        .deploy(&Principal::of(&owner), "shop", "hello", HELLO.to_owned())
+        .await
+        .expect("deploy hello");
+    let picloud = picloud::http::app(
+        state,
+        AppOptions {
+            readiness: opened.readiness,
+            ..AppOptions::default()
+        },
+    );
+    // Capture the exact bodies PiCloud returns, then serve them bare.
+    let probe_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let probe_base = format!("http://{}", probe_listener.local_addr().unwrap());
+    let probe = picloud.clone();
+    let probe_task = tokio::spawn(async move { axum::serve(probe_listener, probe).await });
+    let client = reqwest::Client::new();
+    let mut bodies = Vec::new();
+    for path in [
+        "/api/v1/admin/apps/shop/members",
+        "/api/v1/admin/apps/shop",
+        "/run/shop/hello",
+    ] {
+        let resp = client
+            .get(format!("{probe_base}{path}"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        bodies.push(resp.bytes().await.unwrap());
+    }
+    probe_task.abort();
+    let (members_body, app_body, hello_body) =
+        (bodies[0].clone(), bodies[1].clone(), bodies[2].clone());
+
+    let bare = |body: axum::body::Bytes| {
+        get(move || {
+            let body = body.clone();
+            async move { ([(header::CONTENT_TYPE, "application/json")], body) }
+        })
+    };
+    let router: Router = picloud
+        .route("/bare/members", bare(members_body))
+        .route("/bare/app", bare(app_body))
+        .route("/bare/hello", bare(hello_body));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let server = tokio::spawn(async move { axum::serve(listener, router).await });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    let pairs = [
+        (
+            "GET members (100)",
+            "/bare/members",
+            "/api/v1/admin/apps/shop/members",
+        ),
+        ("GET app", "/bare/app", "/api/v1/admin/apps/shop"),
+        ("GET /run hello", "/bare/hello", "/run/shop/hello"),
+    ];
+    for (name, bare, real) in pairs {
+        let (b, t) = (format!("{base}{bare}"), format!("{base}{real}"));
+        let token = token.clone();
+        let (bare_rps, real_rps) = tokio::task::spawn_blocking(move || {
+            wrk(&t, Some(&token)); // warm-up
+            (wrk(&b, Some(&token)), wrk(&t, Some(&token)))
+        })
+        .await
+        .unwrap();
+        println!(
+            "{label:<9} {name:<18} bare {bare_rps:>9.0} req/s   picloud {real_rps:>9.0} req/s   ratio {:.2}x",
+            real_rps / bare_rps
+        );
+    }
+    server.abort();
+}
+
+/// RSS (kB) of process `pid`, from /proc.
+fn rss_kb(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// CPU ticks (user + system) used so far by process `pid`.
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which may contain spaces) start after ')'.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    let field = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    field(11) + field(12) // utime, stime (fields 14 and 15 of stat)
+}
+
+/// Starts the release binary on the memory store, deploys 100 scripts, and
+/// reports its RSS and its CPU use while idle.
+async fn footprint() {
+    let token = format!("bench-{}", uuid::Uuid::new_v4().simple());
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_picloud"))
+        .env("PICLOUD_LISTEN", format!("127.0.0.1:{port}"))
+        .env("PICLOUD_BOOTSTRAP_TOKEN", &token)
+        .env("RUST_LOG", "warn")
+        .env_remove("DATABASE_URL")
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("the picloud binary starts");
+    let pid = child.id();
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    for _ in 0..100 {
+        if client.get(format!("{base}/healthz")).send().await.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let rss_start = rss_kb(pid);
+    let resp = client
+        .post(format!("{base}/api/v1/admin/apps"))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({ "slug": "many", "name": "many" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+    let source = include_str!("../examples/scripts/router.rhai");
+    for i in 0..100 {
+        let resp = client
+            .put(format!("{base}/api/v1/admin/apps/many/scripts/s{i}"))
+            .bearer_auth(&token)
+            .body(source)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 201);
+        let resp = client
+            .get(format!("{base}/run/many/s{i}/users"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let rss = rss_kb(pid);
+    let before = cpu_ticks(pid);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let idle = cpu_ticks(pid) - before;
+    println!(
+        "footprint  RSS at start {:.1} MB, with 100 scripts deployed and run {:.1} MB (target < 30 MB)",
+        rss_start as f64 / 1024.0,
+        rss as f64 / 1024.0
+    );
+    println!("footprint  CPU while idle for 3 s: {idle} ticks of 10 ms (target 0)");
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return; // `cargo bench -- --list` and friends.
+    }
+    if !wrk_available() {
+        println!("http_load: SKIPPED (wrk not installed: apt-get install wrk)");
+        return;
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        run("memory", None).await;
+        match picloud::store::postgres::testing::database_url() {
+            Some(_) => {
+                let url = picloud::store::postgres::testing::fresh_database_url()
+                    .await
+                    .expect("a fresh database");
+                run("postgres", Some(url)).await;
+            }
+            None => println!("postgres  SKIPPED (set DATABASE_URL)"),
+        }
+        footprint().await;
+    });
+}

@@ -1,0 +1,357 @@
+//! # picloud-axum
+//!
+//! PiCloud's HTTP transport for axum 0.8. Handlers parse, call a core service
+//! with the caller's [`Principal`](picloud_core::Principal), and map the outcome to a status in one
+//! place ([`error`]); every rule lives in `picloud-core`.
+//!
+//! The routers compose:
+//! - [`admin_router`]: `/admin/...` (apps, members, users, tokens). It reads
+//!   the caller from an `Extension<Principal>`, so an embedder can mount it
+//!   under any prefix behind their own authentication layer;
+//! - [`auth_router`], for `/auth/login`;
+//! - [`api_router`]: both under `/api/v1`, the admin part behind PiCloud's
+//!   bearer-token layer ([`bearer::require_bearer`]), plus `/api/v1/openapi.json`;
+//! - [`run_router`]: `/run/{app}/{script}[/…]`, the public script endpoints;
+//! - [`app`]: the whole server: the API, `/run`, `/healthz`, `/readyz`, a body limit,
+//!   request ids, tracing, panic catching and JSON 404/405 fallbacks.
+//!
+//! ```no_run
+//! use picloud_axum::{ApiState, AppOptions};
+//! use picloud_store_memory::MemoryStore;
+//!
+//! # async fn run() -> std::io::Result<()> {
+//! let state = ApiState::new(MemoryStore::new().into_stores());
+//! let router = picloud_axum::app(state, AppOptions::default());
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
+//! picloud_axum::serve(listener, router, picloud_axum::shutdown_signal()).await
+//! # }
+//! ```
+#![forbid(unsafe_code)]
+
+pub mod bearer;
+pub mod dto;
+pub mod error;
+pub mod extract;
+pub mod openapi;
+pub mod routes;
+
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get, patch, post};
+use axum::{Json, Router, middleware};
+use picloud_core::Stores;
+use picloud_core::apps::AppService;
+use picloud_core::auth::AuthService;
+use picloud_core::executor::{Executor, ExecutorConfig, RhaiExecutor};
+use picloud_core::members::MembershipService;
+use picloud_core::scripts::ScriptService;
+use picloud_core::users::UserService;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+
+use crate::error::ApiError;
+
+/// Everything the handlers need: the stores and the core services over them.
+///
+/// Cheap to clone (one reference count): axum clones the state for every
+/// request, and cloning each service's `Arc`s per request showed up as the
+/// top cost of the hot path.
+#[derive(Debug, Clone)]
+pub struct ApiState(Arc<Services>);
+
+/// The services behind an [`ApiState`] (reached through `Deref`).
+#[derive(Debug)]
+pub struct Services {
+    /// The stores.
+    pub stores: Stores,
+    /// Memberships.
+    pub members: MembershipService,
+    /// Apps.
+    pub apps: AppService,
+    /// The user directory.
+    pub users: UserService,
+    /// Login, tokens, bearer authentication.
+    pub auth: AuthService,
+    /// Scripts: deploy, roll back, invoke.
+    pub scripts: ScriptService,
+}
+
+impl std::ops::Deref for ApiState {
+    type Target = Services;
+
+    fn deref(&self) -> &Services {
+        &self.0
+    }
+}
+
+impl ApiState {
+    /// Services over `stores`, with a Rhai executor sized for this machine.
+    /// Call it inside a tokio runtime (the invocation log writer is a task),
+    /// then [`ApiState::warm`] before serving `/run`.
+    ///
+    /// # Panics
+    ///
+    /// If the executor's worker threads cannot be spawned.
+    pub fn new(stores: Stores) -> Self {
+        let executor = RhaiExecutor::new(ExecutorConfig::default())
+            .expect("spawn the script executor's worker threads");
+        Self::with_executor(stores, Arc::new(executor))
+    }
+
+    /// Services over `stores`, running scripts on `executor`.
+    pub fn with_executor(stores: Stores, executor: Arc<dyn Executor>) -> Self {
+        Self(Arc::new(Services {
+            members: MembershipService::new(stores.clone()),
+            apps: AppService::new(stores.clone()),
+            users: UserService::new(stores.clone()),
+            auth: AuthService::new(stores.clone()),
+            scripts: ScriptService::new(stores.clone(), executor),
+            stores,
+        }))
+    }
+
+    /// Compiles every live script into the cache (at start-up). Scripts that
+    /// no longer compile are logged and skipped.
+    pub async fn warm(&self) -> Result<usize, picloud_core::scripts::ScriptError> {
+        for (app, name, e) in self.scripts.warm().await? {
+            tracing::warn!(%app, script = %name, error = %e, "live script no longer compiles; not served");
+        }
+        Ok(self.scripts.cache().len())
+    }
+}
+
+/// `/admin/...`: apps, members, users and tokens. Needs an
+/// `Extension<Principal>` from an auth layer; without one, requests get 401.
+pub fn admin_router(state: ApiState) -> Router {
+    use routes::{apps, members, scripts, tokens, users};
+    Router::new()
+        .route("/admin/apps", get(apps::list_apps).post(apps::create_app))
+        .route("/admin/apps/{id_or_slug}", get(apps::get_app))
+        .route(
+            "/admin/apps/{id_or_slug}/members",
+            get(members::list_members).post(members::grant_member),
+        )
+        .route(
+            "/admin/apps/{id_or_slug}/members/{user_id}",
+            patch(members::patch_member).delete(members::remove_member),
+        )
+        .route(
+            "/admin/admins",
+            get(users::list_users).post(users::create_user),
+        )
+        .route("/admin/admins/{id}", patch(users::patch_user))
+        .route(
+            "/admin/tokens",
+            get(tokens::list_tokens).post(tokens::create_token),
+        )
+        .route(
+            "/admin/tokens/{id}",
+            axum::routing::delete(tokens::revoke_token),
+        )
+        .route(
+            "/admin/apps/{id_or_slug}/scripts",
+            get(scripts::list_scripts),
+        )
+        .route(
+            "/admin/apps/{id_or_slug}/scripts/{name}",
+            get(scripts::get_script)
+                .put(scripts::deploy_script)
+                // A script source may be larger than an ordinary JSON body.
+                .layer(DefaultBodyLimit::max(
+                    picloud_core::scripts::MAX_SOURCE_BYTES,
+                )),
+        )
+        .route(
+            "/admin/apps/{id_or_slug}/scripts/{name}/versions/{version}",
+            get(scripts::get_version),
+        )
+        .route(
+            "/admin/apps/{id_or_slug}/scripts/{name}/rollback",
+            post(scripts::rollback_script),
+        )
+        .route(
+            "/admin/apps/{id_or_slug}/scripts/{name}/invocations",
+            get(scripts::list_invocations),
+        )
+        .route(
+            "/admin/apps/{id_or_slug}/limits",
+            get(scripts::get_limits).put(scripts::put_limits),
+        )
+        .with_state(state)
+}
+
+/// `ANY /run/{app_slug}/{script}[/{*rest}]`: public script endpoints, with
+/// their own body limit ([`routes::run::MAX_RUN_BODY`]).
+pub fn run_router(state: ApiState) -> Router {
+    Router::new()
+        .route("/run/{app}/{script}", any(routes::run::run))
+        .route("/run/{app}/{script}/{*rest}", any(routes::run::run))
+        .with_state(state)
+}
+
+/// `/auth/login` (public).
+pub fn auth_router(state: ApiState) -> Router {
+    Router::new()
+        .route("/auth/login", post(routes::auth::login))
+        .with_state(state)
+}
+
+fn openapi_json() -> &'static str {
+    static JSON: OnceLock<String> = OnceLock::new();
+    JSON.get_or_init(|| {
+        openapi::openapi()
+            .to_json()
+            .expect("the OpenAPI document serializes")
+    })
+}
+
+async fn serve_openapi() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], openapi_json()).into_response()
+}
+
+/// `/api/v1`: the admin routes behind the bearer-token layer, login, and the
+/// OpenAPI document.
+pub fn api_router(state: ApiState) -> Router {
+    let admin = admin_router(state.clone()).layer(middleware::from_fn_with_state(
+        state.clone(),
+        bearer::require_bearer,
+    ));
+    let v1 = Router::new()
+        .merge(admin)
+        .merge(auth_router(state))
+        .route("/openapi.json", get(serve_openapi));
+    Router::new().nest("/api/v1", v1)
+}
+
+/// Answers whether the server can do its work (for `/readyz`).
+#[async_trait::async_trait]
+pub trait Readiness: Send + Sync {
+    /// True while the store is reachable.
+    async fn ready(&self) -> bool;
+}
+
+/// Options of [`app`].
+#[derive(Clone)]
+pub struct AppOptions {
+    /// The largest request body accepted, in bytes (default 64 KiB).
+    pub body_limit: usize,
+    /// What `/readyz` asks; `None` means always ready (the memory store).
+    pub readiness: Option<Arc<dyn Readiness>>,
+}
+
+impl Default for AppOptions {
+    fn default() -> Self {
+        Self {
+            body_limit: 64 * 1024,
+            readiness: None,
+        }
+    }
+}
+
+impl std::fmt::Debug for AppOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppOptions")
+            .field("body_limit", &self.body_limit)
+            .field("readiness", &self.readiness.is_some())
+            .finish()
+    }
+}
+
+async fn healthz() -> Json<serde_json::Value> {
+    Json(serde_json::json!({ "status": "ok" }))
+}
+
+async fn readyz(State(readiness): State<Option<Arc<dyn Readiness>>>) -> Response {
+    let ready = match &readiness {
+        Some(r) => tokio::time::timeout(Duration::from_secs(2), r.ready())
+            .await
+            .unwrap_or(false),
+        None => true,
+    };
+    if ready {
+        Json(serde_json::json!({ "status": "ready" })).into_response()
+    } else {
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "store unreachable").into_response()
+    }
+}
+
+async fn not_found() -> ApiError {
+    ApiError::not_found()
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
+}
+
+fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    ApiError::internal("a handler panicked").into_response()
+}
+
+/// The whole server: [`api_router`], `/healthz`, `/readyz`, and the layers
+/// (body limit, request ids, tracing, panic catching, JSON fallbacks).
+pub fn app(state: ApiState, options: AppOptions) -> Router {
+    let probes = Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .with_state(options.readiness.clone());
+    Router::new()
+        .merge(api_router(state.clone()))
+        .merge(run_router(state))
+        .merge(probes)
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(options.body_limit))
+        .layer(CatchPanicLayer::custom(panic_response))
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(
+            TraceLayer::new_for_http().make_span_with(|req: &Request| {
+                let id = req
+                    .headers()
+                    .get("x-request-id")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("-");
+                tracing::info_span!("request", method = %req.method(), uri = %req.uri(), request_id = %id)
+            }),
+        )
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+}
+
+/// Serves `router` on `listener` until `shutdown` completes, then finishes
+/// the requests in flight.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+/// Completes on SIGINT (Ctrl-C) or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutdown signal received; finishing requests in flight");
+}

@@ -1,0 +1,129 @@
+//! The OpenAPI document, served at `/api/v1/openapi.json`.
+//!
+//! Handlers carry their own `#[utoipa::path]` description. On top of those,
+//! every operation documents the errors any request can get from the
+//! transport itself: 400 (malformed), 401 (on secured routes), 413 (body too
+//! large), 415 (not JSON), 422 (a JSON body of the wrong shape) and 500.
+
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
+use utoipa::{Modify, OpenApi};
+
+use crate::dto;
+use crate::error::ErrorBody;
+use crate::routes;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "PiCloud API", description = "Self-hosted serverless: apps, members, users and tokens."),
+    paths(
+        routes::auth::login,
+        routes::apps::list_apps,
+        routes::apps::create_app,
+        routes::apps::get_app,
+        routes::members::list_members,
+        routes::members::grant_member,
+        routes::members::patch_member,
+        routes::members::remove_member,
+        routes::users::list_users,
+        routes::users::create_user,
+        routes::users::patch_user,
+        routes::tokens::create_token,
+        routes::tokens::list_tokens,
+        routes::tokens::revoke_token,
+        routes::scripts::deploy_script,
+        routes::scripts::list_scripts,
+        routes::scripts::get_script,
+        routes::scripts::get_version,
+        routes::scripts::rollback_script,
+        routes::scripts::list_invocations,
+        routes::scripts::get_limits,
+        routes::scripts::put_limits,
+    ),
+    components(schemas(
+        ErrorBody,
+        dto::AppMemberDto, dto::GrantMemberRequest, dto::PatchMemberRequest,
+        dto::UserDto, dto::CreateUserRequest, dto::PatchUserRequest,
+        dto::AppDto, dto::CreateAppRequest,
+        dto::LoginRequest, dto::LoginResponse,
+        dto::CreateTokenRequest, dto::TokenDto, dto::TokenCreatedDto,
+        routes::scripts::ScriptDto, routes::scripts::ScriptDetailDto, routes::scripts::VersionDto,
+        routes::scripts::VersionSourceDto, routes::scripts::RollbackRequest,
+        routes::scripts::InvocationDto, routes::scripts::CompileErrorBody, routes::scripts::LimitsDto,
+    )),
+    modifiers(&BearerAuth),
+    tags(
+        (name = "auth", description = "Logging in"),
+        (name = "apps", description = "Apps and the caller's role on them"),
+        (name = "members", description = "Explicit app memberships"),
+        (name = "users", description = "The user directory"),
+        (name = "tokens", description = "The caller's API tokens"),
+        (name = "scripts", description = "Scripts: deploy, versions, rollback, invocations, limits"),
+    )
+)]
+struct ApiDoc;
+
+/// The complete OpenAPI document of the HTTP API.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    let mut doc = ApiDoc::openapi();
+    let error = |description: &str| {
+        RefOr::T(
+            ResponseBuilder::new()
+                .description(description)
+                .content(
+                    "application/json",
+                    ContentBuilder::new()
+                        .schema(Some(Ref::from_schema_name("ErrorBody")))
+                        .build(),
+                )
+                .build(),
+        )
+    };
+    for item in doc.paths.paths.values_mut() {
+        let ops = [
+            item.get.as_mut(),
+            item.post.as_mut(),
+            item.put.as_mut(),
+            item.patch.as_mut(),
+            item.delete.as_mut(),
+        ];
+        for op in ops.into_iter().flatten() {
+            let secured = op.security.as_ref().is_some_and(|s| !s.is_empty());
+            let has_body = op.request_body.is_some();
+            let mut common = vec![
+                ("400", "Malformed request (bad JSON, bad id in the path)"),
+                ("500", "Internal error (details are logged, never sent)"),
+            ];
+            if secured {
+                common.push((
+                    "401",
+                    "Missing, invalid or revoked token, or deactivated user",
+                ));
+            }
+            if has_body {
+                common.push(("413", "Request body too large"));
+                common.push(("415", "Body is not `application/json`"));
+                common.push(("422", "Body has the wrong shape or breaks a rule"));
+            }
+            for (status, description) in common {
+                op.responses
+                    .responses
+                    .entry(status.to_owned())
+                    .or_insert_with(|| error(description));
+            }
+        }
+    }
+    doc
+}

@@ -1,0 +1,202 @@
+//! `ANY /run/{app_slug}/{script}[/{*rest}]`: invoke a script. Public: a
+//! script is an app's HTTP endpoint, so anyone may call it.
+//!
+//! The hot path: read the body (bounded), build the script's `request` map,
+//! look the compiled live version up in memory, hand it to the executor's
+//! pool, and turn the answer into a response. No store read, no compile.
+
+use axum::body::{Body, to_bytes};
+use axum::extract::{Request, State};
+use axum::http::{HeaderName, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use picloud_core::executor::{ExecError, ScriptRequest};
+use picloud_core::scripts::{InvokeError, exec_status};
+use serde_json::json;
+
+use crate::ApiState;
+use crate::error::ApiError;
+
+/// The largest request body a script receives, in bytes.
+pub const MAX_RUN_BODY: usize = 1024 * 1024;
+
+fn query_map(query: Option<&str>) -> std::collections::BTreeMap<String, String> {
+    query
+        .and_then(|q| serde_urlencoded::from_str::<Vec<(String, String)>>(q).ok())
+        .map(|pairs| pairs.into_iter().collect())
+        .unwrap_or_default()
+}
+
+/// Headers a script may not set: they frame the HTTP message or belong to
+/// the connection, and a wrong value would desynchronise a keep-alive
+/// connection (and, behind a pooling proxy, another client's response).
+const FORBIDDEN_RESPONSE_HEADERS: &[&str] = &[
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "keep-alive",
+    "upgrade",
+    "te",
+    "trailer",
+    "proxy-connection",
+    "proxy-authenticate",
+];
+
+/// Whether a request header reaches the script. PiCloud's own bearer tokens
+/// do not: a script (any editor of any app) could otherwise log a caller's
+/// admin token.
+fn forwarded(name: &HeaderName, value: &HeaderValue) -> bool {
+    if name == header::AUTHORIZATION || name == header::PROXY_AUTHORIZATION {
+        let v = value.to_str().unwrap_or_default();
+        let token = v.split_once(' ').map_or(v, |(_, t)| t.trim());
+        return !token.starts_with(picloud_core::auth::TOKEN_PREFIX);
+    }
+    true
+}
+
+/// Splits `/run/{app}/{script}{rest}` into its parts.
+fn split_path(path: &str) -> Option<(&str, &str, &str)> {
+    let rest = path.strip_prefix("/run/")?;
+    let (app, rest) = rest.split_once('/')?;
+    let (script, rest) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, ""),
+    };
+    (!app.is_empty() && !script.is_empty()).then_some((app, script, rest))
+}
+
+fn exec_error_response(e: &ExecError) -> Response {
+    let status = StatusCode::from_u16(exec_status(e)).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut body = json!({ "error": e.to_string() });
+    if let Some(line) = e.line() {
+        body["line"] = json!(line);
+    }
+    if let Some(limit) = e.limit() {
+        body["limit"] = json!(limit.name());
+    }
+    let mut resp = (status, axum::Json(body)).into_response();
+    if matches!(e, ExecError::Overloaded) {
+        resp.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    }
+    resp
+}
+
+/// Invokes a script. Its output becomes the response: a string is 200
+/// `text/plain`, `response(status, body[, headers])` sets all three, unit is
+/// 204, any other value is 200 JSON. A script error is 500
+/// `{"error": "script error: …", "line": N}`; a limit hit is a 5xx whose
+/// message names the limit; a full pool is 503.
+pub async fn run(State(s): State<ApiState>, req: Request) -> Response {
+    let (parts, body) = req.into_parts();
+    let Some((app, script, rest)) = split_path(parts.uri.path()) else {
+        return ApiError::not_found().into_response();
+    };
+    let body = match to_bytes(body, MAX_RUN_BODY).await {
+        Ok(b) => b,
+        Err(_) => {
+            return ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "request body too large")
+                .into_response();
+        }
+    };
+    let Ok(body) = String::from_utf8(body.to_vec()) else {
+        return ApiError::new(StatusCode::BAD_REQUEST, "the request body must be UTF-8")
+            .into_response();
+    };
+    let mut headers = std::collections::BTreeMap::<String, String>::new();
+    for (name, value) in &parts.headers {
+        if !forwarded(name, value) {
+            continue;
+        }
+        let value = String::from_utf8_lossy(value.as_bytes());
+        headers
+            .entry(name.as_str().to_owned())
+            .and_modify(|v| {
+                v.push_str(", ");
+                v.push_str(&value);
+            })
+            .or_insert_with(|| value.into_owned());
+    }
+    let request = ScriptRequest {
+        method: parts.method.as_str().to_owned(),
+        path: if rest.is_empty() {
+            "/".to_owned()
+        } else {
+            rest.to_owned()
+        },
+        query: query_map(parts.uri.query()),
+        headers,
+        body,
+    };
+    match s.scripts.invoke(app, script, request).await {
+        Ok((_, invocation)) => match invocation.outcome {
+            Ok(r) => {
+                let status = StatusCode::from_u16(r.status).unwrap_or(StatusCode::OK);
+                let mut resp = Response::new(Body::from(r.body));
+                *resp.status_mut() = status;
+                let h = resp.headers_mut();
+                if let Some(ct) = r.content_type.and_then(|c| HeaderValue::from_str(&c).ok()) {
+                    h.insert(header::CONTENT_TYPE, ct);
+                }
+                for (name, value) in r.headers {
+                    if FORBIDDEN_RESPONSE_HEADERS.contains(&name.as_str()) {
+                        continue;
+                    }
+                    if let (Ok(n), Ok(v)) = (
+                        HeaderName::from_bytes(name.as_bytes()),
+                        HeaderValue::from_str(&value),
+                    ) {
+                        h.append(n, v);
+                    }
+                }
+                resp
+            }
+            Err(e) => exec_error_response(&e),
+        },
+        Err(InvokeError::NotFound { app, script }) => ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("no script {script} in app {app}"),
+        )
+        .into_response(),
+        Err(InvokeError::Exec(e)) => exec_error_response(&e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn run_paths_split_into_app_script_and_rest() {
+        assert_eq!(split_path("/run/shop/hello"), Some(("shop", "hello", "")));
+        assert_eq!(
+            split_path("/run/shop/api/users/7"),
+            Some(("shop", "api", "/users/7"))
+        );
+        assert_eq!(split_path("/run/shop/api/"), Some(("shop", "api", "/")));
+        assert_eq!(split_path("/run/shop"), None);
+        assert_eq!(split_path("/run//x"), None);
+        assert_eq!(split_path("/nope/a/b"), None);
+    }
+
+    #[test]
+    fn picloud_tokens_never_reach_scripts() {
+        let auth = header::AUTHORIZATION;
+        assert!(!forwarded(
+            &auth,
+            &HeaderValue::from_static("Bearer pc_0123")
+        ));
+        assert!(forwarded(
+            &auth,
+            &HeaderValue::from_static("Bearer someone-elses")
+        ));
+        assert!(forwarded(&header::ACCEPT, &HeaderValue::from_static("*/*")));
+    }
+
+    #[test]
+    fn queries_become_maps_with_the_last_value_winning() {
+        let q = query_map(Some("a=1&b=two%20words&a=3"));
+        assert_eq!(q.get("a").map(String::as_str), Some("3"));
+        assert_eq!(q.get("b").map(String::as_str), Some("two words"));
+        assert!(query_map(None).is_empty());
+    }
+}

@@ -1,0 +1,446 @@
+//! `/admin/apps/{id_or_slug}/scripts/...` and `/admin/apps/{id_or_slug}/limits`:
+//! deploy (a new immutable version per upload), list, show, roll back, and the
+//! recent invocations with their logs.
+
+use axum::body::Bytes;
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
+use picloud_core::executor::Limits;
+use picloud_core::scripts::ScriptError;
+use picloud_core::{InvocationRecord, Script, ScriptVersion};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+use crate::ApiState;
+use crate::error::{ApiError, ErrorBody};
+use crate::extract::{Caller, Json, Path};
+
+/// A script and its live version.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ScriptDto {
+    /// The script's id.
+    pub id: Uuid,
+    /// Its name (used in `/run/{app}/{name}`).
+    pub name: String,
+    /// The version `/run` executes.
+    pub live_version: u32,
+    /// The newest version.
+    pub latest_version: u32,
+    /// First deployed.
+    pub created_at: DateTime<Utc>,
+    /// Last deploy or rollback.
+    pub updated_at: DateTime<Utc>,
+}
+
+impl From<Script> for ScriptDto {
+    fn from(s: Script) -> Self {
+        Self {
+            id: s.id.into(),
+            name: s.name.to_string(),
+            live_version: s.live_version,
+            latest_version: s.latest_version,
+            created_at: s.created_at,
+            updated_at: s.updated_at,
+        }
+    }
+}
+
+/// One version of a script (without its source).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct VersionDto {
+    /// 1, 2, 3, … in deploy order.
+    pub version: u32,
+    /// Who deployed it.
+    pub created_by: Uuid,
+    /// When.
+    pub created_at: DateTime<Utc>,
+    /// Whether it is the live version.
+    pub live: bool,
+}
+
+/// A script with every version.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ScriptDetailDto {
+    /// The script.
+    #[serde(flatten)]
+    pub script: ScriptDto,
+    /// Its versions, oldest first.
+    pub versions: Vec<VersionDto>,
+}
+
+/// One version with its source.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct VersionSourceDto {
+    /// The version.
+    #[serde(flatten)]
+    pub version: VersionDto,
+    /// The Rhai source.
+    pub source: String,
+}
+
+fn version_dto(v: &ScriptVersion, live: u32) -> VersionDto {
+    VersionDto {
+        version: v.version,
+        created_by: v.created_by.into(),
+        created_at: v.created_at,
+        live: v.version == live,
+    }
+}
+
+/// `POST …/rollback`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RollbackRequest {
+    /// The version to make live again.
+    pub version: u32,
+}
+
+/// One invocation, with what the script printed.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct InvocationDto {
+    /// When it started.
+    pub at: DateTime<Utc>,
+    /// The version that ran.
+    pub version: u32,
+    /// The status it answered with.
+    pub status: u16,
+    /// How long it ran, in microseconds.
+    pub duration_us: u64,
+    /// `print` and `debug` output.
+    pub logs: Vec<String>,
+    /// The error, if it failed.
+    pub error: Option<String>,
+}
+
+impl From<InvocationRecord> for InvocationDto {
+    fn from(r: InvocationRecord) -> Self {
+        Self {
+            at: r.at,
+            version: r.version,
+            status: r.status,
+            duration_us: r.duration_us,
+            logs: r.logs,
+            error: r.error,
+        }
+    }
+}
+
+/// `?limit=` of the invocations list.
+#[derive(Debug, Clone, Deserialize, IntoParams)]
+pub struct InvocationsQuery {
+    /// How many, newest first (1–100, default 20).
+    pub limit: Option<usize>,
+}
+
+/// A compile error: 422 with where it is.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct CompileErrorBody {
+    /// What is wrong.
+    pub error: String,
+    /// 1-based line, when known.
+    pub line: Option<usize>,
+    /// 1-based column, when known.
+    pub column: Option<usize>,
+}
+
+/// An app's limits for each invocation. Omitted fields take their defaults.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct LimitsDto {
+    /// Wall clock per invocation, in milliseconds (default 1000, at most 60000).
+    pub wall_clock_ms: u64,
+    /// Rhai operations per invocation.
+    pub max_operations: u64,
+    /// Nested function calls.
+    pub max_call_depth: usize,
+    /// Expression nesting at the top level (checked at deploy).
+    pub max_expr_depth: usize,
+    /// Expression nesting inside functions (checked at deploy).
+    pub max_function_expr_depth: usize,
+    /// Bytes of one string.
+    pub max_string_bytes: usize,
+    /// Elements of one array.
+    pub max_array_len: usize,
+    /// Properties of one map.
+    pub max_map_len: usize,
+    /// Variables alive at once.
+    pub max_variables: usize,
+    /// Functions one script may define (checked at deploy).
+    pub max_functions: usize,
+    /// Bytes of `print`/`debug` output kept per invocation.
+    pub max_output_bytes: usize,
+}
+
+/// Script errors, mapped: a compile error keeps its line and column.
+pub(crate) fn script_error(e: ScriptError) -> Response {
+    let status = match &e {
+        ScriptError::Forbidden => StatusCode::FORBIDDEN,
+        ScriptError::AppNotFound(_)
+        | ScriptError::ScriptNotFound(_)
+        | ScriptError::VersionNotFound(_) => StatusCode::NOT_FOUND,
+        ScriptError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
+        ScriptError::Compile(c) => {
+            return (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                axum::Json(CompileErrorBody {
+                    error: format!("compile error: {}", c.message),
+                    line: c.line,
+                    column: c.column,
+                }),
+            )
+                .into_response();
+        }
+        _ => return ApiError::internal(e).into_response(),
+    };
+    ApiError::new(status, e.to_string()).into_response()
+}
+
+type ScriptResult<T> = Result<T, Response>;
+
+/// Deploys a script: the body is the Rhai source (`text/plain`). Compiled at
+/// upload; each upload is a new immutable version, live at once.
+#[utoipa::path(
+    put, path = "/api/v1/admin/apps/{id_or_slug}/scripts/{name}", tag = "scripts",
+    params(
+        ("id_or_slug" = String, Path, description = "App id or slug", example = "demo"),
+        ("name" = String, Path, description = "Script name: 1–64 of A-Za-z0-9_-", example = "hello"),
+    ),
+    request_body(content = String, content_type = "text/plain", description = "Rhai source"),
+    responses(
+        (status = 201, description = "Created (version 1)", body = ScriptDto),
+        (status = 200, description = "A new version, now live", body = ScriptDto),
+        (status = 403, description = "Not an editor of the app", body = ErrorBody),
+        (status = 404, description = "No such app", body = ErrorBody),
+        (status = 422, description = "Does not compile (line, column), or a bad name", body = CompileErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn deploy_script(
+    State(s): State<ApiState>,
+    Caller(p): Caller,
+    Path((app, name)): Path<(String, String)>,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> ScriptResult<(StatusCode, Json<ScriptDto>)> {
+    let body = body.map_err(|r| {
+        let status = r.status();
+        let message = if status == StatusCode::PAYLOAD_TOO_LARGE {
+            format!(
+                "script source too large (at most {} bytes)",
+                picloud_core::scripts::MAX_SOURCE_BYTES
+            )
+        } else {
+            r.body_text()
+        };
+        ApiError::new(status, message).into_response()
+    })?;
+    let source = String::from_utf8(body.to_vec()).map_err(|_| {
+        ApiError::new(StatusCode::BAD_REQUEST, "the script source must be UTF-8").into_response()
+    })?;
+    let deployed = s
+        .scripts
+        .deploy(&p, &app, &name, source)
+        .await
+        .map_err(script_error)?;
+    let status = if deployed.created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(deployed.script.into())))
+}
+
+/// The app's scripts, by name (`AppView`).
+#[utoipa::path(
+    get, path = "/api/v1/admin/apps/{id_or_slug}/scripts", tag = "scripts",
+    params(("id_or_slug" = String, Path, description = "App id or slug", example = "demo")),
+    responses(
+        (status = 200, description = "The scripts", body = [ScriptDto]),
+        (status = 403, description = "No role on the app", body = ErrorBody),
+        (status = 404, description = "No such app", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn list_scripts(
+    State(s): State<ApiState>,
+    Caller(p): Caller,
+    Path(app): Path<String>,
+) -> ScriptResult<Json<Vec<ScriptDto>>> {
+    let scripts = s.scripts.list(&p, &app).await.map_err(script_error)?;
+    Ok(Json(scripts.into_iter().map(Into::into).collect()))
+}
+
+/// A script and its versions (`AppView`).
+#[utoipa::path(
+    get, path = "/api/v1/admin/apps/{id_or_slug}/scripts/{name}", tag = "scripts",
+    params(
+        ("id_or_slug" = String, Path, description = "App id or slug", example = "demo"),
+        ("name" = String, Path, description = "Script name", example = "hello"),
+    ),
+    responses(
+        (status = 200, description = "The script", body = ScriptDetailDto),
+        (status = 403, description = "No role on the app", body = ErrorBody),
+        (status = 404, description = "No such app or script", body = ErrorBody),
+        (status = 422, description = "Not a valid script name", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn get_script(
+    State(s): State<ApiState>,
+    Caller(p): Caller,
+    Path((app, name)): Path<(String, String)>,
+) -> ScriptResult<Json<ScriptDetailDto>> {
+    let d = s
+        .scripts
+        .detail(&p, &app, &name)
+        .await
+        .map_err(script_error)?;
+    let live = d.script.live_version;
+    Ok(Json(ScriptDetailDto {
+        versions: d.versions.iter().map(|v| version_dto(v, live)).collect(),
+        script: d.script.into(),
+    }))
+}
+
+/// One version's source (`AppView`).
+#[utoipa::path(
+    get, path = "/api/v1/admin/apps/{id_or_slug}/scripts/{name}/versions/{version}", tag = "scripts",
+    params(
+        ("id_or_slug" = String, Path, description = "App id or slug", example = "demo"),
+        ("name" = String, Path, description = "Script name", example = "hello"),
+        ("version" = u32, Path, description = "Version number", example = 1),
+    ),
+    responses(
+        (status = 200, description = "The version", body = VersionSourceDto),
+        (status = 403, description = "No role on the app", body = ErrorBody),
+        (status = 404, description = "No such app, script or version", body = ErrorBody),
+        (status = 422, description = "Not a valid script name", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn get_version(
+    State(s): State<ApiState>,
+    Caller(p): Caller,
+    Path((app, name, version)): Path<(String, String, u32)>,
+) -> ScriptResult<Json<VersionSourceDto>> {
+    let (script, v) = s
+        .scripts
+        .version(&p, &app, &name, version)
+        .await
+        .map_err(script_error)?;
+    Ok(Json(VersionSourceDto {
+        version: version_dto(&v, script.live_version),
+        source: v.source,
+    }))
+}
+
+/// Makes an older version live again (`AppEdit`). Every version and its logs
+/// stay readable.
+#[utoipa::path(
+    post, path = "/api/v1/admin/apps/{id_or_slug}/scripts/{name}/rollback", tag = "scripts",
+    params(
+        ("id_or_slug" = String, Path, description = "App id or slug", example = "demo"),
+        ("name" = String, Path, description = "Script name", example = "hello"),
+    ),
+    request_body = RollbackRequest,
+    responses(
+        (status = 200, description = "Rolled back", body = ScriptDto),
+        (status = 403, description = "Not an editor of the app", body = ErrorBody),
+        (status = 404, description = "No such app, script or version", body = ErrorBody),
+        (status = 422, description = "A bad name, or the version no longer compiles under the app's limits", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn rollback_script(
+    State(s): State<ApiState>,
+    Caller(p): Caller,
+    Path((app, name)): Path<(String, String)>,
+    Json(req): Json<RollbackRequest>,
+) -> ScriptResult<Json<ScriptDto>> {
+    let script = s
+        .scripts
+        .rollback(&p, &app, &name, req.version)
+        .await
+        .map_err(script_error)?;
+    Ok(Json(script.into()))
+}
+
+/// The newest invocations of a script, with their logs (`AppView`).
+#[utoipa::path(
+    get, path = "/api/v1/admin/apps/{id_or_slug}/scripts/{name}/invocations", tag = "scripts",
+    params(
+        ("id_or_slug" = String, Path, description = "App id or slug", example = "demo"),
+        ("name" = String, Path, description = "Script name", example = "hello"),
+        InvocationsQuery,
+    ),
+    responses(
+        (status = 200, description = "Newest first", body = [InvocationDto]),
+        (status = 403, description = "No role on the app", body = ErrorBody),
+        (status = 404, description = "No such app or script", body = ErrorBody),
+        (status = 422, description = "Not a valid script name", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn list_invocations(
+    State(s): State<ApiState>,
+    Caller(p): Caller,
+    Path((app, name)): Path<(String, String)>,
+    query: Result<Query<InvocationsQuery>, axum::extract::rejection::QueryRejection>,
+) -> ScriptResult<Json<Vec<InvocationDto>>> {
+    let Query(query) = query.map_err(|r| ApiError::from(r).into_response())?;
+    let records = s
+        .scripts
+        .invocations(&p, &app, &name, query.limit.unwrap_or(20))
+        .await
+        .map_err(script_error)?;
+    Ok(Json(records.into_iter().map(Into::into).collect()))
+}
+
+/// The app's limits per invocation (`AppView`).
+#[utoipa::path(
+    get, path = "/api/v1/admin/apps/{id_or_slug}/limits", tag = "scripts",
+    params(("id_or_slug" = String, Path, description = "App id or slug", example = "demo")),
+    responses(
+        (status = 200, description = "The effective limits", body = LimitsDto),
+        (status = 403, description = "No role on the app", body = ErrorBody),
+        (status = 404, description = "No such app", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn get_limits(
+    State(s): State<ApiState>,
+    Caller(p): Caller,
+    Path(app): Path<String>,
+) -> ScriptResult<Json<Limits>> {
+    Ok(Json(
+        s.scripts.limits(&p, &app).await.map_err(script_error)?,
+    ))
+}
+
+/// Overrides the app's limits (`AppAdmin`); omitted fields take the defaults.
+#[utoipa::path(
+    put, path = "/api/v1/admin/apps/{id_or_slug}/limits", tag = "scripts",
+    params(("id_or_slug" = String, Path, description = "App id or slug", example = "demo")),
+    request_body = LimitsDto,
+    responses(
+        (status = 200, description = "The new limits", body = LimitsDto),
+        (status = 403, description = "Not an app admin", body = ErrorBody),
+        (status = 404, description = "No such app", body = ErrorBody),
+        (status = 422, description = "A limit out of range", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn put_limits(
+    State(s): State<ApiState>,
+    Caller(p): Caller,
+    Path(app): Path<String>,
+    Json(limits): Json<Limits>,
+) -> ScriptResult<Json<Limits>> {
+    Ok(Json(
+        s.scripts
+            .set_limits(&p, &app, limits)
+            .await
+            .map_err(script_error)?,
+    ))
+}

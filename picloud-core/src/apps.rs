@@ -1,0 +1,163 @@
+//! The apps service: create, list and show apps, each with the caller's
+//! effective role (`my_role`).
+
+use crate::authz::{self, AuthzDenied, AuthzRepoError, Capability, require};
+use crate::domain::{App, AppRole, InstanceRole, NewApp, Principal, Slug};
+use crate::ports::AppRepoError;
+use crate::stores::Stores;
+
+/// An app as one caller sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppView {
+    /// The app.
+    pub app: App,
+    /// The caller's effective role on it.
+    pub my_role: Option<AppRole>,
+}
+
+/// Every outcome of [`AppService`] other than success.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// The caller may not do this.
+    #[error("forbidden")]
+    Forbidden,
+    /// No app has this id or slug.
+    #[error("app not found: {0}")]
+    NotFound(String),
+    /// The slug is taken.
+    #[error("slug already taken: {0}")]
+    SlugTaken(String),
+    /// The request breaks a rule (shown to the caller as is).
+    #[error("{0}")]
+    Invalid(String),
+    /// The app store failed.
+    #[error("app repository error: {0}")]
+    Apps(AppRepoError),
+    /// The authorization lookup failed.
+    #[error("authorization repo error: {0}")]
+    Authz(#[from] AuthzRepoError),
+}
+
+impl From<AppRepoError> for AppError {
+    fn from(e: AppRepoError) -> Self {
+        match e {
+            AppRepoError::Conflict(slug) => Self::SlugTaken(slug),
+            other => Self::Apps(other),
+        }
+    }
+}
+
+impl From<AuthzDenied> for AppError {
+    fn from(d: AuthzDenied) -> Self {
+        match d {
+            AuthzDenied::Denied => Self::Forbidden,
+            AuthzDenied::Repo(e) => Self::Authz(e),
+        }
+    }
+}
+
+impl AppError {
+    /// True for failures of the machinery rather than of the request.
+    pub fn is_internal(&self) -> bool {
+        matches!(self, Self::Apps(_) | Self::Authz(_))
+    }
+}
+
+/// Creates, lists and shows apps.
+#[derive(Debug, Clone)]
+pub struct AppService {
+    stores: Stores,
+}
+
+impl AppService {
+    /// A service over `stores`.
+    pub fn new(stores: Stores) -> Self {
+        Self { stores }
+    }
+
+    /// Creates an app (`CreateApp`). The slug must be valid and free.
+    pub async fn create(
+        &self,
+        principal: &Principal,
+        slug: &str,
+        name: &str,
+    ) -> Result<AppView, AppError> {
+        require(self.stores.authz.as_ref(), principal, Capability::CreateApp).await?;
+        let slug = Slug::parse(slug).map_err(|e| AppError::Invalid(e.to_string()))?;
+        let name = name.trim();
+        if name.is_empty() || name.chars().count() > 200 {
+            return Err(AppError::Invalid("name must be 1 to 200 characters".into()));
+        }
+        let app = self.stores.apps.create(NewApp::new(slug, name)).await?;
+        let my_role = authz::my_role(principal, app.id, None);
+        Ok(AppView { app, my_role })
+    }
+
+    /// The apps the caller can see, by slug: every app for owners and admins,
+    /// the explicit memberships of a member, only its app for a scoped token.
+    pub async fn list(&self, principal: &Principal) -> Result<Vec<AppView>, AppError> {
+        if !principal.is_active {
+            return Ok(Vec::new());
+        }
+        let apps = if let Some(scope) = principal.scope {
+            let explicit = if principal.instance_role == InstanceRole::Member {
+                self.stores
+                    .authz
+                    .app_role(scope.app_id, principal.user_id)
+                    .await?
+            } else {
+                None
+            };
+            self.stores
+                .apps
+                .get(scope.app_id)
+                .await?
+                .map(|app| (app, explicit))
+                .into_iter()
+                .collect::<Vec<_>>()
+        } else if principal.instance_role == InstanceRole::Member {
+            self.stores
+                .apps
+                .list_for_member(principal.user_id)
+                .await?
+                .into_iter()
+                .map(|(app, role)| (app, Some(role)))
+                .collect()
+        } else {
+            self.stores
+                .apps
+                .list()
+                .await?
+                .into_iter()
+                .map(|a| (a, None))
+                .collect()
+        };
+        Ok(apps
+            .into_iter()
+            .filter_map(|(app, explicit)| {
+                authz::my_role(principal, app.id, explicit).map(|r| AppView {
+                    app,
+                    my_role: Some(r),
+                })
+            })
+            .collect())
+    }
+
+    /// One app (`AppView` on it), by id or slug.
+    pub async fn get(&self, principal: &Principal, ident: &str) -> Result<AppView, AppError> {
+        let app = self
+            .stores
+            .apps
+            .resolve(ident)
+            .await?
+            .ok_or_else(|| AppError::NotFound(ident.to_owned()))?;
+        require(
+            self.stores.authz.as_ref(),
+            principal,
+            Capability::AppView(app.id),
+        )
+        .await?;
+        let my_role = authz::my_role_in(self.stores.authz.as_ref(), principal, app.id).await?;
+        Ok(AppView { app, my_role })
+    }
+}

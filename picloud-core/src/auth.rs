@@ -1,0 +1,504 @@
+//! Authentication (feature `auth`): argon2 passwords, hashed API tokens, and
+//! the [`AuthService`] that turns a bearer token into a [`Principal`].
+//!
+//! Secrets are never stored. Passwords are kept as argon2id PHC strings.
+//! Tokens are 256 random bits shown once at issue; stores keep the SHA-256 of
+//! the token, which is enough for a high-entropy secret and lets a lookup be
+//! one indexed equality match. Every request re-reads the token's user, so a
+//! deactivated user's tokens stop working on the very next request.
+
+use std::sync::{Arc, OnceLock};
+
+use argon2::Argon2;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use chrono::{DateTime, Duration, Utc};
+use sha2::{Digest, Sha256};
+use tokio::sync::Semaphore;
+
+use crate::authz::{AuthzDenied, Capability, require};
+use crate::domain::{
+    AdminUser, ApiToken, AppRole, InstanceRole, NewAdminUser, NewApiToken, Principal, TokenScope,
+};
+use crate::ids::TokenId;
+use crate::ports::{AdminUserRepoError, AppRepoError, AuthzRepoError, TokenRepoError};
+use crate::stores::Stores;
+
+/// The prefix of every token PiCloud issues, so that leaked tokens are easy to
+/// recognise (and to scan for).
+pub const TOKEN_PREFIX: &str = "pc_";
+
+/// How long a token issued by login lives.
+pub const LOGIN_TOKEN_TTL: Duration = Duration::hours(12);
+
+/// The shortest bootstrap token accepted (characters): 32 random characters
+/// from any reasonable alphabet carry well over 128 bits.
+pub const MIN_BOOTSTRAP_TOKEN_LEN: usize = 32;
+
+/// The shortest password accepted.
+pub const MIN_PASSWORD_LEN: usize = 8;
+
+/// The longest password accepted, in characters (argon2 cost grows with it).
+pub const MAX_PASSWORD_LEN: usize = 1024;
+
+/// A failure of the operating system's random source or of argon2.
+#[derive(Debug, thiserror::Error)]
+#[error("crypto failure: {0}")]
+pub struct CryptoError(String);
+
+impl CryptoError {
+    /// Wraps another failure of the hashing machinery.
+    pub(crate) fn from_auth(e: AuthError) -> Self {
+        Self(e.to_string())
+    }
+}
+
+fn random_bytes<const N: usize>() -> Result<[u8; N], CryptoError> {
+    let mut buf = [0u8; N];
+    getrandom::fill(&mut buf).map_err(|e| CryptoError(e.to_string()))?;
+    Ok(buf)
+}
+
+/// A fresh token: `pc_` and 64 hex digits (256 random bits).
+pub fn generate_token() -> Result<String, CryptoError> {
+    Ok(format!(
+        "{TOKEN_PREFIX}{}",
+        hex::encode(random_bytes::<32>()?)
+    ))
+}
+
+/// The stored form of a token: the hex SHA-256 of its text.
+pub fn hash_token(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+/// Hashes a password with argon2id and a random salt, as a PHC string. Slow
+/// on purpose (tens of milliseconds): call it off the async workers.
+pub fn hash_password(password: &str) -> Result<String, CryptoError> {
+    let salt =
+        SaltString::encode_b64(&random_bytes::<16>()?).map_err(|e| CryptoError(e.to_string()))?;
+    Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| CryptoError(e.to_string()))
+}
+
+/// Checks a password against a PHC string. A malformed hash never matches.
+pub fn verify_password(password: &str, phc: &str) -> bool {
+    PasswordHash::new(phc)
+        .map(|h| {
+            Argon2::default()
+                .verify_password(password.as_bytes(), &h)
+                .is_ok()
+        })
+        .unwrap_or(false)
+}
+
+/// A hash to verify against when the user does not exist, so that "no such
+/// user" costs the same time as "wrong password".
+fn dummy_hash() -> &'static str {
+    static HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    HASH.get_or_init(|| hash_password("picloud-timing-equaliser").unwrap_or_default())
+}
+
+/// How many argon2 computations may run at once: each takes ~19 MiB and a
+/// core for tens of milliseconds, so an unbounded number is a memory and CPU
+/// exhaustion attack through the login endpoint.
+fn hashing_permits() -> &'static Arc<Semaphore> {
+    static PERMITS: OnceLock<Arc<Semaphore>> = OnceLock::new();
+    PERMITS.get_or_init(|| {
+        let cpus = std::thread::available_parallelism().map_or(2, usize::from);
+        Arc::new(Semaphore::new(cpus * 2))
+    })
+}
+
+/// How long a password check waits for a hashing slot before giving up.
+const HASHING_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Runs slow crypto (argon2) off the async worker threads, at most
+/// [`hashing_permits`] at once; when they stay busy for [`HASHING_WAIT`], the
+/// caller gets [`AuthError::Busy`].
+pub(crate) async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, AuthError> {
+    let permit = tokio::time::timeout(HASHING_WAIT, Arc::clone(hashing_permits()).acquire_owned())
+        .await
+        .map_err(|_| AuthError::Busy)?
+        .map_err(|_| AuthError::Busy)?;
+    let result = tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        f()
+    })
+    .await
+    .map_err(|e| AuthError::Crypto(CryptoError(e.to_string())))?;
+    Ok(result)
+}
+
+/// Checks a password's length, returning a message for people.
+pub fn validate_password(password: &str) -> Result<(), String> {
+    let n = password.chars().count();
+    if n < MIN_PASSWORD_LEN {
+        Err(format!(
+            "password must be at least {MIN_PASSWORD_LEN} characters"
+        ))
+    } else if n > MAX_PASSWORD_LEN {
+        Err(format!(
+            "password must be at most {MAX_PASSWORD_LEN} characters"
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+/// Every outcome of [`AuthService`] other than success.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    /// No valid credentials: unknown user, wrong password, unknown, expired or
+    /// revoked token, or a deactivated user.
+    #[error("invalid or missing credentials")]
+    Unauthenticated,
+    /// Authenticated, but not allowed.
+    #[error("forbidden")]
+    Forbidden,
+    /// Too many password checks are running; try again shortly.
+    #[error("too many logins in progress; try again shortly")]
+    Busy,
+    /// The scope's app does not exist.
+    #[error("app not found: {0}")]
+    AppNotFound(String),
+    /// The request breaks a rule (shown to the caller as is).
+    #[error("{0}")]
+    Invalid(String),
+    /// Hashing or randomness failed.
+    #[error(transparent)]
+    Crypto(#[from] CryptoError),
+    /// The token store failed.
+    #[error("token repository error: {0}")]
+    Tokens(#[from] TokenRepoError),
+    /// The user store failed.
+    #[error("user repository error: {0}")]
+    Users(#[from] AdminUserRepoError),
+    /// The app store failed.
+    #[error("app repository error: {0}")]
+    Apps(#[from] AppRepoError),
+    /// The authorization lookup failed.
+    #[error("authorization repo error: {0}")]
+    Authz(#[from] AuthzRepoError),
+}
+
+impl From<AuthzDenied> for AuthError {
+    fn from(d: AuthzDenied) -> Self {
+        match d {
+            AuthzDenied::Denied => Self::Forbidden,
+            AuthzDenied::Repo(e) => Self::Authz(e),
+        }
+    }
+}
+
+impl AuthError {
+    /// True for failures of the machinery rather than of the request.
+    pub fn is_internal(&self) -> bool {
+        matches!(
+            self,
+            Self::Crypto(_) | Self::Tokens(_) | Self::Users(_) | Self::Apps(_) | Self::Authz(_)
+        )
+    }
+}
+
+/// A token just issued: the secret (shown once) and its record.
+#[derive(Debug, Clone)]
+pub struct IssuedToken {
+    /// The secret, to hand to the caller once. It is not stored.
+    pub token: String,
+    /// The stored record.
+    pub record: ApiToken,
+}
+
+/// What [`AuthService::bootstrap`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Bootstrap {
+    /// An active owner already exists: nothing was done.
+    OwnerExists,
+    /// The owner `admin` was created with the configured token.
+    CreatedWithConfiguredToken,
+    /// The owner `admin` was created with this generated token, to print once.
+    CreatedWithGeneratedToken(String),
+}
+
+/// Logs people in, issues tokens, and authenticates bearer tokens.
+#[derive(Debug, Clone)]
+pub struct AuthService {
+    stores: Stores,
+}
+
+impl AuthService {
+    /// A service over `stores`.
+    pub fn new(stores: Stores) -> Self {
+        Self { stores }
+    }
+
+    /// Turns a presented bearer token into a principal. Unknown, expired and
+    /// revoked tokens, and tokens of deactivated users, are all
+    /// [`AuthError::Unauthenticated`].
+    pub async fn authenticate(&self, token: &str) -> Result<Principal, AuthError> {
+        let (record, user) = self
+            .stores
+            .tokens
+            .find_by_hash(&hash_token(token))
+            .await?
+            .ok_or(AuthError::Unauthenticated)?;
+        if record.expires_at.is_some_and(|t| t <= Utc::now()) || !user.is_active {
+            return Err(AuthError::Unauthenticated);
+        }
+        Ok(Principal {
+            user_id: user.id,
+            instance_role: user.instance_role,
+            is_active: user.is_active,
+            scope: record.scope,
+        })
+    }
+
+    /// Checks a username and password and issues a login token (12 hours).
+    pub async fn login(
+        &self,
+        username: &str,
+        password: &str,
+    ) -> Result<(IssuedToken, AdminUser), AuthError> {
+        let creds = self.stores.users.credentials(username).await?;
+        let (hash, user) = match creds {
+            Some(c) => (c.password_hash, Some(c.user)),
+            None => (None, None),
+        };
+        let password = password.to_owned();
+        let stored = hash.clone();
+        let matches = blocking(move || {
+            // No user (or no password): verify against a dummy hash anyway, so
+            // both cases cost the same time.
+            let phc = stored.unwrap_or_else(|| dummy_hash().to_owned());
+            verify_password(&password, &phc)
+        })
+        .await?;
+        match user {
+            Some(user) if matches && hash.is_some() && user.is_active => {
+                let issued = self
+                    .store_token(
+                        &user,
+                        "login".into(),
+                        None,
+                        Some(Utc::now() + LOGIN_TOKEN_TTL),
+                    )
+                    .await?;
+                Ok((issued, user))
+            }
+            _ => Err(AuthError::Unauthenticated),
+        }
+    }
+
+    /// Issues a named token for the caller, optionally scoped to one app
+    /// (`app` is an id or slug) with a maximum role (default `app_admin`).
+    /// A scoped principal cannot issue tokens; a scope needs `AppView` on its
+    /// app; `max_role` without `app` is refused.
+    pub async fn issue_token(
+        &self,
+        principal: &Principal,
+        name: &str,
+        app: Option<&str>,
+        max_role: Option<AppRole>,
+    ) -> Result<IssuedToken, AuthError> {
+        if !principal.is_active || principal.scope.is_some() {
+            return Err(AuthError::Forbidden);
+        }
+        let name = name.trim();
+        if name.is_empty() || name.chars().count() > 100 {
+            return Err(AuthError::Invalid(
+                "token name must be 1 to 100 characters".into(),
+            ));
+        }
+        let scope = match (app, max_role) {
+            (None, None) => None,
+            (None, Some(_)) => {
+                return Err(AuthError::Invalid("max_role needs an app".into()));
+            }
+            (Some(ident), max_role) => {
+                let app = self
+                    .stores
+                    .apps
+                    .resolve(ident)
+                    .await?
+                    .ok_or_else(|| AuthError::AppNotFound(ident.to_owned()))?;
+                require(
+                    self.stores.authz.as_ref(),
+                    principal,
+                    Capability::AppView(app.id),
+                )
+                .await?;
+                Some(TokenScope {
+                    app_id: app.id,
+                    max_role: max_role.unwrap_or(AppRole::AppAdmin),
+                })
+            }
+        };
+        let user = self
+            .stores
+            .users
+            .get(principal.user_id)
+            .await?
+            .ok_or(AuthError::Unauthenticated)?;
+        self.store_token(&user, name.to_owned(), scope, None).await
+    }
+
+    /// The caller's own tokens, newest first.
+    pub async fn list_tokens(&self, principal: &Principal) -> Result<Vec<ApiToken>, AuthError> {
+        if !principal.is_active {
+            return Err(AuthError::Unauthenticated);
+        }
+        if principal.scope.is_some() {
+            // A scoped token must not see (or revoke) its user's other tokens.
+            return Err(AuthError::Forbidden);
+        }
+        Ok(self.stores.tokens.list_for_user(principal.user_id).await?)
+    }
+
+    /// Revokes one of the caller's own tokens. Idempotent; another user's
+    /// token is never touched.
+    pub async fn revoke_token(&self, principal: &Principal, id: TokenId) -> Result<(), AuthError> {
+        if !principal.is_active {
+            return Err(AuthError::Unauthenticated);
+        }
+        if principal.scope.is_some() {
+            return Err(AuthError::Forbidden);
+        }
+        Ok(self.stores.tokens.revoke(principal.user_id, id).await?)
+    }
+
+    async fn store_token(
+        &self,
+        user: &AdminUser,
+        name: String,
+        scope: Option<TokenScope>,
+        expires_at: Option<DateTime<Utc>>,
+    ) -> Result<IssuedToken, AuthError> {
+        let token = generate_token()?;
+        self.store_secret(user, name, scope, expires_at, token)
+            .await
+    }
+
+    async fn store_secret(
+        &self,
+        user: &AdminUser,
+        name: String,
+        scope: Option<TokenScope>,
+        expires_at: Option<DateTime<Utc>>,
+        token: String,
+    ) -> Result<IssuedToken, AuthError> {
+        let record = ApiToken {
+            id: TokenId::new(),
+            user_id: user.id,
+            name,
+            scope,
+            created_at: crate::clock::now(),
+            expires_at: expires_at.map(|t| {
+                use chrono::SubsecRound;
+                t.trunc_subsecs(6)
+            }),
+        };
+        let record = self
+            .stores
+            .tokens
+            .create(NewApiToken {
+                token: record,
+                token_hash: hash_token(&token),
+            })
+            .await?;
+        Ok(IssuedToken { token, record })
+    }
+
+    /// Creates the owner `admin` when the store has no active owner. Its token
+    /// is `configured` if given (at least [`MIN_BOOTSTRAP_TOKEN_LEN`]
+    /// characters), else a generated one the caller prints once.
+    ///
+    /// With an active owner present it does nothing: the configured token is
+    /// registered only when the owner is created (it is then stored, hashed,
+    /// and survives restarts on a persistent store until revoked).
+    pub async fn bootstrap(&self, configured: Option<&str>) -> Result<Bootstrap, AuthError> {
+        if let Some(t) = configured
+            && t.len() < MIN_BOOTSTRAP_TOKEN_LEN
+        {
+            return Err(AuthError::Invalid(format!(
+                "PICLOUD_BOOTSTRAP_TOKEN must be at least {MIN_BOOTSTRAP_TOKEN_LEN} characters"
+            )));
+        }
+        if self.stores.users.count_active_owners().await? > 0 {
+            // The token is used only when the owner is created: a revoked
+            // bootstrap token must stay revoked across restarts.
+            return Ok(Bootstrap::OwnerExists);
+        }
+        let owner = match self.stores.users.find_by_username("admin").await? {
+            // An `admin` user exists but is no active owner: make it one.
+            Some(u) => {
+                self.stores
+                    .users
+                    .set_instance_role(u.id, InstanceRole::Owner)
+                    .await?;
+                self.stores.users.set_active(u.id, true).await?
+            }
+            None => {
+                let new = NewAdminUser::new("admin", InstanceRole::Owner);
+                match self.stores.users.create(new).await {
+                    Ok(u) => u,
+                    // Another node starting on the same database won the race.
+                    Err(AdminUserRepoError::Conflict(_)) => return Ok(Bootstrap::OwnerExists),
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        };
+        match configured {
+            Some(t) => {
+                if self
+                    .stores
+                    .tokens
+                    .find_by_hash(&hash_token(t))
+                    .await?
+                    .is_none()
+                {
+                    self.store_secret(&owner, "bootstrap".into(), None, None, t.to_owned())
+                        .await?;
+                }
+                Ok(Bootstrap::CreatedWithConfiguredToken)
+            }
+            None => {
+                let issued = self
+                    .store_token(&owner, "bootstrap".into(), None, None)
+                    .await?;
+                Ok(Bootstrap::CreatedWithGeneratedToken(issued.token))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_are_long_random_and_hashed() {
+        let a = generate_token().unwrap();
+        let b = generate_token().unwrap();
+        assert_ne!(a, b);
+        assert!(a.starts_with(TOKEN_PREFIX));
+        assert_eq!(a.len(), TOKEN_PREFIX.len() + 64);
+        assert_eq!(hash_token(&a), hash_token(&a));
+        assert_ne!(hash_token(&a), a);
+        assert_eq!(hash_token(&a).len(), 64);
+    }
+
+    #[test]
+    fn passwords_hash_and_verify() {
+        let phc = hash_password("correct horse").unwrap();
+        assert!(phc.starts_with("$argon2id$"));
+        assert!(verify_password("correct horse", &phc));
+        assert!(!verify_password("wrong horse", &phc));
+        assert!(!verify_password("correct horse", "not a phc string"));
+        assert!(validate_password("short").is_err());
+        assert!(validate_password("long enough").is_ok());
+    }
+}

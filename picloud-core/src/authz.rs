@@ -1,0 +1,238 @@
+//! Authorization: the capability table as one pure function.
+//!
+//! The store answers one fact, "what explicit role does this user hold on
+//! this app?" ([`AuthzRepo::app_role`]); everything else is decided here,
+//! without I/O, so it can be benchmarked, property-tested against a reference
+//! model, and reused by every transport. Handlers never re-implement a rule:
+//! they call a service, and the service calls [`require`].
+//!
+//! | capability | owner | admin | member |
+//! |---|---|---|---|
+//! | `InstanceManageUsers` | yes | yes | no |
+//! | `InstanceManageRoles` | yes | no | no |
+//! | `CreateApp` | yes | yes | no |
+//! | `AppView(app)` | yes | yes | any explicit app role |
+//! | `AppEdit(app)` | yes | yes | `editor` or `app_admin` |
+//! | `AppAdmin(app)` | yes | **no** | `app_admin` |
+//!
+//! An inactive principal holds nothing. A principal scoped to one app (an
+//! app-scoped token) holds no instance capability, nothing on other apps, and
+//! at most its `max_role` on its app.
+
+use crate::domain::{AppRole, InstanceRole, Principal};
+use crate::ids::AppId;
+pub use crate::ports::authz::{AuthzRepo, AuthzRepoError};
+
+/// Something a principal may be allowed to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Capability {
+    /// Browse the user directory, create or deactivate users.
+    InstanceManageUsers,
+    /// Change a user's instance role.
+    InstanceManageRoles,
+    /// Create a new app.
+    CreateApp,
+    /// See an app and its contents.
+    AppView(AppId),
+    /// Change an app's scripts, schedules, domains and environment.
+    AppEdit(AppId),
+    /// Manage an app's members and settings, or delete it.
+    AppAdmin(AppId),
+}
+
+impl Capability {
+    /// The app this capability is about, if it is app-scoped.
+    pub const fn app(self) -> Option<AppId> {
+        match self {
+            Self::AppView(app) | Self::AppEdit(app) | Self::AppAdmin(app) => Some(app),
+            Self::InstanceManageUsers | Self::InstanceManageRoles | Self::CreateApp => None,
+        }
+    }
+
+    /// The lowest app role that grants this capability, if it is app-scoped.
+    pub const fn required_app_role(self) -> Option<AppRole> {
+        match self {
+            Self::AppView(_) => Some(AppRole::Viewer),
+            Self::AppEdit(_) => Some(AppRole::Editor),
+            Self::AppAdmin(_) => Some(AppRole::AppAdmin),
+            Self::InstanceManageUsers | Self::InstanceManageRoles | Self::CreateApp => None,
+        }
+    }
+}
+
+/// The caller's effective role on `app`, given the explicit role the store
+/// holds for them there (`explicit`, ignored for owners and admins).
+///
+/// An owner acts as `app_admin`, an admin as `editor`, a member as their
+/// explicit role. Inactive principals have no role; a scoped principal has none
+/// outside its app and at most its `max_role` inside it.
+pub fn my_role(principal: &Principal, app: AppId, explicit: Option<AppRole>) -> Option<AppRole> {
+    if !principal.is_active {
+        return None;
+    }
+    let base = match principal.instance_role {
+        InstanceRole::Owner => Some(AppRole::AppAdmin),
+        InstanceRole::Admin => Some(AppRole::Editor),
+        InstanceRole::Member => explicit,
+    };
+    match principal.scope {
+        None => base,
+        Some(scope) if scope.app_id == app => base.map(|r| r.min(scope.max_role)),
+        Some(_) => None,
+    }
+}
+
+/// The pure decision: may `principal` exercise `capability`, given the
+/// explicit role they hold on the capability's app (if any)?
+#[inline]
+pub fn decide(principal: &Principal, explicit: Option<AppRole>, capability: Capability) -> bool {
+    if !principal.is_active {
+        return false;
+    }
+    let role = principal.instance_role;
+    match capability {
+        Capability::InstanceManageUsers | Capability::CreateApp => {
+            principal.scope.is_none() && matches!(role, InstanceRole::Owner | InstanceRole::Admin)
+        }
+        Capability::InstanceManageRoles => principal.scope.is_none() && role == InstanceRole::Owner,
+        Capability::AppView(app) | Capability::AppEdit(app) | Capability::AppAdmin(app) => {
+            match (
+                my_role(principal, app, explicit),
+                capability.required_app_role(),
+            ) {
+                (Some(have), Some(need)) => have >= need,
+                _ => false,
+            }
+        }
+    }
+}
+
+/// Whether deciding `capability` for `principal` depends on their explicit
+/// app role, and so needs a store lookup. Owners, admins, inactive principals,
+/// instance capabilities and apps outside a token's scope never do.
+pub fn needs_explicit_role(principal: &Principal, capability: Capability) -> Option<AppId> {
+    let app = capability.app()?;
+    let in_scope = principal.scope.is_none_or(|s| s.app_id == app);
+    (principal.is_active && principal.instance_role == InstanceRole::Member && in_scope)
+        .then_some(app)
+}
+
+/// Why [`require`] refused.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthzDenied {
+    /// The principal does not hold the capability.
+    #[error("forbidden")]
+    Denied,
+    /// The store could not answer.
+    #[error("authorization lookup failed: {0}")]
+    Repo(#[from] AuthzRepoError),
+}
+
+/// Checks that `principal` holds `capability`, asking `repo` for the explicit
+/// app role only when the decision depends on it.
+pub async fn require(
+    repo: &dyn AuthzRepo,
+    principal: &Principal,
+    capability: Capability,
+) -> Result<(), AuthzDenied> {
+    let explicit = match needs_explicit_role(principal, capability) {
+        Some(app) => repo.app_role(app, principal.user_id).await?,
+        None => None,
+    };
+    if decide(principal, explicit, capability) {
+        Ok(())
+    } else {
+        Err(AuthzDenied::Denied)
+    }
+}
+
+/// The caller's effective role on `app`, looking up the explicit role only if
+/// it matters (see [`my_role`]).
+pub async fn my_role_in(
+    repo: &dyn AuthzRepo,
+    principal: &Principal,
+    app: AppId,
+) -> Result<Option<AppRole>, AuthzRepoError> {
+    let explicit = match needs_explicit_role(principal, Capability::AppView(app)) {
+        Some(app) => repo.app_role(app, principal.user_id).await?,
+        None => None,
+    };
+    Ok(my_role(principal, app, explicit))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::TokenScope;
+    use crate::ids::AdminUserId;
+
+    fn principal(role: InstanceRole) -> Principal {
+        Principal {
+            user_id: AdminUserId::new(),
+            instance_role: role,
+            is_active: true,
+            scope: None,
+        }
+    }
+
+    #[test]
+    fn the_table_from_design_md() {
+        let app = AppId::new();
+        let owner = principal(InstanceRole::Owner);
+        let admin = principal(InstanceRole::Admin);
+        let member = principal(InstanceRole::Member);
+        use Capability::*;
+        for cap in [InstanceManageUsers, CreateApp] {
+            assert!(decide(&owner, None, cap));
+            assert!(decide(&admin, None, cap));
+            assert!(!decide(&member, Some(AppRole::AppAdmin), cap));
+        }
+        assert!(decide(&owner, None, InstanceManageRoles));
+        assert!(!decide(&admin, None, InstanceManageRoles));
+        assert!(decide(&admin, None, AppEdit(app)));
+        assert!(!decide(&admin, None, AppAdmin(app)));
+        assert!(decide(&owner, None, AppAdmin(app)));
+        assert!(!decide(&member, None, AppView(app)));
+        assert!(decide(&member, Some(AppRole::Viewer), AppView(app)));
+        assert!(!decide(&member, Some(AppRole::Viewer), AppEdit(app)));
+        assert!(decide(&member, Some(AppRole::Editor), AppEdit(app)));
+        assert!(!decide(&member, Some(AppRole::Editor), AppAdmin(app)));
+        assert!(decide(&member, Some(AppRole::AppAdmin), AppAdmin(app)));
+    }
+
+    #[test]
+    fn scoped_tokens_never_grant_more_than_their_scope() {
+        let app = AppId::new();
+        let other = AppId::new();
+        let owner = principal(InstanceRole::Owner).scoped(TokenScope {
+            app_id: app,
+            max_role: AppRole::Viewer,
+        });
+        assert!(decide(&owner, None, Capability::AppView(app)));
+        assert!(!decide(&owner, None, Capability::AppEdit(app)));
+        assert!(!decide(&owner, None, Capability::AppView(other)));
+        assert!(!decide(&owner, None, Capability::CreateApp));
+        assert_eq!(my_role(&owner, app, None), Some(AppRole::Viewer));
+        assert_eq!(my_role(&owner, other, None), None);
+        assert_eq!(needs_explicit_role(&owner, Capability::AppView(app)), None);
+    }
+
+    #[test]
+    fn my_role_follows_the_instance_role() {
+        let app = AppId::new();
+        let e = Some(AppRole::Viewer);
+        assert_eq!(
+            my_role(&principal(InstanceRole::Owner), app, e),
+            Some(AppRole::AppAdmin)
+        );
+        assert_eq!(
+            my_role(&principal(InstanceRole::Admin), app, e),
+            Some(AppRole::Editor)
+        );
+        assert_eq!(my_role(&principal(InstanceRole::Member), app, e), e);
+        assert_eq!(my_role(&principal(InstanceRole::Member), app, None), None);
+        let mut inactive = principal(InstanceRole::Owner);
+        inactive.is_active = false;
+        assert_eq!(my_role(&inactive, app, e), None);
+    }
+}

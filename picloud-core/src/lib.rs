@@ -1,0 +1,49 @@
+//! # picloud-core
+//!
+//! The heart of PiCloud: the domain types, the authorization rules, the ports
+//! (repository traits) that stores implement, and the services that apply the
+//! rules. It knows nothing of databases or HTTP, so that an embedder can bring
+//! their own transport and a store author can bring their own database.
+//!
+//! - [`domain`]: ids, roles, users, apps and memberships.
+//! - [`authz`]: the capability table as one pure function, plus [`authz::require`].
+//! - [`ports`]: the repository traits and their error enums.
+//! - [`members`]: the membership service (grant, change role, remove, list).
+//! - [`apps`]: the apps service (create, list, show, with `my_role`).
+//! - `auth` and `users` (feature `auth`): argon2 passwords, hashed tokens,
+//!   login and bearer authentication, and the user directory service.
+//! - `executor` (feature `executor`): compile Rhai scripts once and run them
+//!   sandboxed, with limits, on a bounded and fair worker pool.
+//! - `testkit` (feature `testkit`): the public conformance suite, proptest
+//!   strategies and the reference model of the capability table.
+#![forbid(unsafe_code)]
+
+pub mod apps;
+#[cfg(feature = "auth")]
+pub mod auth;
+pub mod authz;
+pub mod clock;
+pub mod domain;
+#[cfg(feature = "executor")]
+pub mod executor;
+pub mod ids;
+pub mod members;
+pub mod ports;
+#[cfg(feature = "executor")]
+pub mod scripts;
+pub mod stores;
+#[cfg(feature = "testkit")]
+pub mod testkit;
+#[cfg(feature = "auth")]
+pub mod users;
+
+pub use apps::{AppError, AppService, AppView};
+pub use authz::{AuthzDenied, Capability, decide, my_role, require};
+pub use domain::{
+    AdminUser, ApiToken, App, AppMembership, AppMembershipDetail, AppRole, Deployed, InstanceRole,
+    InvocationRecord, NewAdminUser, NewApp, Principal, Script, ScriptName, ScriptVersion, Slug,
+    SlugError, TokenScope,
+};
+pub use ids::{AdminUserId, AppId, TokenId};
+pub use members::{MembershipError, MembershipService};
+pub use stores::Stores;

@@ -1,0 +1,30 @@
+//! Ports: the repository traits a store implements.
+//!
+//! Every trait is `#[async_trait]`, `Send + Sync`, and usable as
+//! `Arc<dyn Trait>`. Each has its own error enum with meaningful variants
+//! (`NotFound`, `Conflict`) plus `Backend` for everything else, so that one
+//! conformance suite can assert on errors across every store. With the `mock`
+//! feature, each trait also gets a `mockall` mock (`MockAppRepository`, ...).
+//!
+//! To add a port, copy the shape of [`apps`]: the trait, its error enum with a
+//! `Backend(BoxError)` variant, the `automock` attribute, then add a view to
+//! [`crate::Stores`] and cases to the conformance suite.
+
+pub mod apps;
+pub mod authz;
+pub mod invocations;
+pub mod members;
+pub mod scripts;
+pub mod tokens;
+pub mod users;
+
+pub use apps::{AppRepoError, AppRepository};
+pub use authz::{AuthzRepo, AuthzRepoError};
+pub use invocations::{INVOCATIONS_KEPT, InvocationLog, InvocationLogError};
+pub use members::{AppMembersRepoError, AppMembersRepository};
+pub use scripts::{ScriptRepoError, ScriptRepository};
+pub use tokens::{TokenRepoError, TokenRepository};
+pub use users::{AdminUserRepoError, AdminUserRepository};
+
+/// A backend's own error (a database driver error, say), boxed.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;

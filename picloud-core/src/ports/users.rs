@@ -1,0 +1,72 @@
+//! The users port.
+
+use async_trait::async_trait;
+
+use super::BoxError;
+use crate::domain::{AdminUser, InstanceRole, NewAdminUser, UserCredentials};
+use crate::ids::AdminUserId;
+
+/// Errors of [`AdminUserRepository`].
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AdminUserRepoError {
+    /// No such user.
+    #[error("user not found")]
+    NotFound,
+    /// The username (or id) is already taken.
+    #[error("username already taken: {0}")]
+    Conflict(String),
+    /// The backend failed.
+    #[error("user store backend error: {0}")]
+    Backend(#[source] BoxError),
+}
+
+/// Stores users and their password hashes.
+#[cfg_attr(feature = "mock", mockall::automock)]
+#[async_trait]
+pub trait AdminUserRepository: Send + Sync {
+    /// Stores a new user. [`AdminUserRepoError::Conflict`] if the username is taken.
+    async fn create(&self, user: NewAdminUser) -> Result<AdminUser, AdminUserRepoError>;
+
+    /// The user with this id, if any.
+    async fn get(&self, id: AdminUserId) -> Result<Option<AdminUser>, AdminUserRepoError>;
+
+    /// The user with this username (exact match), if any.
+    async fn find_by_username(
+        &self,
+        username: &str,
+    ) -> Result<Option<AdminUser>, AdminUserRepoError>;
+
+    /// The user with this username and their password hash, for login.
+    async fn credentials(
+        &self,
+        username: &str,
+    ) -> Result<Option<UserCredentials>, AdminUserRepoError>;
+
+    /// Every user, inactive ones included, ordered by username (byte order).
+    async fn list(&self) -> Result<Vec<AdminUser>, AdminUserRepoError>;
+
+    /// Activates or deactivates a user. [`AdminUserRepoError::NotFound`] if absent.
+    async fn set_active(
+        &self,
+        id: AdminUserId,
+        is_active: bool,
+    ) -> Result<AdminUser, AdminUserRepoError>;
+
+    /// Changes a user's instance role. [`AdminUserRepoError::NotFound`] if absent.
+    async fn set_instance_role(
+        &self,
+        id: AdminUserId,
+        role: InstanceRole,
+    ) -> Result<AdminUser, AdminUserRepoError>;
+
+    /// Replaces a user's password hash. [`AdminUserRepoError::NotFound`] if absent.
+    async fn set_password_hash(
+        &self,
+        id: AdminUserId,
+        password_hash: Option<String>,
+    ) -> Result<(), AdminUserRepoError>;
+
+    /// How many active owners exist (bootstrap creates one when there is none).
+    async fn count_active_owners(&self) -> Result<u64, AdminUserRepoError>;
+}

@@ -1,0 +1,704 @@
+//! The scripts service (feature `executor`): deploy, list, roll back, show
+//! invocations, set an app's limits, and invoke.
+//!
+//! **Hot path.** `invoke` reads nothing from the store and compiles nothing:
+//! each live version is compiled once (at deploy, at rollback, or when the
+//! node warms up) and kept in the [`ScriptCache`], keyed by app slug and
+//! script name, with the app's effective [`Limits`]. The invocation record is
+//! handed to the [`InvocationWriter`], a background task that writes batches,
+//! so the request never waits on the invocation log.
+//!
+//! **Cluster mode** (not built yet): a deploy on one node must reach the
+//! others. The hook is [`ScriptService::refresh`]: a node that hears of a
+//! deploy (PostgreSQL `LISTEN script_deployed`, payload `app_id/name`) calls
+//! it to recompile that script's live version into its own cache.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, PoisonError, RwLock};
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+
+use crate::authz::{AuthzDenied, AuthzRepoError, Capability, require};
+use crate::domain::{
+    App, Deployed, InvocationRecord, Principal, Script, ScriptName, ScriptVersion,
+};
+use crate::executor::{
+    CompileError, CompiledScript, ExecError, Executor, Invocation, Limits, ScriptRequest, compile,
+};
+use crate::ids::{AppId, ScriptId};
+use crate::ports::{AppRepoError, InvocationLogError, ScriptRepoError};
+use crate::stores::Stores;
+
+/// The largest script source accepted, in bytes.
+pub const MAX_SOURCE_BYTES: usize = 2 * 1024 * 1024;
+
+/// Every outcome of [`ScriptService`]'s admin calls other than success.
+#[derive(Debug, thiserror::Error)]
+pub enum ScriptError {
+    /// The caller may not do this.
+    #[error("forbidden")]
+    Forbidden,
+    /// No app has this id or slug.
+    #[error("app not found: {0}")]
+    AppNotFound(String),
+    /// The app has no script of this name.
+    #[error("script not found: {0}")]
+    ScriptNotFound(String),
+    /// The script has no such version.
+    #[error("version {0} not found")]
+    VersionNotFound(u32),
+    /// The request breaks a rule (a bad name, a source too large, bad limits).
+    #[error("{0}")]
+    Invalid(String),
+    /// The source does not compile; nothing was stored.
+    #[error("{0}")]
+    Compile(CompileError),
+    /// The script store failed.
+    #[error("script repository error: {0}")]
+    Scripts(ScriptRepoError),
+    /// The app store failed.
+    #[error("app repository error: {0}")]
+    Apps(#[from] AppRepoError),
+    /// The authorization lookup failed.
+    #[error("authorization repo error: {0}")]
+    Authz(#[from] AuthzRepoError),
+    /// The invocation log failed.
+    #[error("invocation log error: {0}")]
+    Invocations(#[from] InvocationLogError),
+}
+
+impl From<ScriptRepoError> for ScriptError {
+    fn from(e: ScriptRepoError) -> Self {
+        Self::Scripts(e)
+    }
+}
+
+impl From<AuthzDenied> for ScriptError {
+    fn from(d: AuthzDenied) -> Self {
+        match d {
+            AuthzDenied::Denied => Self::Forbidden,
+            AuthzDenied::Repo(e) => Self::Authz(e),
+        }
+    }
+}
+
+impl ScriptError {
+    /// True for failures of the machinery rather than of the request.
+    pub fn is_internal(&self) -> bool {
+        matches!(
+            self,
+            Self::Scripts(_) | Self::Apps(_) | Self::Authz(_) | Self::Invocations(_)
+        )
+    }
+}
+
+/// Why an invocation produced no script response.
+#[derive(Debug, thiserror::Error)]
+pub enum InvokeError {
+    /// No such app, or no such script in it.
+    #[error("no script {script} in app {app}")]
+    NotFound {
+        /// The app slug asked for.
+        app: String,
+        /// The script name asked for.
+        script: String,
+    },
+    /// The executor refused or failed before running the script.
+    #[error(transparent)]
+    Exec(ExecError),
+}
+
+/// A live script as the hot path needs it.
+#[derive(Debug, Clone)]
+pub struct LiveScript {
+    /// The app.
+    pub app_id: AppId,
+    /// The script.
+    pub script_id: ScriptId,
+    /// The live version.
+    pub version: u32,
+    /// Its compiled AST.
+    pub compiled: CompiledScript,
+    /// The app's effective limits.
+    pub limits: Limits,
+}
+
+/// The compiled live version of every script, by app slug then name.
+#[derive(Debug, Default)]
+pub struct ScriptCache {
+    by_slug: RwLock<HashMap<String, HashMap<String, Arc<LiveScript>>>>,
+}
+
+impl ScriptCache {
+    /// The live script `name` of the app `slug`.
+    pub fn get(&self, slug: &str, name: &str) -> Option<Arc<LiveScript>> {
+        let map = self.by_slug.read().unwrap_or_else(PoisonError::into_inner);
+        map.get(slug)?.get(name).cloned()
+    }
+
+    /// Caches `compiled` as the live `version` of script `script` (named
+    /// `name`) of `app`, under the app's `limits`.
+    fn put(
+        &self,
+        app: &App,
+        name: &str,
+        script: ScriptId,
+        version: u32,
+        compiled: CompiledScript,
+        limits: Limits,
+    ) {
+        let live = LiveScript {
+            app_id: app.id,
+            script_id: script,
+            version,
+            compiled,
+            limits,
+        };
+        let mut map = self.by_slug.write().unwrap_or_else(PoisonError::into_inner);
+        map.entry(app.slug.to_string())
+            .or_default()
+            .insert(name.to_owned(), Arc::new(live));
+    }
+
+    fn set_limits(&self, slug: &str, limits: Limits) {
+        let mut map = self.by_slug.write().unwrap_or_else(PoisonError::into_inner);
+        if let Some(scripts) = map.get_mut(slug) {
+            for live in scripts.values_mut() {
+                let mut updated = (**live).clone();
+                updated.limits = limits;
+                *live = Arc::new(updated);
+            }
+        }
+    }
+
+    /// How many scripts are cached.
+    pub fn len(&self) -> usize {
+        let map = self.by_slug.read().unwrap_or_else(PoisonError::into_inner);
+        map.values().map(HashMap::len).sum()
+    }
+
+    /// True when nothing is cached.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Writes invocation records in the background, in batches. The hot path
+/// only enqueues (`try_send`); when the queue is full the record is dropped
+/// and counted, never waited for.
+#[derive(Debug, Clone)]
+pub struct InvocationWriter {
+    tx: mpsc::Sender<InvocationRecord>,
+    dropped: Arc<AtomicU64>,
+}
+
+impl InvocationWriter {
+    /// The most records queued at once.
+    pub const QUEUE: usize = 16 * 1024;
+    /// The most records per batch.
+    pub const BATCH: usize = 512;
+
+    /// Starts the writer task on the current tokio runtime.
+    pub fn start(stores: &Stores) -> Self {
+        let (tx, mut rx) = mpsc::channel::<InvocationRecord>(Self::QUEUE);
+        let log = Arc::clone(&stores.invocations);
+        tokio::spawn(async move {
+            let mut batch = Vec::with_capacity(Self::BATCH);
+            // Sleeps in `recv_many` while idle: no polling.
+            while rx.recv_many(&mut batch, Self::BATCH).await > 0 {
+                if let Err(e) = log.append(std::mem::take(&mut batch)).await {
+                    tracing_warn(&e);
+                }
+            }
+        });
+        Self {
+            tx,
+            dropped: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    /// Queues a record; drops it if the queue is full.
+    pub fn record(&self, record: InvocationRecord) {
+        if self.tx.try_send(record).is_err() {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// How many records were dropped because the queue was full.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+
+    /// Waits until every record queued so far has been handed to the store
+    /// (for tests and graceful shutdown).
+    pub async fn flush(&self) {
+        // The queue is FIFO: once the capacity is back to full, everything
+        // before has been taken by the writer; give it a moment to append.
+        for _ in 0..200 {
+            if self.tx.capacity() == Self::QUEUE {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn tracing_warn(e: &InvocationLogError) {
+    // Core has no logging dependency; the error goes to stderr once per batch.
+    eprintln!("picloud: failed to write invocation records: {e}");
+}
+
+/// The app's effective limits: its override, or the defaults.
+fn parse_limits(text: Option<&str>) -> Limits {
+    text.and_then(|t| serde_json::from_str::<Limits>(t).ok())
+        .unwrap_or_default()
+}
+
+/// Deploys, rolls back and invokes scripts.
+#[derive(Clone)]
+pub struct ScriptService {
+    stores: Stores,
+    executor: Arc<dyn Executor>,
+    cache: Arc<ScriptCache>,
+    writer: InvocationWriter,
+    /// Serialises this node's deploys, rollbacks and limit changes, so that
+    /// the store write and the cache update of one never interleave with
+    /// another's (which could leave an older version cached as live).
+    admin: Arc<tokio::sync::Mutex<()>>,
+}
+
+/// Compiles on the blocking pool: a source may be up to
+/// [`MAX_SOURCE_BYTES`], and parsing it must not stall an async worker.
+async fn compile_off_thread(
+    source: String,
+    limits: Limits,
+) -> (String, Result<CompiledScript, CompileError>) {
+    let joined = tokio::task::spawn_blocking(move || {
+        let compiled = compile(&source, &limits);
+        (source, compiled)
+    })
+    .await;
+    match joined {
+        Ok(done) => done,
+        Err(e) => (
+            String::new(),
+            Err(CompileError {
+                message: format!("the compiler failed: {e}"),
+                line: None,
+                column: None,
+                limit: None,
+            }),
+        ),
+    }
+}
+
+impl std::fmt::Debug for ScriptService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ScriptService")
+            .field("cached", &self.cache.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A script with its versions, for the admin API.
+#[derive(Debug, Clone)]
+pub struct ScriptDetail {
+    /// The script.
+    pub script: Script,
+    /// Every version, oldest first.
+    pub versions: Vec<ScriptVersion>,
+}
+
+impl ScriptService {
+    /// A service over `stores`, running scripts on `executor`. Starts the
+    /// invocation writer: call it inside a tokio runtime. The cache starts
+    /// empty: call [`ScriptService::warm`] before serving.
+    pub fn new(stores: Stores, executor: Arc<dyn Executor>) -> Self {
+        let writer = InvocationWriter::start(&stores);
+        Self {
+            stores,
+            executor,
+            cache: Arc::new(ScriptCache::default()),
+            writer,
+            admin: Arc::new(tokio::sync::Mutex::new(())),
+        }
+    }
+
+    /// The cache of live scripts.
+    pub fn cache(&self) -> &ScriptCache {
+        &self.cache
+    }
+
+    /// The invocation writer.
+    pub fn writer(&self) -> &InvocationWriter {
+        &self.writer
+    }
+
+    /// Compiles every script's live version into the cache. Scripts that no
+    /// longer compile (limits tightened since) are skipped and returned.
+    pub async fn warm(&self) -> Result<Vec<(AppId, String, CompileError)>, ScriptError> {
+        let apps: HashMap<AppId, App> = self
+            .stores
+            .apps
+            .list()
+            .await?
+            .into_iter()
+            .map(|a| (a.id, a))
+            .collect();
+        let mut limits: HashMap<AppId, Limits> = HashMap::new();
+        let mut failed = Vec::new();
+        for (script, version) in self.stores.scripts.all_live().await? {
+            let Some(app) = apps.get(&script.app_id) else {
+                continue;
+            };
+            let app_limits = match limits.get(&app.id) {
+                Some(l) => *l,
+                None => {
+                    let l = parse_limits(self.stores.scripts.app_limits(app.id).await?.as_deref());
+                    limits.insert(app.id, l);
+                    l
+                }
+            };
+            match compile(&version.source, &app_limits) {
+                Ok(compiled) => self.cache.put(
+                    app,
+                    script.name.as_str(),
+                    script.id,
+                    version.version,
+                    compiled,
+                    app_limits,
+                ),
+                Err(e) => failed.push((app.id, script.name.to_string(), e)),
+            }
+        }
+        Ok(failed)
+    }
+
+    /// Recompiles one script's live version into the cache (after another
+    /// node deployed or rolled it back).
+    pub async fn refresh(&self, app: &App, name: &ScriptName) -> Result<(), ScriptError> {
+        let Some(script) = self.stores.scripts.get(app.id, name).await? else {
+            return Ok(());
+        };
+        let Some(version) = self
+            .stores
+            .scripts
+            .version(app.id, name, script.live_version)
+            .await?
+        else {
+            return Ok(());
+        };
+        let limits = self.app_limits(app.id).await?;
+        let compiled = compile(&version.source, &limits).map_err(ScriptError::Compile)?;
+        self.cache.put(
+            app,
+            name.as_str(),
+            script.id,
+            version.version,
+            compiled,
+            limits,
+        );
+        Ok(())
+    }
+
+    async fn app_limits(&self, app: AppId) -> Result<Limits, ScriptError> {
+        Ok(parse_limits(
+            self.stores.scripts.app_limits(app).await?.as_deref(),
+        ))
+    }
+
+    async fn authorized_app(
+        &self,
+        principal: &Principal,
+        ident: &str,
+        capability: fn(AppId) -> Capability,
+    ) -> Result<App, ScriptError> {
+        let app = self
+            .stores
+            .apps
+            .resolve(ident)
+            .await?
+            .ok_or_else(|| ScriptError::AppNotFound(ident.to_owned()))?;
+        require(self.stores.authz.as_ref(), principal, capability(app.id)).await?;
+        Ok(app)
+    }
+
+    /// Resolves the app, requires `capability` on it, and finds the script.
+    async fn authorized_script(
+        &self,
+        principal: &Principal,
+        app: &str,
+        name: &str,
+        capability: fn(AppId) -> Capability,
+    ) -> Result<(App, Script), ScriptError> {
+        let app = self.authorized_app(principal, app, capability).await?;
+        let name = Self::name(name)?;
+        let script = self
+            .stores
+            .scripts
+            .get(app.id, &name)
+            .await?
+            .ok_or_else(|| ScriptError::ScriptNotFound(name.to_string()))?;
+        Ok((app, script))
+    }
+
+    fn name(name: &str) -> Result<ScriptName, ScriptError> {
+        ScriptName::parse(name).map_err(|e| ScriptError::Invalid(e.to_string()))
+    }
+
+    /// Deploys `source` as the new live version of `name` (`AppEdit`). The
+    /// source is compiled first: a compile error stores nothing.
+    pub async fn deploy(
+        &self,
+        principal: &Principal,
+        app: &str,
+        name: &str,
+        source: String,
+    ) -> Result<Deployed, ScriptError> {
+        let app = self
+            .authorized_app(principal, app, Capability::AppEdit)
+            .await?;
+        let name = Self::name(name)?;
+        if source.len() > MAX_SOURCE_BYTES {
+            return Err(ScriptError::Invalid(format!(
+                "script source must be at most {MAX_SOURCE_BYTES} bytes"
+            )));
+        }
+        let _serial = self.admin.lock().await;
+        let limits = self.app_limits(app.id).await?;
+        let (source, compiled) = compile_off_thread(source, limits).await;
+        let compiled = compiled.map_err(ScriptError::Compile)?;
+        let deployed = self
+            .stores
+            .scripts
+            .deploy(app.id, &name, source, principal.user_id)
+            .await
+            .map_err(|e| match e {
+                ScriptRepoError::NotFound => ScriptError::AppNotFound(app.slug.to_string()),
+                other => other.into(),
+            })?;
+        self.cache.put(
+            &app,
+            name.as_str(),
+            deployed.script.id,
+            deployed.version.version,
+            compiled,
+            limits,
+        );
+        Ok(deployed)
+    }
+
+    /// The app's scripts (`AppView`).
+    pub async fn list(&self, principal: &Principal, app: &str) -> Result<Vec<Script>, ScriptError> {
+        let app = self
+            .authorized_app(principal, app, Capability::AppView)
+            .await?;
+        Ok(self.stores.scripts.list(app.id).await?)
+    }
+
+    /// A script and its versions (`AppView`).
+    pub async fn detail(
+        &self,
+        principal: &Principal,
+        app: &str,
+        name: &str,
+    ) -> Result<ScriptDetail, ScriptError> {
+        let (app, script) = self
+            .authorized_script(principal, app, name, Capability::AppView)
+            .await?;
+        let versions = self.stores.scripts.versions(app.id, &script.name).await?;
+        Ok(ScriptDetail { script, versions })
+    }
+
+    /// One version's source, with its script (`AppView`).
+    pub async fn version(
+        &self,
+        principal: &Principal,
+        app: &str,
+        name: &str,
+        version: u32,
+    ) -> Result<(Script, ScriptVersion), ScriptError> {
+        let (app, script) = self
+            .authorized_script(principal, app, name, Capability::AppView)
+            .await?;
+        let found = self
+            .stores
+            .scripts
+            .version(app.id, &script.name, version)
+            .await?
+            .ok_or(ScriptError::VersionNotFound(version))?;
+        Ok((script, found))
+    }
+
+    /// Makes an older (or newer) version live again (`AppEdit`). It is
+    /// recompiled under the app's current limits first.
+    pub async fn rollback(
+        &self,
+        principal: &Principal,
+        app: &str,
+        name: &str,
+        version: u32,
+    ) -> Result<Script, ScriptError> {
+        let _serial = self.admin.lock().await;
+        let (app, script) = self
+            .authorized_script(principal, app, name, Capability::AppEdit)
+            .await?;
+        let name = script.name;
+        let old = self
+            .stores
+            .scripts
+            .version(app.id, &name, version)
+            .await?
+            .ok_or(ScriptError::VersionNotFound(version))?;
+        let limits = self.app_limits(app.id).await?;
+        let (_, compiled) = compile_off_thread(old.source, limits).await;
+        let compiled = compiled.map_err(ScriptError::Compile)?;
+        let script = self
+            .stores
+            .scripts
+            .set_live(app.id, &name, version)
+            .await
+            .map_err(|e| match e {
+                ScriptRepoError::NotFound => ScriptError::VersionNotFound(version),
+                other => other.into(),
+            })?;
+        self.cache
+            .put(&app, name.as_str(), script.id, version, compiled, limits);
+        Ok(script)
+    }
+
+    /// The newest invocations of a script, with their logs (`AppView`).
+    pub async fn invocations(
+        &self,
+        principal: &Principal,
+        app: &str,
+        name: &str,
+        limit: usize,
+    ) -> Result<Vec<InvocationRecord>, ScriptError> {
+        let (_, script) = self
+            .authorized_script(principal, app, name, Capability::AppView)
+            .await?;
+        Ok(self
+            .stores
+            .invocations
+            .recent(script.id, limit.clamp(1, crate::ports::INVOCATIONS_KEPT))
+            .await?)
+    }
+
+    /// The app's effective limits (`AppView`).
+    pub async fn limits(&self, principal: &Principal, app: &str) -> Result<Limits, ScriptError> {
+        let app = self
+            .authorized_app(principal, app, Capability::AppView)
+            .await?;
+        self.app_limits(app.id).await
+    }
+
+    /// Sets the app's limits (`AppAdmin`); they apply to the next invocation.
+    pub async fn set_limits(
+        &self,
+        principal: &Principal,
+        app: &str,
+        limits: Limits,
+    ) -> Result<Limits, ScriptError> {
+        let app = self
+            .authorized_app(principal, app, Capability::AppAdmin)
+            .await?;
+        limits
+            .validate()
+            .map_err(|e| ScriptError::Invalid(e.to_string()))?;
+        let text =
+            serde_json::to_string(&limits).map_err(|e| ScriptError::Invalid(e.to_string()))?;
+        let _serial = self.admin.lock().await;
+        // Some limits are checked at compile time (nesting, literals, the
+        // number of functions): every live script must still compile under
+        // the new ones, or nothing changes.
+        let mut recompiled = Vec::new();
+        for script in self.stores.scripts.list(app.id).await? {
+            let Some(version) = self
+                .stores
+                .scripts
+                .version(app.id, &script.name, script.live_version)
+                .await?
+            else {
+                continue;
+            };
+            let (_, compiled) = compile_off_thread(version.source, limits).await;
+            let compiled = compiled.map_err(|e| {
+                ScriptError::Invalid(format!(
+                    "script {} (version {}) does not compile under these limits: {e}",
+                    script.name, script.live_version
+                ))
+            })?;
+            recompiled.push((script, compiled));
+        }
+        self.stores
+            .scripts
+            .set_app_limits(app.id, Some(text))
+            .await?;
+        for (script, compiled) in recompiled {
+            self.cache.put(
+                &app,
+                script.name.as_str(),
+                script.id,
+                script.live_version,
+                compiled,
+                limits,
+            );
+        }
+        self.cache.set_limits(app.slug.as_str(), limits);
+        Ok(limits)
+    }
+
+    /// Runs the live version of `script` of the app `slug` (no store read, no
+    /// compile), and queues its invocation record. The returned invocation's
+    /// logs have moved into that record (read them through `invocations`).
+    pub async fn invoke(
+        &self,
+        slug: &str,
+        script: &str,
+        request: ScriptRequest,
+    ) -> Result<(Arc<LiveScript>, Invocation), InvokeError> {
+        let live = self
+            .cache
+            .get(slug, script)
+            .ok_or_else(|| InvokeError::NotFound {
+                app: slug.to_owned(),
+                script: script.to_owned(),
+            })?;
+        let at = crate::clock::now();
+        let mut invocation = self
+            .executor
+            .execute(slug, &live.compiled, request, &live.limits)
+            .await
+            .map_err(InvokeError::Exec)?;
+        let (status, error) = match &invocation.outcome {
+            Ok(r) => (r.status, None),
+            Err(e) => (exec_status(e), Some(e.to_string())),
+        };
+        self.writer.record(InvocationRecord {
+            script_id: live.script_id,
+            version: live.version,
+            at,
+            status,
+            duration_us: u64::try_from(invocation.duration.as_micros()).unwrap_or(u64::MAX),
+            logs: std::mem::take(&mut invocation.logs),
+            error,
+        });
+        Ok((live, invocation))
+    }
+}
+
+/// The HTTP status an execution error answers with: 504 when the script ran
+/// out of time (wall clock or operations), 503 when the executor is
+/// overloaded, 500 otherwise (a runtime error or another limit).
+pub fn exec_status(e: &ExecError) -> u16 {
+    use crate::executor::ExecErrorKind as K;
+    match e.kind() {
+        K::Timeout => 504,
+        K::Overloaded => 503,
+        _ => 500,
+    }
+}

@@ -1,0 +1,65 @@
+//! [`Stores`]: one bundle of every port, as trait objects.
+//!
+//! Services, transports and the conformance suite take a `Stores` rather than
+//! four separate arguments. A store crate usually implements every port on one
+//! value and hands it out as several views with [`Stores::from_shared`].
+
+use std::fmt;
+use std::sync::Arc;
+
+use crate::ports::{
+    AdminUserRepository, AppMembersRepository, AppRepository, AuthzRepo, InvocationLog,
+    ScriptRepository, TokenRepository,
+};
+
+/// Every port PiCloud needs, as shared trait objects.
+#[derive(Clone)]
+pub struct Stores {
+    /// Apps.
+    pub apps: Arc<dyn AppRepository>,
+    /// Users.
+    pub users: Arc<dyn AdminUserRepository>,
+    /// Explicit app memberships.
+    pub members: Arc<dyn AppMembersRepository>,
+    /// The authorization fact source (explicit app roles).
+    pub authz: Arc<dyn AuthzRepo>,
+    /// API tokens (hashed).
+    pub tokens: Arc<dyn TokenRepository>,
+    /// Scripts and their versions.
+    pub scripts: Arc<dyn ScriptRepository>,
+    /// Recent invocations.
+    pub invocations: Arc<dyn InvocationLog>,
+}
+
+impl Stores {
+    /// Hands out one store value that implements every port as one view per
+    /// port. All views share the same instance (and so the same connection
+    /// pool or the same memory).
+    pub fn from_shared<S>(store: Arc<S>) -> Self
+    where
+        S: AppRepository
+            + AdminUserRepository
+            + AppMembersRepository
+            + AuthzRepo
+            + TokenRepository
+            + ScriptRepository
+            + InvocationLog
+            + 'static,
+    {
+        Self {
+            apps: store.clone(),
+            users: store.clone(),
+            members: store.clone(),
+            authz: store.clone(),
+            tokens: store.clone(),
+            scripts: store.clone(),
+            invocations: store,
+        }
+    }
+}
+
+impl fmt::Debug for Stores {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Stores").finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,208 @@
+//! The user directory service (feature `auth`): list, create and update users.
+//!
+//! Rules, on top of the capability table:
+//! - listing and creating need `InstanceManageUsers`;
+//! - creating anyone but a `member`, or changing an instance role, also needs
+//!   `InstanceManageRoles` (owners only), so an admin cannot mint admins;
+//! - only an owner may deactivate or reactivate an owner;
+//! - the last active owner can be neither demoted nor deactivated.
+
+use crate::auth::{AuthError, CryptoError, hash_password, validate_password};
+use crate::authz::{AuthzDenied, AuthzRepoError, Capability, require};
+use crate::domain::{AdminUser, InstanceRole, NewAdminUser, Principal, validate_username};
+use crate::ids::AdminUserId;
+use crate::ports::AdminUserRepoError;
+use crate::stores::Stores;
+
+/// Every outcome of [`UserService`] other than success.
+#[derive(Debug, thiserror::Error)]
+pub enum UserError {
+    /// The caller may not do this.
+    #[error("forbidden")]
+    Forbidden,
+    /// No user has this id.
+    #[error("user not found: {0}")]
+    NotFound(AdminUserId),
+    /// The username is taken.
+    #[error("username already taken: {0}")]
+    UsernameTaken(String),
+    /// The request breaks a rule (shown to the caller as is).
+    #[error("{0}")]
+    Invalid(String),
+    /// Too many password hashes are being computed; try again shortly.
+    #[error("too many password operations in progress; try again shortly")]
+    Busy,
+    /// The change would leave the instance without an active owner.
+    #[error("the last active owner cannot be demoted or deactivated")]
+    LastOwner,
+    /// Password hashing failed.
+    #[error(transparent)]
+    Crypto(#[from] CryptoError),
+    /// The user store failed.
+    #[error("user repository error: {0}")]
+    Users(AdminUserRepoError),
+    /// The authorization lookup failed.
+    #[error("authorization repo error: {0}")]
+    Authz(#[from] AuthzRepoError),
+}
+
+impl From<AdminUserRepoError> for UserError {
+    fn from(e: AdminUserRepoError) -> Self {
+        match e {
+            AdminUserRepoError::Conflict(name) => Self::UsernameTaken(name),
+            other => Self::Users(other),
+        }
+    }
+}
+
+impl From<AuthzDenied> for UserError {
+    fn from(d: AuthzDenied) -> Self {
+        match d {
+            AuthzDenied::Denied => Self::Forbidden,
+            AuthzDenied::Repo(e) => Self::Authz(e),
+        }
+    }
+}
+
+impl UserError {
+    /// True for failures of the machinery rather than of the request.
+    pub fn is_internal(&self) -> bool {
+        matches!(self, Self::Crypto(_) | Self::Users(_) | Self::Authz(_))
+    }
+}
+
+/// A request to create a user.
+#[derive(Debug, Clone)]
+pub struct CreateUser {
+    /// Login name: 1–64 characters of `A-Za-z0-9._-`.
+    pub username: String,
+    /// Optional e-mail address.
+    pub email: Option<String>,
+    /// Plain password (hashed with argon2 before it reaches the store).
+    pub password: String,
+    /// Instance role.
+    pub instance_role: InstanceRole,
+}
+
+/// A partial update of a user.
+#[derive(Debug, Clone, Default)]
+pub struct UpdateUser {
+    /// Activate or deactivate.
+    pub is_active: Option<bool>,
+    /// Change the instance role.
+    pub instance_role: Option<InstanceRole>,
+}
+
+/// Lists, creates and updates users, enforcing the instance capabilities.
+#[derive(Debug, Clone)]
+pub struct UserService {
+    stores: Stores,
+}
+
+fn validate_email(email: &str) -> Result<(), UserError> {
+    let ok = email.len() <= 254
+        && email
+            .split_once('@')
+            .is_some_and(|(l, d)| !l.is_empty() && !d.is_empty())
+        && !email.chars().any(char::is_whitespace);
+    if ok {
+        Ok(())
+    } else {
+        Err(UserError::Invalid("email is not a valid address".into()))
+    }
+}
+
+impl UserService {
+    /// A service over `stores`.
+    pub fn new(stores: Stores) -> Self {
+        Self { stores }
+    }
+
+    async fn require(&self, p: &Principal, cap: Capability) -> Result<(), UserError> {
+        Ok(require(self.stores.authz.as_ref(), p, cap).await?)
+    }
+
+    /// Every user, inactive ones included.
+    pub async fn list(&self, principal: &Principal) -> Result<Vec<AdminUser>, UserError> {
+        self.require(principal, Capability::InstanceManageUsers)
+            .await?;
+        Ok(self.stores.users.list().await?)
+    }
+
+    /// Creates a user.
+    pub async fn create(
+        &self,
+        principal: &Principal,
+        req: CreateUser,
+    ) -> Result<AdminUser, UserError> {
+        self.require(principal, Capability::InstanceManageUsers)
+            .await?;
+        if req.instance_role != InstanceRole::Member {
+            self.require(principal, Capability::InstanceManageRoles)
+                .await?;
+        }
+        validate_username(&req.username).map_err(|e| UserError::Invalid(e.to_string()))?;
+        validate_password(&req.password).map_err(UserError::Invalid)?;
+        let email = req
+            .email
+            .map(|e| e.trim().to_owned())
+            .filter(|e| !e.is_empty());
+        if let Some(e) = &email {
+            validate_email(e)?;
+        }
+        let password = req.password;
+        let hash = crate::auth::blocking(move || hash_password(&password))
+            .await
+            .map_err(|e| match e {
+                AuthError::Busy => UserError::Busy,
+                other => UserError::Crypto(CryptoError::from_auth(other)),
+            })??;
+        let mut new = NewAdminUser::new(req.username, req.instance_role);
+        new.email = email;
+        new.password_hash = Some(hash);
+        Ok(self.stores.users.create(new).await?)
+    }
+
+    /// Activates, deactivates or changes the instance role of a user.
+    pub async fn update(
+        &self,
+        principal: &Principal,
+        id: AdminUserId,
+        req: UpdateUser,
+    ) -> Result<AdminUser, UserError> {
+        self.require(principal, Capability::InstanceManageUsers)
+            .await?;
+        if req.instance_role.is_some() {
+            self.require(principal, Capability::InstanceManageRoles)
+                .await?;
+        }
+        let target = self
+            .stores
+            .users
+            .get(id)
+            .await?
+            .ok_or(UserError::NotFound(id))?;
+        if target.instance_role == InstanceRole::Owner && req.is_active.is_some() {
+            // Admins manage users, but never owners.
+            self.require(principal, Capability::InstanceManageRoles)
+                .await?;
+        }
+        let demotes = req.instance_role.is_some_and(|r| r != InstanceRole::Owner);
+        let deactivates = req.is_active == Some(false);
+        if target.instance_role == InstanceRole::Owner
+            && target.is_active
+            && (demotes || deactivates)
+            && self.stores.users.count_active_owners().await? <= 1
+        {
+            return Err(UserError::LastOwner);
+        }
+        let mut user = target;
+        if let Some(role) = req.instance_role {
+            user = self.stores.users.set_instance_role(id, role).await?;
+        }
+        if let Some(active) = req.is_active {
+            user = self.stores.users.set_active(id, active).await?;
+        }
+        Ok(user)
+    }
+}

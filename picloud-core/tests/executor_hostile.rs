@@ -1,0 +1,292 @@
+//! A hostile corpus: scripts written to hang, exhaust memory or the stack,
+//! or escape the sandbox. Each must end with a clear error naming the cause,
+//! within 2 s, and the process must survive every one of them (a native stack
+//! overflow would abort this test binary, which is the point of running them
+//! all in one test).
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use picloud_core::executor::{
+    CompileError, ExecError, ExecutorConfig, Invocation, LimitKind, Limits, RhaiExecutor,
+    ScriptRequest, compile,
+};
+
+/// What a hostile script must end in.
+#[derive(Debug, Clone, Copy)]
+enum Expect {
+    /// Refused at compile time, with this limit (or none) and a message
+    /// containing the needle.
+    Compile(Option<LimitKind>, &'static str),
+    /// Stopped by one of these limits (which one can depend on the build's
+    /// speed: a debug build reaches the wall clock sooner).
+    Limit(&'static [LimitKind]),
+    /// A runtime error whose message contains the needle.
+    Runtime(&'static str),
+}
+
+use Expect::{Compile, Limit, Runtime};
+use LimitKind::*;
+
+const TIME: &[LimitKind] = &[WallClock, Operations];
+
+fn corpus() -> Vec<(&'static str, String, Expect)> {
+    let nested = |open: &str, mid: &str, close: &str, n: usize| {
+        format!("{}{mid}{}", open.repeat(n), close.repeat(n))
+    };
+    let mut many_fns = String::new();
+    for i in 0..300 {
+        writeln!(many_fns, "fn f{i}() {{ {i} }}").unwrap();
+    }
+    many_fns.push_str("f1()");
+    let mut many_vars = String::new();
+    for i in 0..600 {
+        writeln!(many_vars, "let v{i} = {i};").unwrap();
+    }
+    many_vars.push_str("v1");
+
+    vec![
+        ("infinite loop", "loop {}".into(), Limit(TIME)),
+        ("while true", "while true {}".into(), Limit(TIME)),
+        ("busy for over a huge range", "let x = 0; for i in 0..1000000000000 { x += i; } x".into(), Limit(TIME)),
+        ("unbounded recursion", "fn f(x) { f(x + 1) } f(0)".into(), Limit(&[CallDepth, Stack])),
+        ("mutual recursion", "fn a(x) { b(x + 1) } fn b(x) { a(x + 1) } a(0)".into(), Limit(&[CallDepth, Stack])),
+        ("recursion through a closure", "let g = |x, h| h.call(x + 1, h); g.call(0, g)".into(), Limit(&[CallDepth, Stack])),
+        ("recursion through Fn pointers", r#"fn r(f, x) { f.call(f, x + 1) } r(Fn("r"), 0)"#.into(), Limit(&[CallDepth, Stack])),
+        (
+            "recursion with deep expressions per frame",
+            format!("fn f(x) {{ {} }} f(0)", nested("1 + (", "f(x + 1)", ")", 7)),
+            Limit(&[CallDepth, Stack]),
+        ),
+        ("recursion inside map callbacks", "fn f(x) { [x].map(|v| f(v + 1)) } f(0)".into(), Limit(&[CallDepth, Stack])),
+        ("string doubling", r#"let s = "x"; loop { s += s; }"#.into(), Limit(&[StringSize])),
+        ("string pad bomb", r#""x".pad(100000000, "y")"#.into(), Limit(&[StringSize])),
+        ("string built char by char", r#"let s = ""; loop { s += "abcdefghij"; }"#.into(), Limit(&[StringSize, WallClock, Operations])),
+        ("array push loop", "let a = []; loop { a.push(1); }".into(), Limit(&[ArraySize])),
+        ("array doubling", "let a = [1]; loop { a += a; }".into(), Limit(&[ArraySize])),
+        ("array pad of arrays", "let a = []; a.pad(5000, 0); let b = []; b.pad(5000, a); b".into(), Limit(&[ArraySize])),
+        ("huge range collected", "let r = []; for x in range(0, 100000000) { r.push(x) } r".into(), Limit(&[ArraySize])),
+        ("blob bomb", "blob(100000000)".into(), Limit(&[ArraySize])),
+        ("map doubling", "let m = #{a: 1}; loop { let n = #{}; n.x = m; n.y = m; m = n; }".into(), Limit(&[MapSize])),
+        ("map of big strings", "let s = \"x\"; s.pad(200000, \"y\"); let m = #{}; for i in 0..100 { m[`k${i}`] = s; } m".into(), Limit(&[StringSize])),
+        ("array of big strings", "let s = \"x\"; s.pad(200000, \"y\"); let a = [s]; a.pad(100, s); a".into(), Limit(&[StringSize])),
+        // rhai checks only the new element on `m[k] = v` / `a[i] = v`; the
+        // sandbox's periodic scan of the variables catches the container.
+        ("map grown by index assignment", "let m = #{}; for i in 0..100000000 { m[`k${i}`] = i; } 1".into(), Limit(&[MapSize])),
+        (
+            "array slots refilled with fresh big strings",
+            "let a = []; a.pad(10000, 0); let s = \"x\"; s.pad(500000, \"y\"); for i in 0..10000 { a[i] = s + i; } 1".into(),
+            Limit(&[StringSize]),
+        ),
+        (
+            "a method growing `this` by index",
+            "fn grow(s) { let i = 0; while i < 10000 { this[`k${i}`] = s + i; i += 1; } } let m = #{}; let s = \"x\"; s.pad(500000, \"y\"); m.grow(s); 1".into(),
+            Limit(&[StringSize]),
+        ),
+        ("deeply nested arrays", "let a = []; loop { a = [a]; }".into(), Limit(&[ArraySize, WallClock, Operations])),
+        (
+            "printing and comparing deep data",
+            "let a = []; for i in 0..400 { a = [a]; } print(a); debug(a); let s = `${a}`; a == a".into(),
+            Runtime("nested more than"),
+        ),
+        ("returning deep data", "let a = #{}; for i in 0..400 { a = #{a: a}; } a".into(), Runtime("nested more than")),
+        ("throwing deep data", "let a = []; for i in 0..400 { a = [a]; } throw a".into(), Runtime("[...]")),
+        ("5 MB string literal", format!("let s = \"{}\"; s.len()", "x".repeat(5_000_000)), Compile(Some(StringSize), "string")),
+        (
+            "100k-element array literal",
+            format!("let a = [{}]; a.len()", vec!["1"; 100_000].join(",")),
+            Compile(Some(ArraySize), "array"),
+        ),
+        ("10 000 nested parentheses", nested("(", "1", ")", 10_000), Compile(Some(ExprDepth), "nested too deeply")),
+        ("10 000 nested blocks", nested("{", "1", "}", 10_000), Compile(Some(ExprDepth), "nested too deeply")),
+        ("10 000 nested additions", nested("1 + (", "1", ")", 10_000), Compile(Some(ExprDepth), "nested too deeply")),
+        ("10 000 nested map literals", nested("#{a: ", "1", "}", 10_000), Compile(Some(ExprDepth), "nested too deeply")),
+        ("nested interpolation", nested("`${", "1", "}`", 2_000), Compile(Some(ExprDepth), "nested too deeply")),
+        ("eval", r#"eval("1")"#.into(), Compile(None, "eval")),
+        ("import", r#"import "x" as y; 1"#.into(), Compile(None, "import")),
+        ("eval through a function pointer", r#"call(Fn("eval"), "1")"#.into(), Runtime("eval")),
+        ("sleep", "sleep(10)".into(), Runtime("sleep is not available")),
+        ("sleep with a float", "sleep(0.5)".into(), Runtime("sleep is not available")),
+        ("parse_json that calls functions", "parse_json(`{\"a\": sleep(10)}`)".into(), Runtime("invalid JSON")),
+        ("print flood", r#"loop { print("all work and no play makes jack a dull boy"); }"#.into(), Limit(TIME)),
+        ("integer overflow", "9223372036854775807 + 1".into(), Runtime("overflow")),
+        ("integer overflow at run time", "let x = 9223372036854775807; x * 2".into(), Runtime("overflow")),
+        ("division by zero", "let x = 0; 1 / x".into(), Runtime("Division by zero")),
+        ("modulo by zero", "let x = 0; 1 % x".into(), Runtime("zero")),
+        ("float division by zero answered", "1.0 / 0.0".into(), Runtime("inf")),
+        ("too many functions", many_fns, Compile(Some(Functions), "functions")),
+        ("too many closures", format!("let v = [{}]; 1", vec!["|x| x"; 300].join(",")), Compile(Some(Functions), "functions")),
+        ("too many variables", many_vars, Limit(&[Variables])),
+        ("variables via recursion", "fn f(a, b, c, d, e, g, h, i) { f(a, b, c, d, e, g, h, i) } f(1, 2, 3, 4, 5, 6, 7, 8)".into(), Limit(&[Variables, CallDepth, Stack])),
+    ]
+}
+
+enum Ended {
+    Compile(CompileError),
+    Ran(Invocation),
+}
+
+async fn run_one(ex: Arc<RhaiExecutor>, tenant: String, source: String) -> (Ended, Duration) {
+    let limits = Limits::default();
+    let start = Instant::now();
+    // Compiling is synchronous and parses on its own big-stack thread.
+    let compiled = tokio::task::spawn_blocking(move || compile(&source, &limits))
+        .await
+        .expect("compile does not panic");
+    match compiled {
+        Err(err) => (Ended::Compile(err), start.elapsed()),
+        Ok(script) => {
+            let inv = ex
+                .execute(&tenant, &script, ScriptRequest::default(), &limits)
+                .await
+                .expect("the pool runs it");
+            let took = inv.duration;
+            (Ended::Ran(inv), took)
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_hostile_script_ends_with_a_clear_error_within_two_seconds() {
+    let corpus = corpus();
+    assert!(corpus.len() >= 20);
+    let ex = Arc::new(
+        RhaiExecutor::new(ExecutorConfig {
+            queue_capacity: 256,
+            per_tenant_max_queued: 256,
+            ..ExecutorConfig::with_workers(2)
+        })
+        .unwrap(),
+    );
+    let handles: Vec<_> = corpus
+        .iter()
+        .enumerate()
+        .map(|(i, (_, source, _))| {
+            tokio::spawn(run_one(
+                Arc::clone(&ex),
+                format!("tenant-{i}"),
+                source.clone(),
+            ))
+        })
+        .collect();
+
+    let mut failures = Vec::new();
+    for ((name, _, expect), handle) in corpus.iter().zip(handles) {
+        let (ended, took) = handle.await.expect("no panic");
+        if took > Duration::from_secs(2) {
+            failures.push(format!("{name}: took {took:?}"));
+        }
+        let verdict = match (&ended, expect) {
+            (Ended::Compile(err), Compile(limit, needle)) => {
+                err.limit == *limit && err.message.contains(needle)
+            }
+            (Ended::Ran(inv), Limit(kinds)) => match &inv.outcome {
+                Err(ExecError::LimitExceeded { limit, message, .. }) => {
+                    kinds.contains(limit) && message.contains(limit.name())
+                }
+                _ => false,
+            },
+            (Ended::Ran(inv), Runtime(needle)) => matches!(
+                &inv.outcome,
+                Err(ExecError::Runtime { message, .. }) if message.contains(needle)
+            ),
+            _ => false,
+        };
+        let what = match &ended {
+            Ended::Compile(err) => format!("compile error {err:?}"),
+            Ended::Ran(inv) => format!("{:?}", inv.outcome.as_ref().map(|r| r.status)),
+        };
+        println!("{name:<45} {took:>12.2?}  {what}");
+        if !verdict {
+            failures.push(format!("{name}: expected {expect:?}, got {what}"));
+        }
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_print_flood_is_truncated_and_stopped() {
+    let ex = RhaiExecutor::new(ExecutorConfig::with_workers(2)).unwrap();
+    let limits = Limits::default();
+    let script = compile(
+        r#"let i = 0; loop { print(`line ${i}`); i += 1; }"#,
+        &limits,
+    )
+    .unwrap();
+    let inv = ex
+        .execute("app", &script, ScriptRequest::default(), &limits)
+        .await
+        .unwrap();
+    assert!(matches!(inv.outcome, Err(ExecError::LimitExceeded { .. })));
+    assert!(inv.truncated_logs);
+    let kept: usize = inv.logs.iter().map(String::len).sum();
+    assert!(kept <= limits.max_output_bytes + 100, "{kept}");
+    assert!(inv.logs.last().unwrap().contains("output truncated"));
+    assert_eq!(inv.logs[0], "line 0");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_operations_limit_stops_a_loop_deterministically() {
+    let ex = RhaiExecutor::new(ExecutorConfig::with_workers(2)).unwrap();
+    let limits = Limits {
+        max_operations: 10_000,
+        wall_clock: Duration::from_secs(10),
+        ..Limits::default()
+    };
+    let script = compile("let x = 0; loop { x += 1; }", &limits).unwrap();
+    let inv = ex
+        .execute("app", &script, ScriptRequest::default(), &limits)
+        .await
+        .unwrap();
+    let err = inv.outcome.unwrap_err();
+    assert_eq!(err.limit(), Some(LimitKind::Operations));
+    assert!(
+        err.to_string().contains("operations limit (10000)"),
+        "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_wall_clock_is_per_app() {
+    let ex = RhaiExecutor::new(ExecutorConfig::with_workers(2)).unwrap();
+    let limits = Limits {
+        wall_clock: Duration::from_millis(100),
+        ..Limits::default()
+    };
+    let script = compile("loop {}", &limits).unwrap();
+    let inv = ex
+        .execute("app", &script, ScriptRequest::default(), &limits)
+        .await
+        .unwrap();
+    let err = inv.outcome.unwrap_err();
+    assert_eq!(err.limit(), Some(LimitKind::WallClock));
+    assert!(
+        err.to_string().contains("wall clock limit (100 ms)"),
+        "{err}"
+    );
+    assert!(inv.duration >= Duration::from_millis(100));
+    assert!(
+        inv.duration < Duration::from_millis(600),
+        "{:?}",
+        inv.duration
+    );
+}
+
+#[test]
+fn deep_nesting_compiles_to_an_error_on_a_small_stack() {
+    // The caller's thread may be a 2 MiB async runtime worker: compile must
+    // not parse on it.
+    let source = format!("{}1{}", "1 + (".repeat(10_000), ")".repeat(10_000));
+    let limits = Limits {
+        max_expr_depth: Limits::MAX_EXPR_DEPTH,
+        ..Limits::default()
+    };
+    let err = std::thread::Builder::new()
+        .stack_size(256 * 1024)
+        .spawn(move || compile(&source, &limits).unwrap_err())
+        .unwrap()
+        .join()
+        .unwrap();
+    assert_eq!(err.limit, Some(LimitKind::ExprDepth));
+}

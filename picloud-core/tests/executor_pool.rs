@@ -1,0 +1,289 @@
+//! The worker pool: scripts run off the async runtime, one tenant cannot
+//! starve another, a full queue answers `Overloaded` at once, and the
+//! transport can hold the executor as `Arc<dyn Executor>` (or a mock).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use picloud_core::executor::{
+    ExecError, ExecErrorKind, Executor, ExecutorConfig, Invocation, Limits, MockExecutor,
+    RhaiExecutor, ScriptRequest, ScriptResponse, compile,
+};
+
+fn spin_forever() -> picloud_core::executor::CompiledScript {
+    compile("loop {}", &Limits::default()).unwrap()
+}
+
+fn trivial() -> picloud_core::executor::CompiledScript {
+    compile(r#"#{ ok: true }"#, &Limits::default()).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_tenants_infinite_loops_do_not_starve_another_tenant() {
+    let ex = Arc::new(RhaiExecutor::new(ExecutorConfig::with_workers(2)).unwrap());
+    assert_eq!(ex.config().per_tenant_max_in_flight, 1);
+    let limits = Limits::default();
+    let looping = spin_forever();
+
+    // App A floods the pool: more infinite loops than there are workers.
+    let flood: Vec<_> = (0..6)
+        .map(|_| {
+            let (ex, looping) = (Arc::clone(&ex), looping.clone());
+            tokio::spawn(async move {
+                ex.execute("app-a", &looping, ScriptRequest::default(), &limits)
+                    .await
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+
+    // App B's trivial script still gets a worker, well under 2 s.
+    let started = Instant::now();
+    let inv = ex
+        .execute("app-b", &trivial(), ScriptRequest::default(), &limits)
+        .await
+        .unwrap();
+    let waited = started.elapsed();
+    assert!(inv.outcome.is_ok());
+    assert!(
+        waited < Duration::from_millis(500),
+        "app B waited {waited:?}"
+    );
+
+    // A's loops all end on a time limit (the wall clock, or the operation
+    // count on a fast machine), one worker at a time.
+    for handle in flood {
+        let inv = handle.await.unwrap().unwrap();
+        let err = inv.outcome.unwrap_err();
+        assert_eq!(err.kind(), ExecErrorKind::Timeout, "{err}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_queue_answers_overloaded_at_once() {
+    let config = ExecutorConfig {
+        queue_capacity: 4,
+        per_tenant_max_queued: 4,
+        per_tenant_max_in_flight: 2,
+        ..ExecutorConfig::with_workers(2)
+    };
+    let ex = Arc::new(RhaiExecutor::new(config).unwrap());
+    let limits = Limits {
+        wall_clock: Duration::from_millis(300),
+        ..Limits::default()
+    };
+    let looping = spin_forever();
+    // 2 running + 4 queued fill the executor.
+    let busy: Vec<_> = (0..6)
+        .map(|i| {
+            let (ex, looping) = (Arc::clone(&ex), looping.clone());
+            tokio::spawn(async move {
+                ex.execute(
+                    &format!("t{}", i % 3),
+                    &looping,
+                    ScriptRequest::default(),
+                    &limits,
+                )
+                .await
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+
+    let started = Instant::now();
+    let result = ex
+        .execute("late", &trivial(), ScriptRequest::default(), &limits)
+        .await;
+    assert!(matches!(result, Err(ExecError::Overloaded)), "{result:?}");
+    assert!(started.elapsed() < Duration::from_millis(50));
+    assert_eq!(ExecError::Overloaded.to_string(), "executor overloaded");
+
+    // Everything admitted ran (a burst is admitted up to the idle workers
+    // plus the queue).
+    for handle in busy {
+        assert!(handle.await.unwrap().is_ok());
+    }
+    // Drained: accepted again.
+    let inv = ex
+        .execute("late", &trivial(), ScriptRequest::default(), &limits)
+        .await
+        .unwrap();
+    assert!(inv.outcome.is_ok());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_tenant_cannot_fill_the_queue_for_others() {
+    let config = ExecutorConfig {
+        queue_capacity: 8,
+        per_tenant_max_queued: 3,
+        per_tenant_max_in_flight: 1,
+        ..ExecutorConfig::with_workers(2)
+    };
+    let ex = Arc::new(RhaiExecutor::new(config).unwrap());
+    let limits = Limits {
+        wall_clock: Duration::from_millis(200),
+        ..Limits::default()
+    };
+    let looping = spin_forever();
+    let flood: Vec<_> = (0..10)
+        .map(|_| {
+            let (ex, looping) = (Arc::clone(&ex), looping.clone());
+            tokio::spawn(async move {
+                ex.execute("greedy", &looping, ScriptRequest::default(), &limits)
+                    .await
+            })
+        })
+        .collect();
+    let mut overloaded = 0;
+    for handle in flood {
+        match handle.await.unwrap() {
+            Err(ExecError::Overloaded) => overloaded += 1,
+            Ok(inv) => assert!(inv.outcome.is_err()),
+            Err(other) => panic!("{other:?}"),
+        }
+    }
+    // 1 running + 3 queued were accepted at most; the rest refused.
+    assert!(overloaded >= 6, "{overloaded}");
+    let inv = ex
+        .execute("modest", &trivial(), ScriptRequest::default(), &limits)
+        .await
+        .unwrap();
+    assert!(inv.outcome.is_ok());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scripts_run_off_the_runtime_threads() {
+    let ex = RhaiExecutor::new(ExecutorConfig::with_workers(2)).unwrap();
+    let limits = Limits {
+        wall_clock: Duration::from_millis(300),
+        ..Limits::default()
+    };
+    // While a script spins on a worker, the runtime keeps serving tasks.
+    let looping = spin_forever();
+    let run = ex.execute("a", &looping, ScriptRequest::default(), &limits);
+    let tick = async {
+        let started = Instant::now();
+        for _ in 0..10 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        started.elapsed()
+    };
+    let (inv, ticked) = tokio::join!(run, tick);
+    assert!(inv.unwrap().outcome.is_err());
+    assert!(ticked < Duration::from_millis(250), "{ticked:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_concurrent_requests_all_get_answers() {
+    let ex = Arc::new(RhaiExecutor::new(ExecutorConfig::with_workers(2)).unwrap());
+    let script = compile("request.path", &Limits::default()).unwrap();
+    let handles: Vec<_> = (0..100)
+        .map(|i| {
+            let (ex, script) = (Arc::clone(&ex), script.clone());
+            tokio::spawn(async move {
+                let request = ScriptRequest {
+                    path: format!("/{i}"),
+                    ..ScriptRequest::default()
+                };
+                let inv = ex
+                    .execute(
+                        &format!("app-{}", i % 7),
+                        &script,
+                        request,
+                        &Limits::default(),
+                    )
+                    .await
+                    .unwrap();
+                (i, inv.outcome.unwrap())
+            })
+        })
+        .collect();
+    for handle in handles {
+        let (i, response) = handle.await.unwrap();
+        assert_eq!(response.body_text(), Some(format!("/{i}").as_str()));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_caller_that_gives_up_does_not_block_the_pool() {
+    let ex = Arc::new(RhaiExecutor::new(ExecutorConfig::with_workers(2)).unwrap());
+    let limits = Limits {
+        wall_clock: Duration::from_millis(200),
+        ..Limits::default()
+    };
+    let looping = spin_forever();
+    // Queue many loops for one tenant, then drop the callers.
+    for _ in 0..20 {
+        let fut = ex.execute("impatient", &looping, ScriptRequest::default(), &limits);
+        let _ = tokio::time::timeout(Duration::from_millis(1), fut).await;
+    }
+    // The abandoned jobs are discarded unrun: this answers within a couple
+    // of wall clocks, not twenty.
+    let started = Instant::now();
+    let inv = ex
+        .execute("impatient", &trivial(), ScriptRequest::default(), &limits)
+        .await
+        .unwrap();
+    assert!(inv.outcome.is_ok());
+    assert!(
+        started.elapsed() < Duration::from_millis(1000),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mock_executor_stands_in_for_the_transport() {
+    let mut mock = MockExecutor::new();
+    mock.expect_execute()
+        .withf(|tenant, _, request, _| tenant == "shop" && request.path == "/cart")
+        .returning(|_, _, _, _| {
+            Ok(Invocation {
+                outcome: Ok(ScriptResponse {
+                    status: 200,
+                    content_type: Some("text/plain; charset=utf-8".into()),
+                    headers: vec![],
+                    body: b"mocked".to_vec(),
+                }),
+                logs: vec![],
+                truncated_logs: false,
+                duration: Duration::ZERO,
+            })
+        });
+    let ex: Arc<dyn Executor> = Arc::new(mock);
+    let request = ScriptRequest {
+        path: "/cart".into(),
+        ..ScriptRequest::default()
+    };
+    let inv = ex
+        .execute("shop", &trivial(), request, &Limits::default())
+        .await
+        .unwrap();
+    assert_eq!(inv.outcome.unwrap().body, b"mocked");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropping_the_executor_stops_its_workers() {
+    let ex = RhaiExecutor::new(ExecutorConfig::with_workers(2)).unwrap();
+    let inv = ex
+        .execute(
+            "a",
+            &trivial(),
+            ScriptRequest::default(),
+            &Limits::default(),
+        )
+        .await
+        .unwrap();
+    assert!(inv.outcome.is_ok());
+    drop(ex);
+}
+
+#[test]
+fn default_config_fits_the_machine() {
+    let config = ExecutorConfig::default();
+    assert!(config.workers >= 2);
+    assert!(config.per_tenant_max_in_flight >= 1);
+    assert!(config.per_tenant_max_in_flight < config.workers);
+    assert!(config.per_tenant_max_queued < config.queue_capacity);
+    assert!(config.stack_size >= 16 * 1024 * 1024);
+}

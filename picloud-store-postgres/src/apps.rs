@@ -1,0 +1,107 @@
+//! [`AppRepository`] for [`PostgresStore`]: the `apps` table.
+//!
+//! Lists are ordered by slug with `COLLATE "C"` (byte order), as the memory
+//! store orders them. Deleting an app relies on the `ON DELETE CASCADE` of
+//! `app_members` to delete its memberships in the same statement.
+
+use async_trait::async_trait;
+use picloud_core::domain::{App, AppRole, NewApp};
+use picloud_core::ids::{AdminUserId, AppId};
+use picloud_core::ports::{AppRepoError, AppRepository};
+
+use crate::PostgresStore;
+use crate::error::app_error;
+use crate::rows::{AppRow, convert_all, parse_app_role};
+
+/// An app with the member's role on it.
+#[derive(Debug, sqlx::FromRow)]
+struct MemberAppRow {
+    #[sqlx(flatten)]
+    app: AppRow,
+    role: String,
+}
+
+#[async_trait]
+impl AppRepository for PostgresStore {
+    async fn create(&self, app: NewApp) -> Result<App, AppRepoError> {
+        let row: AppRow = sqlx::query_as(
+            "INSERT INTO apps (id, slug, name, created_at) VALUES ($1, $2, $3, $4) \
+             RETURNING id, slug, name, created_at",
+        )
+        .bind(app.id.as_uuid())
+        .bind(app.slug.as_str())
+        .bind(&app.name)
+        .bind(app.created_at)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(|e| app_error(e, Some(&app)))?;
+        App::try_from(row).map_err(|e| app_error(e, None))
+    }
+
+    async fn get(&self, id: AppId) -> Result<Option<App>, AppRepoError> {
+        let row: Option<AppRow> =
+            sqlx::query_as("SELECT id, slug, name, created_at FROM apps WHERE id = $1")
+                .bind(id.as_uuid())
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(|e| app_error(e, None))?;
+        row.map(App::try_from)
+            .transpose()
+            .map_err(|e| app_error(e, None))
+    }
+
+    async fn find_by_slug(&self, slug: &str) -> Result<Option<App>, AppRepoError> {
+        let row: Option<AppRow> =
+            sqlx::query_as("SELECT id, slug, name, created_at FROM apps WHERE slug = $1")
+                .bind(slug)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(|e| app_error(e, None))?;
+        row.map(App::try_from)
+            .transpose()
+            .map_err(|e| app_error(e, None))
+    }
+
+    async fn list(&self) -> Result<Vec<App>, AppRepoError> {
+        let rows: Vec<AppRow> = sqlx::query_as(
+            "SELECT id, slug, name, created_at FROM apps ORDER BY slug COLLATE \"C\"",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| app_error(e, None))?;
+        convert_all(rows).map_err(|e| app_error(e, None))
+    }
+
+    async fn list_for_member(
+        &self,
+        user: AdminUserId,
+    ) -> Result<Vec<(App, AppRole)>, AppRepoError> {
+        let rows: Vec<MemberAppRow> = sqlx::query_as(
+            "SELECT a.id, a.slug, a.name, a.created_at, m.role \
+             FROM app_members m JOIN apps a ON a.id = m.app_id \
+             WHERE m.user_id = $1 \
+             ORDER BY a.slug COLLATE \"C\"",
+        )
+        .bind(user.as_uuid())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| app_error(e, None))?;
+        rows.into_iter()
+            .map(|r| Ok((App::try_from(r.app)?, parse_app_role(r.role)?)))
+            .collect::<Result<_, crate::rows::DecodeError>>()
+            .map_err(|e| app_error(e, None))
+    }
+
+    async fn delete(&self, id: AppId) -> Result<(), AppRepoError> {
+        let done = sqlx::query("DELETE FROM apps WHERE id = $1")
+            .bind(id.as_uuid())
+            .execute(&self.pool)
+            .await
+            .map_err(|e| app_error(e, None))?;
+        if done.rows_affected() == 0 {
+            Err(AppRepoError::NotFound)
+        } else {
+            Ok(())
+        }
+    }
+}

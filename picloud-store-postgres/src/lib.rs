@@ -1,0 +1,175 @@
+//! # picloud-store-postgres
+//!
+//! PiCloud's PostgreSQL store: one [`PostgresStore`] implements every port of
+//! `picloud-core` ([`AppRepository`](picloud_core::ports::AppRepository),
+//! [`AdminUserRepository`](picloud_core::ports::AdminUserRepository),
+//! [`AppMembersRepository`](picloud_core::ports::AppMembersRepository),
+//! [`AuthzRepo`](picloud_core::ports::AuthzRepo) and
+//! [`TokenRepository`](picloud_core::ports::TokenRepository)) over one sqlx connection
+//! pool, with the schema shipped as embedded migrations ([`MIGRATOR`]).
+//!
+//! ## Why it looks the way it does
+//!
+//! - **PostgreSQL is the single source of truth** when several stateless
+//!   PiCloud nodes share one database. So every atomic port operation is *one*
+//!   SQL statement (`INSERT … ON CONFLICT DO NOTHING RETURNING`,
+//!   `UPDATE … RETURNING`, `DELETE`): the database, not the process, decides
+//!   races such as two grants of the same membership, and there is no
+//!   read-then-write window in which a removed row could come back.
+//! - **The memory store is the reference.** This store must be observably
+//!   identical to `picloud-store-memory`, which the shared conformance suite
+//!   and a differential property test check. Hence lists are ordered with
+//!   `COLLATE "C"` (byte order, like Rust's `str` ordering), and timestamps are
+//!   bound from the domain values (already truncated to microseconds by
+//!   `picloud_core::clock::now`) instead of the database's `now()`.
+//! - **Errors are mapped in one place** (the private `error` module): a unique
+//!   violation (SQLSTATE 23505) is the port's `Conflict`, a foreign-key
+//!   violation (23503) is `NotFound`, and everything else, including a lost
+//!   connection and a row that does not decode (an unknown role name, say), is
+//!   `Backend`. Nothing here panics on a database failure.
+//! - **A dead database is an error, not a hang.** The default pool options
+//!   ([`PostgresStore::pool_options`]) bound every connection acquisition by an
+//!   acquire timeout and test idle connections before handing them out, so
+//!   connections killed by a server restart are replaced transparently.
+//!
+//! ## Use
+//!
+//! ```no_run
+//! use picloud_store_postgres::PostgresStore;
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let store = PostgresStore::connect("postgres://postgres@127.0.0.1:5432/picloud").await?;
+//! store.migrate().await?;
+//! // Keep a handle for readiness checks; the pool is shared.
+//! let ready = store.clone();
+//! let stores = store.into_stores();
+//! assert!(ready.is_ready().await);
+//! # let _ = stores;
+//! # Ok(())
+//! # }
+//! ```
+#![forbid(unsafe_code)]
+
+mod apps;
+mod error;
+mod members;
+mod rows;
+mod scripts;
+#[cfg(feature = "test-support")]
+pub mod testing;
+mod tokens;
+mod users;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use picloud_core::Stores;
+use sqlx::migrate::{MigrateError, Migrator};
+use sqlx::postgres::PgConnectOptions;
+
+/// The sqlx version this store is built on, re-exported so an embedder who
+/// builds their own pool ([`PostgresStore::from_pool`]) uses the same types.
+pub use sqlx;
+pub use sqlx::postgres::{PgPool, PgPoolOptions};
+
+/// The embedded schema migrations (`migrations/` in this crate).
+///
+/// [`PostgresStore::migrate`] runs them; they are public so that other tools
+/// (say `#[sqlx::test(migrator = "picloud_store_postgres::MIGRATOR")]`) can
+/// apply the very same schema.
+pub static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
+
+/// The default maximum number of pooled connections.
+pub const DEFAULT_MAX_CONNECTIONS: u32 = 10;
+
+/// The default bound on waiting for a pooled connection, connecting included.
+/// An unreachable database fails an operation after at most this long.
+pub const DEFAULT_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Every PiCloud port over one PostgreSQL connection pool.
+///
+/// Cheap to clone: clones share the pool. Hand it to services with
+/// [`PostgresStore::into_stores`].
+#[derive(Debug, Clone)]
+pub struct PostgresStore {
+    pool: PgPool,
+}
+
+impl PostgresStore {
+    /// The pool options [`PostgresStore::connect`] uses: at most
+    /// [`DEFAULT_MAX_CONNECTIONS`] connections, an acquire timeout of
+    /// [`DEFAULT_ACQUIRE_TIMEOUT`], and idle connections tested before use
+    /// (`test_before_acquire(true)`), so that a connection the server closed
+    /// is discarded and replaced rather than handed to a query.
+    ///
+    /// Start from these to tune a pool for [`PostgresStore::connect_with`].
+    pub fn pool_options() -> PgPoolOptions {
+        PgPoolOptions::new()
+            .max_connections(DEFAULT_MAX_CONNECTIONS)
+            .acquire_timeout(DEFAULT_ACQUIRE_TIMEOUT)
+            .test_before_acquire(true)
+    }
+
+    /// Connects to the database at `url` (`postgres://user@host:port/db`) with
+    /// the default [`pool options`](PostgresStore::pool_options), opening one
+    /// connection to check that the database is reachable.
+    ///
+    /// Fails after at most [`DEFAULT_ACQUIRE_TIMEOUT`] if it is not. Does not
+    /// run migrations: call [`PostgresStore::migrate`].
+    pub async fn connect(url: &str) -> Result<Self, sqlx::Error> {
+        let options: PgConnectOptions = url.parse()?;
+        Self::connect_with(Self::pool_options(), options).await
+    }
+
+    /// Connects with explicit pool and connection options, opening one
+    /// connection to check that the database is reachable.
+    pub async fn connect_with(
+        pool_options: PgPoolOptions,
+        connect_options: PgConnectOptions,
+    ) -> Result<Self, sqlx::Error> {
+        let pool = pool_options.connect_with(connect_options).await?;
+        Ok(Self::from_pool(pool))
+    }
+
+    /// Wraps an existing pool (its options are the caller's choice; a lazy
+    /// pool is fine).
+    pub fn from_pool(pool: PgPool) -> Self {
+        Self { pool }
+    }
+
+    /// Applies the embedded [`MIGRATOR`] migrations that are not applied yet.
+    ///
+    /// Safe to run from several nodes at once: sqlx serializes migrators with
+    /// an advisory lock.
+    pub async fn migrate(&self) -> Result<(), MigrateError> {
+        MIGRATOR.run(&self.pool).await
+    }
+
+    /// The underlying pool.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// This store as a [`Stores`] bundle: one shared instance, one view per
+    /// port. Clone the store first to keep a handle for
+    /// [`PostgresStore::is_ready`].
+    pub fn into_stores(self) -> Stores {
+        Stores::from_shared(Arc::new(self))
+    }
+
+    /// Runs a trivial query (`SELECT 1`) on a pooled connection. Fails (within
+    /// the pool's acquire timeout, when the database cannot be reached) if the
+    /// database does not answer.
+    pub async fn ping(&self) -> Result<(), sqlx::Error> {
+        sqlx::query_scalar::<_, i32>("SELECT 1")
+            .fetch_one(&self.pool)
+            .await
+            .map(drop)
+    }
+
+    /// Whether the database answers right now: [`PostgresStore::ping`] as a
+    /// bool, for a `/readyz` endpoint.
+    pub async fn is_ready(&self) -> bool {
+        self.ping().await.is_ok()
+    }
+}

@@ -1,0 +1,163 @@
+//! [`AppMembersRepository`] and [`AuthzRepo`] for [`PostgresStore`]: the
+//! `app_members` table.
+//!
+//! Every method is exactly one SQL statement, so each is atomic without an
+//! explicit transaction, and concurrent calls are decided by PostgreSQL:
+//!
+//! - `try_insert` is `INSERT … ON CONFLICT (app_id, user_id) DO NOTHING
+//!   RETURNING`: no row back means the pair existed, and an existing row is
+//!   never touched. A missing app or user is a foreign-key violation, which
+//!   the error mapping turns into `NotFound`.
+//! - `update_role` is `UPDATE … RETURNING`: it can never create a row, so a
+//!   concurrent `remove` cannot be undone by it.
+//! - `upsert` is `INSERT … ON CONFLICT DO UPDATE … RETURNING`, keeping the
+//!   original `created_at`.
+//! - `list_for_app_enriched` is one join, ordered by username in byte order.
+//!
+//! Creation times come from `picloud_core::clock::now` (microsecond precision),
+//! exactly as the memory store stamps them.
+
+use async_trait::async_trait;
+use picloud_core::domain::{AppMembership, AppMembershipDetail, AppRole};
+use picloud_core::ids::{AdminUserId, AppId};
+use picloud_core::ports::{AppMembersRepoError, AppMembersRepository, AuthzRepo, AuthzRepoError};
+
+use crate::PostgresStore;
+use crate::error::{authz_error, member_error};
+use crate::rows::{MemberDetailRow, MemberRow, convert_all, parse_app_role};
+
+fn membership(row: Option<MemberRow>) -> Result<Option<AppMembership>, AppMembersRepoError> {
+    row.map(AppMembership::try_from)
+        .transpose()
+        .map_err(member_error)
+}
+
+#[async_trait]
+impl AppMembersRepository for PostgresStore {
+    async fn list_for_app_enriched(
+        &self,
+        app: AppId,
+    ) -> Result<Vec<AppMembershipDetail>, AppMembersRepoError> {
+        let rows: Vec<MemberDetailRow> = sqlx::query_as(
+            "SELECT u.id AS user_id, u.username, u.email, u.instance_role, u.is_active, \
+                    m.role, m.created_at \
+             FROM app_members m JOIN admin_users u ON u.id = m.user_id \
+             WHERE m.app_id = $1 \
+             ORDER BY u.username COLLATE \"C\"",
+        )
+        .bind(app.as_uuid())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(member_error)?;
+        convert_all(rows).map_err(member_error)
+    }
+
+    async fn find(
+        &self,
+        app: AppId,
+        user: AdminUserId,
+    ) -> Result<Option<AppMembership>, AppMembersRepoError> {
+        let row: Option<MemberRow> = sqlx::query_as(
+            "SELECT app_id, user_id, role, created_at FROM app_members \
+             WHERE app_id = $1 AND user_id = $2",
+        )
+        .bind(app.as_uuid())
+        .bind(user.as_uuid())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(member_error)?;
+        membership(row)
+    }
+
+    async fn try_insert(
+        &self,
+        app: AppId,
+        user: AdminUserId,
+        role: AppRole,
+    ) -> Result<Option<AppMembership>, AppMembersRepoError> {
+        let row: Option<MemberRow> = sqlx::query_as(
+            "INSERT INTO app_members (app_id, user_id, role, created_at) \
+             VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (app_id, user_id) DO NOTHING \
+             RETURNING app_id, user_id, role, created_at",
+        )
+        .bind(app.as_uuid())
+        .bind(user.as_uuid())
+        .bind(role.as_str())
+        .bind(picloud_core::clock::now())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(member_error)?;
+        membership(row)
+    }
+
+    async fn update_role(
+        &self,
+        app: AppId,
+        user: AdminUserId,
+        role: AppRole,
+    ) -> Result<Option<AppMembership>, AppMembersRepoError> {
+        let row: Option<MemberRow> = sqlx::query_as(
+            "UPDATE app_members SET role = $3 \
+             WHERE app_id = $1 AND user_id = $2 \
+             RETURNING app_id, user_id, role, created_at",
+        )
+        .bind(app.as_uuid())
+        .bind(user.as_uuid())
+        .bind(role.as_str())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(member_error)?;
+        membership(row)
+    }
+
+    async fn upsert(
+        &self,
+        app: AppId,
+        user: AdminUserId,
+        role: AppRole,
+    ) -> Result<AppMembership, AppMembersRepoError> {
+        let row: MemberRow = sqlx::query_as(
+            "INSERT INTO app_members (app_id, user_id, role, created_at) \
+             VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (app_id, user_id) DO UPDATE SET role = EXCLUDED.role \
+             RETURNING app_id, user_id, role, created_at",
+        )
+        .bind(app.as_uuid())
+        .bind(user.as_uuid())
+        .bind(role.as_str())
+        .bind(picloud_core::clock::now())
+        .fetch_one(&self.pool)
+        .await
+        .map_err(member_error)?;
+        AppMembership::try_from(row).map_err(member_error)
+    }
+
+    async fn remove(&self, app: AppId, user: AdminUserId) -> Result<(), AppMembersRepoError> {
+        sqlx::query("DELETE FROM app_members WHERE app_id = $1 AND user_id = $2")
+            .bind(app.as_uuid())
+            .bind(user.as_uuid())
+            .execute(&self.pool)
+            .await
+            .map_err(member_error)?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl AuthzRepo for PostgresStore {
+    async fn app_role(
+        &self,
+        app: AppId,
+        user: AdminUserId,
+    ) -> Result<Option<AppRole>, AuthzRepoError> {
+        let role: Option<String> =
+            sqlx::query_scalar("SELECT role FROM app_members WHERE app_id = $1 AND user_id = $2")
+                .bind(app.as_uuid())
+                .bind(user.as_uuid())
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(authz_error)?;
+        role.map(parse_app_role).transpose().map_err(authz_error)
+    }
+}

@@ -1,0 +1,155 @@
+//! [`TokenRepository`] for [`PostgresStore`]: the `api_tokens` table.
+//!
+//! `find_by_hash` is on every authenticated request's path: one indexed
+//! lookup (the unique `token_hash`) joined with the token's user, so a
+//! deactivation is seen on the very next request without a second round trip.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use picloud_core::domain::{AdminUser, ApiToken, InstanceRole, NewApiToken, TokenScope};
+use picloud_core::ids::{AdminUserId, TokenId};
+use picloud_core::ports::{TokenRepoError, TokenRepository};
+use uuid::Uuid;
+
+use crate::PostgresStore;
+use crate::error::token_error;
+use crate::rows::{DecodeError, parse_app_role};
+
+/// A row of `api_tokens`.
+#[derive(Debug, sqlx::FromRow)]
+struct TokenRow {
+    id: Uuid,
+    user_id: Uuid,
+    name: String,
+    scope_app_id: Option<Uuid>,
+    scope_max_role: Option<String>,
+    created_at: DateTime<Utc>,
+    expires_at: Option<DateTime<Utc>>,
+}
+
+impl TryFrom<TokenRow> for ApiToken {
+    type Error = DecodeError;
+
+    fn try_from(r: TokenRow) -> Result<Self, Self::Error> {
+        let scope = match (r.scope_app_id, r.scope_max_role) {
+            (Some(app), Some(role)) => Some(TokenScope {
+                app_id: app.into(),
+                max_role: parse_app_role(role)?,
+            }),
+            (None, None) => None,
+            (app, role) => {
+                return Err(DecodeError::new("scope", format!("{app:?} / {role:?}")));
+            }
+        };
+        Ok(ApiToken {
+            id: r.id.into(),
+            user_id: r.user_id.into(),
+            name: r.name,
+            scope,
+            created_at: r.created_at,
+            expires_at: r.expires_at,
+        })
+    }
+}
+
+/// A token joined with its user (user columns prefixed `u_`).
+#[derive(Debug, sqlx::FromRow)]
+struct TokenWithUserRow {
+    #[sqlx(flatten)]
+    token: TokenRow,
+    u_username: String,
+    u_email: Option<String>,
+    u_instance_role: String,
+    u_is_active: bool,
+    u_created_at: DateTime<Utc>,
+}
+
+impl TryFrom<TokenWithUserRow> for (ApiToken, AdminUser) {
+    type Error = DecodeError;
+
+    fn try_from(r: TokenWithUserRow) -> Result<Self, Self::Error> {
+        let instance_role = InstanceRole::parse(&r.u_instance_role)
+            .ok_or_else(|| DecodeError::new("instance_role", r.u_instance_role.clone()))?;
+        let user = AdminUser {
+            id: r.token.user_id.into(),
+            username: r.u_username,
+            email: r.u_email,
+            instance_role,
+            is_active: r.u_is_active,
+            created_at: r.u_created_at,
+        };
+        Ok((ApiToken::try_from(r.token)?, user))
+    }
+}
+
+#[async_trait]
+impl TokenRepository for PostgresStore {
+    async fn create(&self, new: NewApiToken) -> Result<ApiToken, TokenRepoError> {
+        let t = &new.token;
+        let row: TokenRow = sqlx::query_as(
+            "INSERT INTO api_tokens \
+               (id, user_id, name, token_hash, scope_app_id, scope_max_role, created_at, expires_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+             RETURNING id, user_id, name, scope_app_id, scope_max_role, created_at, expires_at",
+        )
+        .bind(t.id.as_uuid())
+        .bind(t.user_id.as_uuid())
+        .bind(&t.name)
+        .bind(&new.token_hash)
+        .bind(t.scope.map(|s| s.app_id.as_uuid()))
+        .bind(t.scope.map(|s| s.max_role.as_str()))
+        .bind(t.created_at)
+        .bind(t.expires_at)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(token_error)?;
+        ApiToken::try_from(row).map_err(token_error)
+    }
+
+    async fn find_by_hash(
+        &self,
+        token_hash: &str,
+    ) -> Result<Option<(ApiToken, AdminUser)>, TokenRepoError> {
+        let row: Option<TokenWithUserRow> = sqlx::query_as(
+            "SELECT t.id, t.user_id, t.name, t.scope_app_id, t.scope_max_role, \
+                    t.created_at, t.expires_at, \
+                    u.username AS u_username, u.email AS u_email, \
+                    u.instance_role AS u_instance_role, u.is_active AS u_is_active, \
+                    u.created_at AS u_created_at \
+             FROM api_tokens t JOIN admin_users u ON u.id = t.user_id \
+             WHERE t.token_hash = $1",
+        )
+        .bind(token_hash)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(token_error)?;
+        row.map(<(ApiToken, AdminUser)>::try_from)
+            .transpose()
+            .map_err(token_error)
+    }
+
+    async fn list_for_user(&self, user: AdminUserId) -> Result<Vec<ApiToken>, TokenRepoError> {
+        let rows: Vec<TokenRow> = sqlx::query_as(
+            "SELECT id, user_id, name, scope_app_id, scope_max_role, created_at, expires_at \
+             FROM api_tokens WHERE user_id = $1 ORDER BY created_at DESC, id",
+        )
+        .bind(user.as_uuid())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(token_error)?;
+        rows.into_iter()
+            .map(ApiToken::try_from)
+            .collect::<Result<_, _>>()
+            .map_err(token_error)
+    }
+
+    async fn revoke(&self, user: AdminUserId, id: TokenId) -> Result<(), TokenRepoError> {
+        sqlx::query("DELETE FROM api_tokens WHERE id = $1 AND user_id = $2")
+            .bind(id.as_uuid())
+            .bind(user.as_uuid())
+            .execute(&self.pool)
+            .await
+            .map_err(token_error)?;
+        Ok(())
+    }
+}

@@ -1,0 +1,164 @@
+//! [`AdminUserRepository`] for [`PostgresStore`]: the `admin_users` table.
+//!
+//! Updates are `UPDATE … RETURNING`, so "no such user" is simply "no row
+//! returned" and needs no prior read. The list is ordered by username with
+//! `COLLATE "C"` (byte order), as the memory store orders it.
+
+use async_trait::async_trait;
+use picloud_core::domain::{AdminUser, InstanceRole, NewAdminUser, UserCredentials};
+use picloud_core::ids::AdminUserId;
+use picloud_core::ports::{AdminUserRepoError, AdminUserRepository};
+
+use crate::PostgresStore;
+use crate::error::user_error;
+use crate::rows::{CredentialsRow, UserRow, convert_all};
+
+/// Turns an `UPDATE … RETURNING` result into the updated user, or `NotFound`.
+fn updated(row: Option<UserRow>) -> Result<AdminUser, AdminUserRepoError> {
+    let row = row.ok_or(AdminUserRepoError::NotFound)?;
+    AdminUser::try_from(row).map_err(|e| user_error(e, None))
+}
+
+#[async_trait]
+impl AdminUserRepository for PostgresStore {
+    async fn create(&self, user: NewAdminUser) -> Result<AdminUser, AdminUserRepoError> {
+        let row: UserRow = sqlx::query_as(
+            "INSERT INTO admin_users \
+               (id, username, email, password_hash, instance_role, is_active, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) \
+             RETURNING id, username, email, instance_role, is_active, created_at",
+        )
+        .bind(user.id.as_uuid())
+        .bind(&user.username)
+        .bind(user.email.as_deref())
+        .bind(user.password_hash.as_deref())
+        .bind(user.instance_role.as_str())
+        .bind(user.is_active)
+        .bind(user.created_at)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(|e| user_error(e, Some(&user)))?;
+        AdminUser::try_from(row).map_err(|e| user_error(e, None))
+    }
+
+    async fn get(&self, id: AdminUserId) -> Result<Option<AdminUser>, AdminUserRepoError> {
+        let row: Option<UserRow> = sqlx::query_as(
+            "SELECT id, username, email, instance_role, is_active, created_at \
+             FROM admin_users WHERE id = $1",
+        )
+        .bind(id.as_uuid())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(|e| user_error(e, None))?;
+        row.map(AdminUser::try_from)
+            .transpose()
+            .map_err(|e| user_error(e, None))
+    }
+
+    async fn find_by_username(
+        &self,
+        username: &str,
+    ) -> Result<Option<AdminUser>, AdminUserRepoError> {
+        let row: Option<UserRow> = sqlx::query_as(
+            "SELECT id, username, email, instance_role, is_active, created_at \
+             FROM admin_users WHERE username = $1",
+        )
+        .bind(username)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(|e| user_error(e, None))?;
+        row.map(AdminUser::try_from)
+            .transpose()
+            .map_err(|e| user_error(e, None))
+    }
+
+    async fn credentials(
+        &self,
+        username: &str,
+    ) -> Result<Option<UserCredentials>, AdminUserRepoError> {
+        let row: Option<CredentialsRow> = sqlx::query_as(
+            "SELECT id, username, email, instance_role, is_active, created_at, password_hash \
+             FROM admin_users WHERE username = $1",
+        )
+        .bind(username)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(|e| user_error(e, None))?;
+        row.map(UserCredentials::try_from)
+            .transpose()
+            .map_err(|e| user_error(e, None))
+    }
+
+    async fn list(&self) -> Result<Vec<AdminUser>, AdminUserRepoError> {
+        let rows: Vec<UserRow> = sqlx::query_as(
+            "SELECT id, username, email, instance_role, is_active, created_at \
+             FROM admin_users ORDER BY username COLLATE \"C\"",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| user_error(e, None))?;
+        convert_all(rows).map_err(|e| user_error(e, None))
+    }
+
+    async fn set_active(
+        &self,
+        id: AdminUserId,
+        is_active: bool,
+    ) -> Result<AdminUser, AdminUserRepoError> {
+        let row: Option<UserRow> = sqlx::query_as(
+            "UPDATE admin_users SET is_active = $2 WHERE id = $1 \
+             RETURNING id, username, email, instance_role, is_active, created_at",
+        )
+        .bind(id.as_uuid())
+        .bind(is_active)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(|e| user_error(e, None))?;
+        updated(row)
+    }
+
+    async fn set_instance_role(
+        &self,
+        id: AdminUserId,
+        role: InstanceRole,
+    ) -> Result<AdminUser, AdminUserRepoError> {
+        let row: Option<UserRow> = sqlx::query_as(
+            "UPDATE admin_users SET instance_role = $2 WHERE id = $1 \
+             RETURNING id, username, email, instance_role, is_active, created_at",
+        )
+        .bind(id.as_uuid())
+        .bind(role.as_str())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(|e| user_error(e, None))?;
+        updated(row)
+    }
+
+    async fn set_password_hash(
+        &self,
+        id: AdminUserId,
+        password_hash: Option<String>,
+    ) -> Result<(), AdminUserRepoError> {
+        let done = sqlx::query("UPDATE admin_users SET password_hash = $2 WHERE id = $1")
+            .bind(id.as_uuid())
+            .bind(password_hash)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| user_error(e, None))?;
+        if done.rows_affected() == 0 {
+            Err(AdminUserRepoError::NotFound)
+        } else {
+            Ok(())
+        }
+    }
+
+    async fn count_active_owners(&self) -> Result<u64, AdminUserRepoError> {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM admin_users WHERE is_active AND instance_role = 'owner'",
+        )
+        .fetch_one(&self.pool)
+        .await
+        .map_err(|e| user_error(e, None))?;
+        u64::try_from(n).map_err(|e| user_error(e, None))
+    }
+}

@@ -1,0 +1,229 @@
+//! The assembled server (feature `server`): pick a store, bootstrap the owner,
+//! bind, serve, shut down gracefully. `main.rs` is a thin CLI over this, and
+//! the end-to-end tests start it in-process on a real listener.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use picloud_axum::{ApiState, AppOptions, Readiness};
+use picloud_core::Stores;
+use picloud_core::auth::{AuthService, Bootstrap};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// The default listen address: loopback only.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+
+/// How to run a server.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Where to listen (default [`DEFAULT_LISTEN`]; port 0 picks a free port).
+    pub listen: SocketAddr,
+    /// PostgreSQL URL; `None` means the in-memory store (nothing persists).
+    pub database_url: Option<String>,
+    /// The bootstrap owner's token; `None` generates one when needed.
+    pub bootstrap_token: Option<String>,
+    /// HTTP options (body limit).
+    pub body_limit: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: DEFAULT_LISTEN.parse().expect("valid default address"),
+            database_url: None,
+            bootstrap_token: None,
+            body_limit: AppOptions::default().body_limit,
+        }
+    }
+}
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The database could not be reached or migrated.
+    #[error("database: {0}")]
+    Database(String),
+    /// The feature for the requested store is not compiled in.
+    #[error("{0}")]
+    Unsupported(String),
+    /// Bootstrapping the owner failed.
+    #[error("bootstrap: {0}")]
+    Bootstrap(String),
+    /// Binding the listener failed.
+    #[error("listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The cause.
+        source: std::io::Error,
+    },
+}
+
+/// A store, ready to serve.
+pub struct OpenedStore {
+    /// Its ports.
+    pub stores: Stores,
+    /// `memory` or `postgres`.
+    pub kind: &'static str,
+    /// What `/readyz` asks.
+    pub readiness: Option<Arc<dyn Readiness>>,
+}
+
+#[cfg(feature = "postgres")]
+struct PgReadiness(picloud_store_postgres::PostgresStore);
+
+#[cfg(feature = "postgres")]
+#[async_trait::async_trait]
+impl Readiness for PgReadiness {
+    async fn ready(&self) -> bool {
+        self.0.is_ready().await
+    }
+}
+
+/// Opens the configured store: PostgreSQL (connected and migrated) when a
+/// URL is given, else the in-memory store.
+pub async fn open_store(database_url: Option<&str>) -> Result<OpenedStore, StartError> {
+    match database_url {
+        None => Ok(OpenedStore {
+            stores: picloud_store_memory::MemoryStore::new().into_stores(),
+            kind: "memory",
+            readiness: None,
+        }),
+        #[cfg(feature = "postgres")]
+        Some(url) => {
+            let store = picloud_store_postgres::PostgresStore::connect(url)
+                .await
+                .map_err(|e| StartError::Database(e.to_string()))?;
+            store
+                .migrate()
+                .await
+                .map_err(|e| StartError::Database(e.to_string()))?;
+            Ok(OpenedStore {
+                stores: store.clone().into_stores(),
+                kind: "postgres",
+                readiness: Some(Arc::new(PgReadiness(store))),
+            })
+        }
+        #[cfg(not(feature = "postgres"))]
+        Some(_) => Err(StartError::Unsupported(
+            "this build has no PostgreSQL support (feature `postgres`)".into(),
+        )),
+    }
+}
+
+/// Runs the migrations against `database_url` (`picloud migrate`).
+pub async fn migrate(database_url: &str) -> Result<(), StartError> {
+    open_store(Some(database_url)).await.map(|_| ())
+}
+
+/// A server running in the background.
+#[derive(Debug)]
+pub struct RunningServer {
+    /// The address it listens on.
+    pub addr: SocketAddr,
+    /// `memory` or `postgres`.
+    pub store_kind: &'static str,
+    /// What bootstrap did (a generated token is in here, to print once).
+    pub bootstrap: Bootstrap,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: JoinHandle<std::io::Result<()>>,
+}
+
+impl RunningServer {
+    /// `http://{addr}`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Stops accepting, finishes requests in flight, and waits.
+    pub async fn shutdown(mut self) -> std::io::Result<()> {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        self.task
+            .await
+            .unwrap_or_else(|e| Err(std::io::Error::other(e)))
+    }
+
+    /// Waits until the server stops (after `signal` given to [`start_with_signal`]).
+    pub async fn wait(self) -> std::io::Result<()> {
+        self.task
+            .await
+            .unwrap_or_else(|e| Err(std::io::Error::other(e)))
+    }
+}
+
+/// Starts a server that stops when [`RunningServer::shutdown`] is called.
+pub async fn start(config: ServerConfig) -> Result<RunningServer, StartError> {
+    let (tx, rx) = oneshot::channel::<()>();
+    let mut server = start_with_signal(config, async {
+        let _ = rx.await;
+    })
+    .await?;
+    server.shutdown = Some(tx);
+    Ok(server)
+}
+
+/// Starts a server that stops when `signal` completes (the binary passes
+/// SIGINT/SIGTERM).
+pub async fn start_with_signal(
+    config: ServerConfig,
+    signal: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<RunningServer, StartError> {
+    let opened = open_store(config.database_url.as_deref()).await?;
+    if opened.kind == "memory" {
+        tracing::warn!(
+            "no DATABASE_URL: using the in-memory store; nothing persists across restarts"
+        );
+    }
+    let bootstrap = AuthService::new(opened.stores.clone())
+        .bootstrap(config.bootstrap_token.as_deref())
+        .await
+        .map_err(|e| StartError::Bootstrap(e.to_string()))?;
+    start_on(opened, config.listen, config.body_limit, bootstrap, signal).await
+}
+
+async fn start_on(
+    opened: OpenedStore,
+    listen: SocketAddr,
+    body_limit: usize,
+    bootstrap: Bootstrap,
+    signal: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<RunningServer, StartError> {
+    let state = ApiState::new(opened.stores);
+    let scripts = state
+        .warm()
+        .await
+        .map_err(|e| StartError::Database(e.to_string()))?;
+    let router = picloud_axum::app(
+        state,
+        AppOptions {
+            body_limit,
+            readiness: opened.readiness,
+        },
+    );
+    let listener = TcpListener::bind(listen)
+        .await
+        .map_err(|source| StartError::Bind {
+            addr: listen,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| StartError::Bind {
+        addr: listen,
+        source,
+    })?;
+    let task = tokio::spawn(picloud_axum::serve(listener, router, signal));
+    tracing::info!(
+        "picloud ready on http://{addr} (store: {}) with {scripts} live scripts",
+        opened.kind
+    );
+    Ok(RunningServer {
+        addr,
+        store_kind: opened.kind,
+        bootstrap,
+        shutdown: None,
+        task,
+    })
+}

@@ -1,0 +1,210 @@
+//! The `picloud` binary itself: it logs one ready line naming the address
+//! and the store, prints a generated bootstrap token once, serves, and exits
+//! cleanly on SIGTERM. With PostgreSQL, users, apps, members and tokens
+//! survive a restart.
+
+mod support;
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+struct Running {
+    child: Child,
+    base: String,
+    generated_token: Option<String>,
+    lines: Vec<String>,
+}
+
+fn strip_ansi(s: &str) -> String {
+    let mut out = String::new();
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+async fn spawn(database_url: Option<&str>, bootstrap_token: Option<&str>) -> Running {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_picloud"));
+    cmd.env("PICLOUD_LISTEN", "127.0.0.1:0")
+        .env("RUST_LOG", "info")
+        .env_remove("DATABASE_URL")
+        .env_remove("PICLOUD_BOOTSTRAP_TOKEN")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true);
+    if let Some(url) = database_url {
+        cmd.env("DATABASE_URL", url);
+    }
+    if let Some(t) = bootstrap_token {
+        cmd.env("PICLOUD_BOOTSTRAP_TOKEN", t);
+    }
+    let expect_token = database_url.is_none() && bootstrap_token.is_none();
+    let mut child = cmd.spawn().expect("the binary starts");
+    let mut reader = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut base = None;
+    let mut generated_token = None;
+    let mut lines = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while base.is_none() || (expect_token && generated_token.is_none()) {
+        let line = tokio::time::timeout_at(deadline, reader.next_line())
+            .await
+            .expect("the server became ready in time")
+            .expect("stdout readable")
+            .expect("the server did not exit");
+        let line = strip_ansi(&line);
+        if let Some(rest) = line.split("picloud ready on ").nth(1) {
+            base = Some(rest.split_whitespace().next().unwrap().to_owned());
+        }
+        if let Some(t) = line.split_whitespace().find(|w| w.starts_with("pc_")) {
+            generated_token = Some(t.to_owned());
+        }
+        lines.push(line);
+    }
+    // Keep draining stdout so the child never blocks on a full pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = reader.next_line().await {} });
+    Running {
+        child,
+        base: base.unwrap(),
+        generated_token,
+        lines,
+    }
+}
+
+async fn stop(mut r: Running) {
+    let pid = r.child.id().expect("running");
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let exit = tokio::time::timeout(Duration::from_secs(10), r.child.wait())
+        .await
+        .expect("graceful shutdown in time")
+        .unwrap();
+    assert!(exit.success(), "exit status {exit}");
+}
+
+#[tokio::test]
+async fn the_binary_serves_on_memory_prints_its_token_once_and_stops_on_sigterm() {
+    let r = spawn(None, None).await;
+    let all = r.lines.join("\n");
+    assert!(all.contains("nothing persists"), "{all}");
+    assert!(all.contains("(store: memory)"), "{all}");
+    assert!(
+        r.base.starts_with("http://127.0.0.1:"),
+        "listens on loopback: {}",
+        r.base
+    );
+    let token = r
+        .generated_token
+        .clone()
+        .expect("a generated token is printed");
+    let client = reqwest::Client::new();
+    let resp = client
+        .get(format!("{}/api/v1/admin/apps", r.base))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let health = client
+        .get(format!("{}/healthz", r.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
+    stop(r).await;
+}
+
+#[tokio::test]
+async fn data_survives_a_restart_on_postgres() {
+    let Some(url) = picloud::store::postgres::testing::fresh_database_url().await else {
+        return;
+    };
+    let owner = support::random_token();
+    let r = spawn(Some(&url), Some(&owner)).await;
+    assert!(r.lines.join("\n").contains("(store: postgres)"));
+    let c = reqwest::Client::new();
+    let base = r.base.clone();
+    let post = |path: &str, body: Value| {
+        c.post(format!("{base}{path}"))
+            .bearer_auth(&owner)
+            .json(&body)
+            .send()
+    };
+    let user: Value = post(
+        "/api/v1/admin/admins",
+        json!({ "username": "mia", "password": "correct horse battery", "instance_role": "member" }),
+    )
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    let app = post(
+        "/api/v1/admin/apps",
+        json!({ "slug": "shop", "name": "Shop" }),
+    );
+    assert_eq!(app.await.unwrap().status(), 201);
+    let grant = post(
+        "/api/v1/admin/apps/shop/members",
+        json!({ "user_id": user["id"], "role": "editor" }),
+    );
+    assert_eq!(grant.await.unwrap().status(), 201);
+    let token: Value = post(
+        "/api/v1/admin/tokens",
+        json!({ "name": "ci", "app": "shop" }),
+    )
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    let scoped = token["token"].as_str().unwrap().to_owned();
+    stop(r).await;
+
+    // Same database, same bootstrap token: everything is still there.
+    let r = spawn(Some(&url), Some(&owner)).await;
+    let base = r.base.clone();
+    let members: Value = c
+        .get(format!("{base}/api/v1/admin/apps/shop/members"))
+        .bearer_auth(&owner)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(members[0]["username"], "mia");
+    assert_eq!(members[0]["role"], "editor");
+    let app = c
+        .get(format!("{base}/api/v1/admin/apps/shop"))
+        .bearer_auth(&scoped)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(app.status(), 200, "the scoped token survived");
+    let login = c
+        .post(format!("{base}/api/v1/auth/login"))
+        .json(&json!({ "username": "mia", "password": "correct horse battery" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(login.status(), 200, "the password survived");
+    let ready = c.get(format!("{base}/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), 200);
+    stop(r).await;
+}
