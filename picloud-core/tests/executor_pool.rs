@@ -1,14 +1,38 @@
 //! The worker pool: scripts run off the async runtime, one tenant cannot
 //! starve another, a full queue answers `Overloaded` at once, and the
 //! transport can hold the executor as `Arc<dyn Executor>` (or a mock).
+//!
+//! The tests that spin workers or measure time take [`SERIAL`]: on a 2-core
+//! machine, another test's infinite loops would otherwise steal the CPU that
+//! a timing bound assumes. State is awaited through
+//! [`RhaiExecutor::stats`], never through a fixed sleep.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use picloud_core::executor::{
-    ExecError, ExecErrorKind, Executor, ExecutorConfig, Invocation, Limits, MockExecutor,
-    RhaiExecutor, ScriptRequest, ScriptResponse, compile,
+    ExecError, ExecErrorKind, Executor, ExecutorConfig, ExecutorStats, Invocation, Limits,
+    MockExecutor, RhaiExecutor, ScriptRequest, ScriptResponse, compile,
 };
+
+/// Held by every test that keeps workers busy or measures elapsed time.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// Waits (up to 10 s) until the executor's load satisfies `ready`.
+async fn wait_for(ex: &RhaiExecutor, ready: impl Fn(&ExecutorStats) -> bool) -> ExecutorStats {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let stats = ex.stats();
+        if ready(&stats) {
+            return stats;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "executor never reached the state: {stats:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
 
 fn spin_forever() -> picloud_core::executor::CompiledScript {
     compile("loop {}", &Limits::default()).unwrap()
@@ -20,6 +44,7 @@ fn trivial() -> picloud_core::executor::CompiledScript {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_tenants_infinite_loops_do_not_starve_another_tenant() {
+    let _serial = SERIAL.lock().await;
     let ex = Arc::new(RhaiExecutor::new(ExecutorConfig::with_workers(2)).unwrap());
     assert_eq!(ex.config().per_tenant_max_in_flight, 1);
     let limits = Limits::default();
@@ -35,9 +60,10 @@ async fn one_tenants_infinite_loops_do_not_starve_another_tenant() {
             })
         })
         .collect();
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    wait_for(&ex, |s| s.running == 1 && s.queued >= 1).await;
 
-    // App B's trivial script still gets a worker, well under 2 s.
+    // App B's trivial script still gets a worker, well within A's wall
+    // clock (1 s): B never waits for one of A's loops to end.
     let started = Instant::now();
     let inv = ex
         .execute("app-b", &trivial(), ScriptRequest::default(), &limits)
@@ -46,7 +72,7 @@ async fn one_tenants_infinite_loops_do_not_starve_another_tenant() {
     let waited = started.elapsed();
     assert!(inv.outcome.is_ok());
     assert!(
-        waited < Duration::from_millis(500),
+        waited < Duration::from_millis(800),
         "app B waited {waited:?}"
     );
 
@@ -61,25 +87,29 @@ async fn one_tenants_infinite_loops_do_not_starve_another_tenant() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_queue_answers_overloaded_at_once() {
+    let _serial = SERIAL.lock().await;
     let config = ExecutorConfig {
-        queue_capacity: 4,
-        per_tenant_max_queued: 4,
+        queue_capacity: 2,
+        per_tenant_max_queued: 2,
         per_tenant_max_in_flight: 2,
         ..ExecutorConfig::with_workers(2)
     };
     let ex = Arc::new(RhaiExecutor::new(config).unwrap());
+    // Long enough that the loops are surely still running when the late
+    // request comes, however slow the machine.
     let limits = Limits {
-        wall_clock: Duration::from_millis(300),
+        wall_clock: Duration::from_secs(2),
+        max_operations: u64::MAX,
         ..Limits::default()
     };
     let looping = spin_forever();
-    // 2 running + 4 queued fill the executor.
-    let busy: Vec<_> = (0..6)
+    // 2 running + 2 queued fill the executor.
+    let busy: Vec<_> = (0..4)
         .map(|i| {
             let (ex, looping) = (Arc::clone(&ex), looping.clone());
             tokio::spawn(async move {
                 ex.execute(
-                    &format!("t{}", i % 3),
+                    &format!("t{}", i % 2),
                     &looping,
                     ScriptRequest::default(),
                     &limits,
@@ -88,31 +118,38 @@ async fn a_full_queue_answers_overloaded_at_once() {
             })
         })
         .collect();
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    let full = wait_for(&ex, |s| s.running == 2 && s.queued == 2 && s.idle == 0).await;
+    assert_eq!(full.workers, 2);
+    assert_eq!(full.tenants, 2);
 
     let started = Instant::now();
     let result = ex
         .execute("late", &trivial(), ScriptRequest::default(), &limits)
         .await;
+    let waited = started.elapsed();
     assert!(matches!(result, Err(ExecError::Overloaded)), "{result:?}");
-    assert!(started.elapsed() < Duration::from_millis(50));
+    // "At once": far less than the wall clock it would wait for a worker.
+    assert!(waited < Duration::from_millis(500), "{waited:?}");
     assert_eq!(ExecError::Overloaded.to_string(), "executor overloaded");
 
-    // Everything admitted ran (a burst is admitted up to the idle workers
-    // plus the queue).
+    // Everything admitted ran to its limit.
     for handle in busy {
-        assert!(handle.await.unwrap().is_ok());
+        let inv = handle.await.unwrap().unwrap();
+        assert_eq!(inv.outcome.unwrap_err().kind(), ExecErrorKind::Timeout);
     }
-    // Drained: accepted again.
+    // Drained: accepted again, and the bookkeeping is back to zero.
     let inv = ex
         .execute("late", &trivial(), ScriptRequest::default(), &limits)
         .await
         .unwrap();
     assert!(inv.outcome.is_ok());
+    let idle = wait_for(&ex, |s| s.idle == 2).await;
+    assert_eq!((idle.running, idle.queued, idle.tenants), (0, 0, 0));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_tenant_cannot_fill_the_queue_for_others() {
+    let _serial = SERIAL.lock().await;
     let config = ExecutorConfig {
         queue_capacity: 8,
         per_tenant_max_queued: 3,
@@ -153,6 +190,7 @@ async fn one_tenant_cannot_fill_the_queue_for_others() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scripts_run_off_the_runtime_threads() {
+    let _serial = SERIAL.lock().await;
     let ex = RhaiExecutor::new(ExecutorConfig::with_workers(2)).unwrap();
     let limits = Limits {
         wall_clock: Duration::from_millis(300),
@@ -175,6 +213,7 @@ async fn scripts_run_off_the_runtime_threads() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn many_concurrent_requests_all_get_answers() {
+    let _serial = SERIAL.lock().await;
     let ex = Arc::new(RhaiExecutor::new(ExecutorConfig::with_workers(2)).unwrap());
     let script = compile("request.path", &Limits::default()).unwrap();
     let handles: Vec<_> = (0..100)
@@ -206,6 +245,7 @@ async fn many_concurrent_requests_all_get_answers() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_caller_that_gives_up_does_not_block_the_pool() {
+    let _serial = SERIAL.lock().await;
     let ex = Arc::new(RhaiExecutor::new(ExecutorConfig::with_workers(2)).unwrap());
     let limits = Limits {
         wall_clock: Duration::from_millis(200),

@@ -50,7 +50,7 @@ pub use rhai;
 
 pub use error::{CompileError, ExecError, ExecErrorKind};
 pub use limits::{LimitKind, Limits, LimitsError};
-pub use pool::{ExecutorConfig, RhaiExecutor};
+pub use pool::{ExecutorConfig, ExecutorStats, RhaiExecutor};
 pub use request::{ScriptRequest, ScriptResponse};
 pub use sandbox::{CompiledScript, Sandbox, compile};
 

@@ -246,6 +246,21 @@ impl Shared {
     }
 }
 
+/// A snapshot of a [`RhaiExecutor`]'s load, for metrics and health checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ExecutorStats {
+    /// Worker threads in the pool.
+    pub workers: usize,
+    /// Workers asleep, waiting for a job.
+    pub idle: usize,
+    /// Scripts running (or about to start) on a worker, all tenants.
+    pub running: usize,
+    /// Jobs waiting for a worker, all tenants.
+    pub queued: usize,
+    /// Tenants with a job running or waiting.
+    pub tenants: usize,
+}
+
 /// Runs compiled scripts on a bounded pool of dedicated threads, fairly
 /// across tenants. Cheap to share: wrap it in an `Arc` (or use it as
 /// `Arc<dyn Executor>`).
@@ -296,6 +311,18 @@ impl RhaiExecutor {
     /// The sizing in force (after normalization).
     pub fn config(&self) -> &ExecutorConfig {
         &self.shared.config
+    }
+
+    /// The pool's load right now (one lock, no allocation).
+    pub fn stats(&self) -> ExecutorStats {
+        let q = self.shared.lock();
+        ExecutorStats {
+            workers: self.shared.config.workers,
+            idle: q.idle,
+            running: q.tenants.values().map(|t| t.running).sum(),
+            queued: q.queued,
+            tenants: q.tenants.len(),
+        }
     }
 
     /// Runs `script` for `tenant` (an app id or slug: the unit of fairness).
