@@ -197,6 +197,7 @@ async fn start_on(
         .warm()
         .await
         .map_err(|e| StartError::Database(e.to_string()))?;
+    let writer = state.scripts.writer().clone();
     let router = picloud_axum::app(
         state,
         AppOptions {
@@ -214,7 +215,13 @@ async fn start_on(
         addr: listen,
         source,
     })?;
-    let task = tokio::spawn(picloud_axum::serve(listener, router, signal));
+    let task = tokio::spawn(async move {
+        let served = picloud_axum::serve(listener, router, signal).await;
+        // Requests in flight are done: write their invocation records
+        // before the process exits.
+        writer.flush().await;
+        served
+    });
     tracing::info!(
         "picloud ready on http://{addr} (store: {}) with {scripts} live scripts",
         opened.kind

@@ -1,7 +1,7 @@
 //! The `picloud` binary itself: it logs one ready line naming the address
 //! and the store, prints a generated bootstrap token once, serves, and exits
-//! cleanly on SIGTERM. With PostgreSQL, users, apps, members and tokens
-//! survive a restart.
+//! cleanly on SIGTERM. With PostgreSQL, users, apps, members, tokens,
+//! scripts and the invocations served just before SIGTERM survive a restart.
 
 mod support;
 
@@ -174,6 +174,22 @@ async fn data_survives_a_restart_on_postgres() {
     .await
     .unwrap();
     let scoped = token["token"].as_str().unwrap().to_owned();
+    let deploy = c
+        .put(format!("{base}/api/v1/admin/apps/shop/scripts/hello"))
+        .bearer_auth(&owner)
+        .body(r#"print("logged before shutdown"); "hi""#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deploy.status(), 201);
+    let run = c
+        .get(format!("{base}/run/shop/hello"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(run.text().await.unwrap(), "hi");
+    // SIGTERM right after the invocation: its record is written on the way
+    // out, not lost with the writer's queue.
     stop(r).await;
 
     // Same database, same bootstrap token: everything is still there.
@@ -190,6 +206,30 @@ async fn data_survives_a_restart_on_postgres() {
         .unwrap();
     assert_eq!(members[0]["username"], "mia");
     assert_eq!(members[0]["role"], "editor");
+    let logs: Value = c
+        .get(format!(
+            "{base}/api/v1/admin/apps/shop/scripts/hello/invocations"
+        ))
+        .bearer_auth(&owner)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let before = logs
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["logs"] == json!(["logged before shutdown"]))
+        .count();
+    assert_eq!(before, 1, "the pre-shutdown invocation was kept: {logs}");
+    let run = c
+        .get(format!("{base}/run/shop/hello"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(run.text().await.unwrap(), "hi", "the script is live again");
     let app = c
         .get(format!("{base}/api/v1/admin/apps/shop"))
         .bearer_auth(&scoped)

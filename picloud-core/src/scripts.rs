@@ -190,8 +190,16 @@ impl ScriptCache {
 /// and counted, never waited for.
 #[derive(Debug, Clone)]
 pub struct InvocationWriter {
-    tx: mpsc::Sender<InvocationRecord>,
+    tx: mpsc::Sender<WriterMsg>,
     dropped: Arc<AtomicU64>,
+}
+
+/// What the writer task receives: a record, or a request to confirm that
+/// everything queued before it is in the store.
+#[derive(Debug)]
+enum WriterMsg {
+    Record(InvocationRecord),
+    Flush(tokio::sync::oneshot::Sender<()>),
 }
 
 impl InvocationWriter {
@@ -199,17 +207,42 @@ impl InvocationWriter {
     pub const QUEUE: usize = 16 * 1024;
     /// The most records per batch.
     pub const BATCH: usize = 512;
+    /// How long the writer lets records gather after a partial batch: a
+    /// record becomes readable at most this much (plus one append) after its
+    /// invocation, or at once after [`flush`](Self::flush).
+    pub const PAUSE: Duration = Duration::from_millis(20);
 
     /// Starts the writer task on the current tokio runtime.
     pub fn start(stores: &Stores) -> Self {
-        let (tx, mut rx) = mpsc::channel::<InvocationRecord>(Self::QUEUE);
+        let (tx, mut rx) = mpsc::channel::<WriterMsg>(Self::QUEUE);
         let log = Arc::clone(&stores.invocations);
         tokio::spawn(async move {
-            let mut batch = Vec::with_capacity(Self::BATCH);
-            // Sleeps in `recv_many` while idle: no polling.
-            while rx.recv_many(&mut batch, Self::BATCH).await > 0 {
-                if let Err(e) = log.append(std::mem::take(&mut batch)).await {
+            let mut msgs = Vec::with_capacity(Self::BATCH);
+            // Sleeps in `recv_many` while idle: no polling. Under load, it
+            // pauses after each partial batch so that records pile up: the
+            // hot path's `try_send` then wakes nobody, and the store sees a
+            // few large batches a second instead of one per request.
+            while rx.recv_many(&mut msgs, Self::BATCH).await > 0 {
+                let full = msgs.len() == Self::BATCH;
+                let mut batch = Vec::with_capacity(msgs.len());
+                let mut waiters = Vec::new();
+                for msg in msgs.drain(..) {
+                    match msg {
+                        WriterMsg::Record(r) => batch.push(r),
+                        WriterMsg::Flush(done) => waiters.push(done),
+                    }
+                }
+                if !batch.is_empty()
+                    && let Err(e) = log.append(batch).await
+                {
                     tracing_warn(&e);
+                }
+                let flushed = !waiters.is_empty();
+                for done in waiters {
+                    let _ = done.send(());
+                }
+                if !full && !flushed {
+                    tokio::time::sleep(Self::PAUSE).await;
                 }
             }
         });
@@ -221,7 +254,7 @@ impl InvocationWriter {
 
     /// Queues a record; drops it if the queue is full.
     pub fn record(&self, record: InvocationRecord) {
-        if self.tx.try_send(record).is_err() {
+        if self.tx.try_send(WriterMsg::Record(record)).is_err() {
             self.dropped.fetch_add(1, Ordering::Relaxed);
         }
     }
@@ -231,18 +264,15 @@ impl InvocationWriter {
         self.dropped.load(Ordering::Relaxed)
     }
 
-    /// Waits until every record queued so far has been handed to the store
-    /// (for tests and graceful shutdown).
+    /// Waits until every record queued before this call has been handed to
+    /// the store (a failed append is reported, not retried). For graceful
+    /// shutdown, and for tests that read the log right after an invocation.
     pub async fn flush(&self) {
-        // The queue is FIFO: once the capacity is back to full, everything
-        // before has been taken by the writer; give it a moment to append.
-        for _ in 0..200 {
-            if self.tx.capacity() == Self::QUEUE {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
+        let (done, flushed) = tokio::sync::oneshot::channel();
+        if self.tx.send(WriterMsg::Flush(done)).await.is_ok() {
+            // An error here means the writer task is gone: nothing to wait for.
+            let _ = flushed.await;
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
