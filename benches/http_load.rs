@@ -1,13 +1,17 @@
 //! HTTP load harness (not criterion): `wrk` against PiCloud's API and against
 //! bare axum routes that return the very same bytes, served by the same
-//! process, runtime and middleware stack, so the ratio isolates PiCloud's own
-//! cost (token lookup, authorization, store read, serialization).
+//! process and runtime. Each request is compared with two baselines:
+//! - **bare**: a plain axum handler, no middleware (the targets' baseline);
+//! - **layered**: the same handler behind PiCloud's standard layers, so
+//!   that ratio isolates PiCloud's own cost (token lookup, authorization,
+//!   store read, serialization, the script hand-off).
 //!
 //! ```text
 //! apt-get install wrk
 //! cargo bench --bench http_load                       # memory store
 //! DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres \
 //!   cargo bench --bench http_load                     # memory and PostgreSQL
+//! cargo bench --bench http_load -- "memory GET /run"  # only matching lines
 //! ```
 //!
 //! Measured, each against a bare route serving the same bytes:
@@ -85,6 +89,34 @@ async fn seed(stores: &Stores) {
     }
 }
 
+/// The command line's filter: only lines whose `"{store} {request}"` (or
+/// `footprint`) contains it are measured.
+fn filter() -> Option<String> {
+    std::env::args().skip(1).find(|a| !a.starts_with('-'))
+}
+
+fn selected(line: &str) -> bool {
+    filter().is_none_or(|f| line.contains(&f))
+}
+
+/// The requests measured, each against the bare route serving its bytes.
+const PAIRS: [(&str, &str, &str); 3] = [
+    (
+        "GET members (100)",
+        "/bare/members",
+        "/api/v1/admin/apps/shop/members",
+    ),
+    ("GET app", "/bare/app", "/api/v1/admin/apps/shop"),
+    ("GET /run hello", "/bare/hello", "/run/shop/hello"),
+];
+
+/// Whether any request of the store `label` is selected.
+fn store_selected(label: &str) -> bool {
+    PAIRS
+        .iter()
+        .any(|(name, _, _)| selected(&format!("{label} {name}")))
+}
+
 async fn run(label: &str, database_url: Option<String>) {
     let opened = open_store(database_url.as_deref())
         .await
@@ -147,36 +179,52 @@ async fn run(label: &str, database_url: Option<String>) {
             async move { ([(header::CONTENT_TYPE, "application/json")], body) }
         })
     };
-    let router: Router = picloud
-        .route("/bare/members", bare(members_body))
-        .route("/bare/app", bare(app_body))
-        .route("/bare/hello", bare(hello_body));
+    // `/bare/*`: plain axum handlers, no middleware at all (what the targets
+    // compare against). `/layered/*`: the same handlers behind PiCloud's
+    // standard layers (request id, tracing span, panic catching, body
+    // limit), so that ratio isolates PiCloud's own work per request.
+    let bare_routes = Router::new()
+        .route("/bare/members", bare(members_body.clone()))
+        .route("/bare/app", bare(app_body.clone()))
+        .route("/bare/hello", bare(hello_body.clone()));
+    let layered_routes = picloud::http::standard_layers(
+        Router::new()
+            .route("/layered/members", bare(members_body))
+            .route("/layered/app", bare(app_body))
+            .route("/layered/hello", bare(hello_body)),
+        AppOptions::default().body_limit,
+    );
+    let router: Router = picloud.merge(bare_routes).merge(layered_routes);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let server = tokio::spawn(async move { axum::serve(listener, router).await });
     tokio::time::sleep(Duration::from_millis(200)).await;
 
-    let pairs = [
-        (
-            "GET members (100)",
-            "/bare/members",
-            "/api/v1/admin/apps/shop/members",
-        ),
-        ("GET app", "/bare/app", "/api/v1/admin/apps/shop"),
-        ("GET /run hello", "/bare/hello", "/run/shop/hello"),
-    ];
-    for (name, bare, real) in pairs {
-        let (b, t) = (format!("{base}{bare}"), format!("{base}{real}"));
+    for (name, bare, real) in PAIRS {
+        if !selected(&format!("{label} {name}")) {
+            continue;
+        }
+        let layered = bare.replacen("/bare/", "/layered/", 1);
+        let (b, l, t) = (
+            format!("{base}{bare}"),
+            format!("{base}{layered}"),
+            format!("{base}{real}"),
+        );
         let token = token.clone();
-        let (bare_rps, real_rps) = tokio::task::spawn_blocking(move || {
+        let (bare_rps, layered_rps, real_rps) = tokio::task::spawn_blocking(move || {
             wrk(&t, Some(&token)); // warm-up
-            (wrk(&b, Some(&token)), wrk(&t, Some(&token)))
+            (
+                wrk(&b, Some(&token)),
+                wrk(&l, Some(&token)),
+                wrk(&t, Some(&token)),
+            )
         })
         .await
         .unwrap();
         println!(
-            "{label:<9} {name:<18} bare {bare_rps:>9.0} req/s   picloud {real_rps:>9.0} req/s   ratio {:.2}x",
-            real_rps / bare_rps
+            "{label:<9} {name:<18} bare {bare_rps:>7.0}  layered {layered_rps:>7.0}  picloud {real_rps:>7.0} req/s   ratio {:.2}x (vs layered {:.2}x)",
+            real_rps / bare_rps,
+            real_rps / layered_rps
         );
     }
     server.abort();
@@ -289,8 +337,11 @@ fn main() {
         .build()
         .unwrap();
     rt.block_on(async {
-        run("memory", None).await;
+        if store_selected("memory") {
+            run("memory", None).await;
+        }
         match picloud::store::postgres::testing::database_url() {
+            _ if !store_selected("postgres") => {}
             Some(_) => {
                 let url = picloud::store::postgres::testing::fresh_database_url()
                     .await
@@ -299,6 +350,8 @@ fn main() {
             }
             None => println!("postgres  SKIPPED (set DATABASE_URL)"),
         }
-        footprint().await;
+        if selected("footprint") {
+            footprint().await;
+        }
     });
 }

@@ -292,20 +292,29 @@ fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
     ApiError::internal("a handler panicked").into_response()
 }
 
-/// The whole server: [`api_router`], `/healthz`, `/readyz`, and the layers
-/// (body limit, request ids, tracing, panic catching, JSON fallbacks).
+/// The whole server: [`api_router`], [`run_router`], `/healthz`, `/readyz`,
+/// JSON fallbacks, and the [`standard_layers`].
 pub fn app(state: ApiState, options: AppOptions) -> Router {
     let probes = Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .with_state(options.readiness.clone());
-    Router::new()
+    let routes = Router::new()
         .merge(api_router(state.clone()))
         .merge(run_router(state))
         .merge(probes)
         .fallback(not_found)
-        .method_not_allowed_fallback(method_not_allowed)
-        .layer(DefaultBodyLimit::max(options.body_limit))
+        .method_not_allowed_fallback(method_not_allowed);
+    standard_layers(routes, options.body_limit)
+}
+
+/// The layers [`app`] puts around every route: a body limit, panic
+/// catching (a JSON 500 that leaks nothing), an `x-request-id` (set if
+/// absent, echoed back) and a tracing span per request. Apply it to routes
+/// of your own to serve them the same way.
+pub fn standard_layers(router: Router, body_limit: usize) -> Router {
+    router
+        .layer(DefaultBodyLimit::max(body_limit))
         .layer(CatchPanicLayer::custom(panic_response))
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(
