@@ -287,6 +287,59 @@ async fn fifty_parallel_grants_give_one_201_and_49_409s(s: TestServer) {
     assert_eq!((created, conflicts), (1, 49), "{statuses:?}");
 }
 
+/// The last two owners demoted at once (the bootstrap owner demotes the
+/// other and itself): one PATCH wins, the other is refused (422 last owner,
+/// or 403 if the actor lost its role first), and one active owner is left.
+async fn two_owners_demoted_at_once_leave_one_owner(s: TestServer) {
+    let (olga, _) = s.user("olga", "owner").await;
+    // An instance admin reads the outcome: not an owner, so not counted.
+    let (_, ada) = s.user("ada", "admin").await;
+    let (_, users) = s.get("/api/v1/admin/admins", &s.owner_token).await;
+    let me = users
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["username"] == "admin")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let s = std::sync::Arc::new(s);
+    let mut tasks = tokio::task::JoinSet::new();
+    for id in [olga, me] {
+        let s = s.clone();
+        tasks.spawn(async move {
+            s.patch(
+                &format!("/api/v1/admin/admins/{id}"),
+                &s.owner_token,
+                json!({ "instance_role": "member" }),
+            )
+            .await
+        });
+    }
+    let mut statuses = Vec::new();
+    while let Some(r) = tasks.join_next().await {
+        let (status, body) = r.unwrap();
+        assert!(!status.is_server_error(), "{status}: {body}");
+        statuses.push(status);
+    }
+    statuses.sort();
+    assert_eq!(statuses[0], StatusCode::OK, "{statuses:?}");
+    assert!(
+        [StatusCode::FORBIDDEN, StatusCode::UNPROCESSABLE_ENTITY].contains(&statuses[1]),
+        "{statuses:?}"
+    );
+    let (status, users) = s.get("/api/v1/admin/admins", &ada).await;
+    assert_eq!(status, StatusCode::OK);
+    let owners = users
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|u| u["instance_role"] == "owner" && u["is_active"] == true)
+        .count();
+    assert_eq!(owners, 1, "{users}");
+}
+
 async fn patch_racing_delete_never_leaves_a_row(s: TestServer) {
     s.create_app("shop").await;
     let mia = s.create_user("mia", "member").await;
@@ -496,6 +549,7 @@ on_both_stores!(
     a_member_app_admin_manages_members_but_not_users,
     fifty_parallel_grants_give_one_201_and_49_409s,
     patch_racing_delete_never_leaves_a_row,
+    two_owners_demoted_at_once_leave_one_owner,
     scoped_tokens_never_grant_more_than_their_scope,
     user_directory_rules,
 );

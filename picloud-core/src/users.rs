@@ -50,6 +50,7 @@ impl From<AdminUserRepoError> for UserError {
     fn from(e: AdminUserRepoError) -> Self {
         match e {
             AdminUserRepoError::Conflict(name) => Self::UsernameTaken(name),
+            AdminUserRepoError::LastOwner => Self::LastOwner,
             other => Self::Users(other),
         }
     }
@@ -187,22 +188,18 @@ impl UserService {
             self.require(principal, Capability::InstanceManageRoles)
                 .await?;
         }
-        let demotes = req.instance_role.is_some_and(|r| r != InstanceRole::Owner);
-        let deactivates = req.is_active == Some(false);
-        if target.instance_role == InstanceRole::Owner
-            && target.is_active
-            && (demotes || deactivates)
-            && self.stores.users.count_active_owners().await? <= 1
-        {
-            return Err(UserError::LastOwner);
-        }
-        let mut user = target;
-        if let Some(role) = req.instance_role {
-            user = self.stores.users.set_instance_role(id, role).await?;
-        }
-        if let Some(active) = req.is_active {
-            user = self.stores.users.set_active(id, active).await?;
-        }
+        // The last-owner rule is checked by the store, atomically with the
+        // change: two admins demoting the last two owners at once cannot both
+        // succeed.
+        let user = self
+            .stores
+            .users
+            .update_guarded(id, req.instance_role, req.is_active)
+            .await
+            .map_err(|e| match e {
+                AdminUserRepoError::NotFound => UserError::NotFound(id),
+                other => other.into(),
+            })?;
         Ok(user)
     }
 }

@@ -255,6 +255,41 @@ impl AdminUserRepository for MemoryStore {
         Ok(stored.user.clone())
     }
 
+    async fn update_guarded(
+        &self,
+        id: AdminUserId,
+        role: Option<InstanceRole>,
+        is_active: Option<bool>,
+    ) -> Result<AdminUser, AdminUserRepoError> {
+        // One write lock around the check and the change.
+        let mut s = self.write();
+        let user = &s.users.get(&id).ok_or(AdminUserRepoError::NotFound)?.user;
+        let owns = |role: InstanceRole, active: bool| role == InstanceRole::Owner && active;
+        let before = owns(user.instance_role, user.is_active);
+        let after = owns(
+            role.unwrap_or(user.instance_role),
+            is_active.unwrap_or(user.is_active),
+        );
+        if before && !after {
+            let others = s
+                .users
+                .values()
+                .filter(|u| u.user.id != id && owns(u.user.instance_role, u.user.is_active))
+                .count();
+            if others == 0 {
+                return Err(AdminUserRepoError::LastOwner);
+            }
+        }
+        let stored = s.users.get_mut(&id).ok_or(AdminUserRepoError::NotFound)?;
+        if let Some(role) = role {
+            stored.user.instance_role = role;
+        }
+        if let Some(active) = is_active {
+            stored.user.is_active = active;
+        }
+        Ok(stored.user.clone())
+    }
+
     async fn set_password_hash(
         &self,
         id: AdminUserId,

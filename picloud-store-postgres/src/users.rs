@@ -134,6 +134,47 @@ impl AdminUserRepository for PostgresStore {
         updated(row)
     }
 
+    async fn update_guarded(
+        &self,
+        id: AdminUserId,
+        role: Option<InstanceRole>,
+        is_active: Option<bool>,
+    ) -> Result<AdminUser, AdminUserRepoError> {
+        let fail = |e: sqlx::Error| user_error(e, None);
+        let mut tx = self.pool.begin().await.map_err(fail)?;
+        // Lock every active owner's row: a concurrent change of an owner
+        // waits here until this transaction ends, then sees its result (READ
+        // COMMITTED re-checks the locked rows), so two demotions of the last
+        // two owners cannot both count the other as still there.
+        let owners: Vec<uuid::Uuid> = sqlx::query_scalar(
+            "SELECT id FROM admin_users WHERE instance_role = 'owner' AND is_active \
+             ORDER BY id FOR UPDATE",
+        )
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(fail)?;
+        let row: Option<UserRow> = sqlx::query_as(
+            "UPDATE admin_users SET instance_role = COALESCE($2, instance_role), \
+             is_active = COALESCE($3, is_active) WHERE id = $1 \
+             RETURNING id, username, email, instance_role, is_active, created_at",
+        )
+        .bind(id.as_uuid())
+        .bind(role.map(InstanceRole::as_str))
+        .bind(is_active)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(fail)?;
+        let user = updated(row)?;
+        let was_owner = owners.contains(&id.as_uuid());
+        let still_owner = user.instance_role == InstanceRole::Owner && user.is_active;
+        if was_owner && !still_owner && owners.len() <= 1 {
+            // Dropping the transaction rolls the update back.
+            return Err(AdminUserRepoError::LastOwner);
+        }
+        tx.commit().await.map_err(fail)?;
+        Ok(user)
+    }
+
     async fn set_password_hash(
         &self,
         id: AdminUserId,

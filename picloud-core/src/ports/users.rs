@@ -16,6 +16,9 @@ pub enum AdminUserRepoError {
     /// The username (or id) is already taken.
     #[error("username already taken: {0}")]
     Conflict(String),
+    /// The change would leave the instance without an active owner.
+    #[error("the last active owner cannot be demoted or deactivated")]
+    LastOwner,
     /// The backend failed.
     #[error("user store backend error: {0}")]
     Backend(#[source] BoxError),
@@ -58,6 +61,19 @@ pub trait AdminUserRepository: Send + Sync {
         &self,
         id: AdminUserId,
         role: InstanceRole,
+    ) -> Result<AdminUser, AdminUserRepoError>;
+
+    /// Changes a user's instance role and/or active flag in one atomic step
+    /// (`None` leaves a field as it is), and refuses with
+    /// [`AdminUserRepoError::LastOwner`] a change that would leave no active
+    /// owner. The check and the write are one unit: of two concurrent calls
+    /// that each demote or deactivate one of the last two owners, exactly one
+    /// succeeds. [`AdminUserRepoError::NotFound`] if absent.
+    async fn update_guarded(
+        &self,
+        id: AdminUserId,
+        role: Option<InstanceRole>,
+        is_active: Option<bool>,
     ) -> Result<AdminUser, AdminUserRepoError>;
 
     /// Replaces a user's password hash. [`AdminUserRepoError::NotFound`] if absent.

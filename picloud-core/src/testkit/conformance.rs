@@ -58,6 +58,8 @@ macro_rules! conformance_tests {
             users_set_active_and_role_round_trip,
             users_updates_of_missing_user_are_not_found,
             users_count_active_owners,
+            users_update_guarded_keeps_an_active_owner,
+            concurrent_demotions_of_the_last_two_owners_leave_one,
             timestamps_round_trip_exactly,
             members_try_insert_creates_a_row,
             members_try_insert_never_overwrites,
@@ -424,6 +426,122 @@ pub async fn users_count_active_owners(stores: Stores) {
         stores.users.count_active_owners().await.unwrap(),
         before + 1
     );
+}
+
+/// `update_guarded` changes role and flag together, and refuses to leave the
+/// instance without an active owner. Needs a fresh store (it counts owners).
+pub async fn users_update_guarded_keeps_an_active_owner(stores: Stores) {
+    let fx = Fixture::new(stores.clone());
+    let users = &stores.users;
+    assert_eq!(users.count_active_owners().await.unwrap(), 0, "fresh store");
+    let a = fx.user("a", InstanceRole::Owner).await;
+    // An inactive owner does not count.
+    let dormant = fx.inactive_user("dormant", InstanceRole::Owner).await;
+    for (role, active) in [
+        (Some(InstanceRole::Admin), None),
+        (Some(InstanceRole::Member), Some(true)),
+        (None, Some(false)),
+    ] {
+        let err = users.update_guarded(a.id, role, active).await.unwrap_err();
+        assert!(
+            matches!(err, AdminUserRepoError::LastOwner),
+            "{role:?}/{active:?}: {err:?}"
+        );
+    }
+    let unchanged = users.get(a.id).await.unwrap().unwrap();
+    assert_eq!(
+        (unchanged.instance_role, unchanged.is_active),
+        (InstanceRole::Owner, true)
+    );
+    // No change, or one that keeps the owner an active owner, is fine.
+    users.update_guarded(a.id, None, None).await.unwrap();
+    users
+        .update_guarded(a.id, Some(InstanceRole::Owner), Some(true))
+        .await
+        .unwrap();
+    // With a second active owner, the first may go; then the second is last.
+    let b = fx.user("b", InstanceRole::Member).await;
+    let b = users
+        .update_guarded(b.id, Some(InstanceRole::Owner), None)
+        .await
+        .unwrap();
+    assert_eq!(b.instance_role, InstanceRole::Owner);
+    let a = users
+        .update_guarded(a.id, Some(InstanceRole::Admin), Some(false))
+        .await
+        .unwrap();
+    assert_eq!((a.instance_role, a.is_active), (InstanceRole::Admin, false));
+    let err = users
+        .update_guarded(b.id, None, Some(false))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, AdminUserRepoError::LastOwner), "{err:?}");
+    // Reactivating the dormant owner frees b.
+    users
+        .update_guarded(dormant.id, None, Some(true))
+        .await
+        .unwrap();
+    users
+        .update_guarded(b.id, Some(InstanceRole::Member), None)
+        .await
+        .unwrap();
+    assert_eq!(users.count_active_owners().await.unwrap(), 1);
+    let err = users
+        .update_guarded(AdminUserId::new(), None, Some(false))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, AdminUserRepoError::NotFound), "{err:?}");
+}
+
+/// Two owners left, and each is demoted (or deactivated) by a concurrent
+/// call: exactly one call succeeds and one owner remains, round after round.
+/// Needs a fresh store.
+pub async fn concurrent_demotions_of_the_last_two_owners_leave_one(stores: Stores) {
+    let fx = Fixture::new(stores.clone());
+    let mut survivor = fx.user("owner-0", InstanceRole::Owner).await;
+    for round in 1..=20 {
+        let newcomer = fx
+            .user(&format!("owner-{round}"), InstanceRole::Owner)
+            .await;
+        let barrier = Arc::new(tokio::sync::Barrier::new(2));
+        let mut set = JoinSet::new();
+        for (user, role, active) in [
+            (survivor.id, Some(InstanceRole::Admin), None),
+            (newcomer.id, None, Some(false)),
+        ] {
+            let (stores, barrier) = (stores.clone(), Arc::clone(&barrier));
+            set.spawn(async move {
+                barrier.wait().await;
+                (user, stores.users.update_guarded(user, role, active).await)
+            });
+        }
+        let mut ok = Vec::new();
+        let mut refused = 0;
+        while let Some(joined) = set.join_next().await {
+            match joined.unwrap() {
+                (user, Ok(_)) => ok.push(user),
+                (_, Err(AdminUserRepoError::LastOwner)) => refused += 1,
+                (_, Err(other)) => panic!("round {round}: {other:?}"),
+            }
+        }
+        assert_eq!((ok.len(), refused), (1, 1), "round {round}");
+        assert_eq!(
+            stores.users.count_active_owners().await.unwrap(),
+            1,
+            "round {round}"
+        );
+        // The one that was not changed is the owner left.
+        survivor = if ok[0] == survivor.id {
+            newcomer
+        } else {
+            survivor
+        };
+        let left = stores.users.get(survivor.id).await.unwrap().unwrap();
+        assert_eq!(
+            (left.instance_role, left.is_active),
+            (InstanceRole::Owner, true)
+        );
+    }
 }
 
 /// Timestamps read back exactly as written (microsecond precision).

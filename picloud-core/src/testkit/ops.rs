@@ -57,6 +57,11 @@ pub enum RepoOp {
         user: Index,
         role: InstanceRole,
     },
+    UpdateGuarded {
+        user: Index,
+        role: Option<InstanceRole>,
+        is_active: Option<bool>,
+    },
     DeleteApp {
         app: Index,
     },
@@ -84,6 +89,8 @@ pub enum ErrKind {
     NotFound,
     /// A `Conflict` variant.
     Conflict,
+    /// The last active owner would be lost.
+    LastOwner,
     /// Anything else.
     Backend,
 }
@@ -127,6 +134,8 @@ pub fn arb_repo_op() -> impl Strategy<Value = RepoOp> {
         1 => any::<Index>().prop_map(|user| RepoOp::ListForMember { user }),
         1 => (any::<Index>(), any::<bool>()).prop_map(|(user, is_active)| RepoOp::SetActive { user, is_active }),
         1 => (any::<Index>(), arb_instance_role()).prop_map(|(user, role)| RepoOp::SetInstanceRole { user, role }),
+        2 => (any::<Index>(), proptest::option::of(arb_instance_role()), proptest::option::of(any::<bool>()))
+            .prop_map(|(user, role, is_active)| RepoOp::UpdateGuarded { user, role, is_active }),
         1 => any::<Index>().prop_map(|app| RepoOp::DeleteApp { app }),
         1 => any::<Index>().prop_map(|app| RepoOp::GetApp { app }),
         1 => any::<Index>().prop_map(|app| RepoOp::ResolveSlug { app }),
@@ -155,6 +164,7 @@ fn user_err(e: AdminUserRepoError) -> ErrKind {
     match e {
         AdminUserRepoError::NotFound => ErrKind::NotFound,
         AdminUserRepoError::Conflict(_) => ErrKind::Conflict,
+        AdminUserRepoError::LastOwner => ErrKind::LastOwner,
         _ => ErrKind::Backend,
     }
 }
@@ -269,6 +279,21 @@ pub async fn apply(stores: &Stores, world: &World, ops: &[RepoOp]) -> Vec<Observ
             RepoOp::SetInstanceRole { user, role } => {
                 let u = &world.users[user.index(nu)];
                 match stores.users.set_instance_role(u.id, role).await {
+                    Ok(u) => Observation::Users(vec![(
+                        user_idx(u.id).expect("world user"),
+                        u.instance_role,
+                        u.is_active,
+                    )]),
+                    Err(e) => Observation::Err(user_err(e)),
+                }
+            }
+            RepoOp::UpdateGuarded {
+                user,
+                role,
+                is_active,
+            } => {
+                let u = &world.users[user.index(nu)];
+                match stores.users.update_guarded(u.id, role, is_active).await {
                     Ok(u) => Observation::Users(vec![(
                         user_idx(u.id).expect("world user"),
                         u.instance_role,
