@@ -335,6 +335,24 @@ async fn scripts_cannot_break_framing_or_read_picloud_tokens(s: TestServer) {
         assert_eq!(resp.headers()["x-ok"], "1");
         assert_eq!(resp.text().await.unwrap(), "hi");
     }
+    // A cookie is confined to the app that set it: its path is forced under
+    // /run/shop and its domain dropped.
+    s.deploy(
+        "shop",
+        "cookie",
+        r#"response(200, "ok", #{ "set-cookie": "sid=abc; Path=/; Domain=example.com; HttpOnly" })"#,
+    )
+    .await;
+    let resp = s
+        .client
+        .get(s.url("/run/shop/cookie"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        resp.headers()["set-cookie"],
+        "sid=abc; HttpOnly; Path=/run/shop"
+    );
     s.deploy(
         "shop",
         "snoop",

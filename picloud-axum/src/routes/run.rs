@@ -41,6 +41,25 @@ const FORBIDDEN_RESPONSE_HEADERS: &[&str] = &[
     "proxy-authenticate",
 ];
 
+/// A script's `Set-Cookie`, confined to its app: the `Path` is forced under
+/// `/run/{app}` and any `Domain` removed. Every app of an instance shares one
+/// origin, so without this one app's script could set (or overwrite) cookies
+/// that browsers then send to the other apps' scripts, or to the admin API.
+/// `None` (the header is dropped) when the value is not a cookie.
+fn confine_cookie(value: &str, app: &str) -> Option<String> {
+    let mut cookie = cookie::Cookie::parse(value).ok()?;
+    let root = format!("/run/{app}");
+    let inside = cookie.path().is_some_and(|p| {
+        p.strip_prefix(root.as_str())
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+    });
+    if !inside {
+        cookie.set_path(root);
+    }
+    cookie.unset_domain();
+    Some(cookie.to_string())
+}
+
 /// Whether a request header reaches the script. PiCloud's own bearer tokens
 /// do not: a script (any editor of any app) could otherwise log a caller's
 /// admin token.
@@ -137,9 +156,15 @@ pub async fn run(State(s): State<ApiState>, req: Request) -> Response {
                 if let Some(ct) = r.content_type.and_then(|c| HeaderValue::from_str(&c).ok()) {
                     h.insert(header::CONTENT_TYPE, ct);
                 }
-                for (name, value) in r.headers {
+                for (name, mut value) in r.headers {
                     if FORBIDDEN_RESPONSE_HEADERS.contains(&name.as_str()) {
                         continue;
+                    }
+                    if name == "set-cookie" {
+                        match confine_cookie(&value, app) {
+                            Some(confined) => value = confined,
+                            None => continue,
+                        }
                     }
                     if let (Ok(n), Ok(v)) = (
                         HeaderName::from_bytes(name.as_bytes()),
@@ -190,6 +215,30 @@ mod tests {
             &HeaderValue::from_static("Bearer someone-elses")
         ));
         assert!(forwarded(&header::ACCEPT, &HeaderValue::from_static("*/*")));
+    }
+
+    #[test]
+    fn cookies_are_confined_to_their_app() {
+        let confined = |v: &str| confine_cookie(v, "shop");
+        assert_eq!(confined("sid=1").as_deref(), Some("sid=1; Path=/run/shop"));
+        assert_eq!(
+            confined("sid=1; Path=/; Domain=example.com; HttpOnly").as_deref(),
+            Some("sid=1; HttpOnly; Path=/run/shop")
+        );
+        // A path inside the app is kept; a look-alike prefix is not inside.
+        assert_eq!(
+            confined("a=b; Path=/run/shop/cart").as_deref(),
+            Some("a=b; Path=/run/shop/cart")
+        );
+        assert_eq!(
+            confined("a=b; Path=/run/shopping").as_deref(),
+            Some("a=b; Path=/run/shop")
+        );
+        assert_eq!(
+            confined("a=b; Path=/api/v1/admin").as_deref(),
+            Some("a=b; Path=/run/shop")
+        );
+        assert_eq!(confined("not a cookie"), None);
     }
 
     #[test]
