@@ -61,7 +61,7 @@ impl Modify for BearerAuth {
         dto::CreateTokenRequest, dto::TokenDto, dto::TokenCreatedDto,
         routes::scripts::ScriptDto, routes::scripts::ScriptDetailDto, routes::scripts::VersionDto,
         routes::scripts::VersionSourceDto, routes::scripts::RollbackRequest,
-        routes::scripts::InvocationDto, routes::scripts::CompileErrorBody, routes::scripts::LimitsDto,
+        routes::scripts::InvocationDto, routes::scripts::CompileErrorBody, picloud_core::executor::Limits,
     )),
     modifiers(&BearerAuth),
     tags(
@@ -126,4 +126,19 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
         }
     }
     doc
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn limits_are_documented_from_the_core_type() {
+        let doc = serde_json::to_value(super::openapi()).unwrap();
+        let limits = &doc["components"]["schemas"]["Limits"];
+        let wall = &limits["properties"]["wall_clock_ms"];
+        assert!(wall["type"] == "integer", "{limits}");
+        assert!(limits["properties"]["max_operations"].is_object());
+        assert!(limits["properties"].get("wall_clock").is_none());
+        // Every field may be omitted (it takes its default).
+        assert!(limits.get("required").is_none(), "{limits}");
+    }
 }

@@ -146,33 +146,6 @@ pub struct CompileErrorBody {
     pub column: Option<usize>,
 }
 
-/// An app's limits for each invocation. Omitted fields take their defaults.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-pub struct LimitsDto {
-    /// Wall clock per invocation, in milliseconds (default 1000, at most 60000).
-    pub wall_clock_ms: u64,
-    /// Rhai operations per invocation.
-    pub max_operations: u64,
-    /// Nested function calls.
-    pub max_call_depth: usize,
-    /// Expression nesting at the top level (checked at deploy).
-    pub max_expr_depth: usize,
-    /// Expression nesting inside functions (checked at deploy).
-    pub max_function_expr_depth: usize,
-    /// Bytes of one string.
-    pub max_string_bytes: usize,
-    /// Elements of one array.
-    pub max_array_len: usize,
-    /// Properties of one map.
-    pub max_map_len: usize,
-    /// Variables alive at once.
-    pub max_variables: usize,
-    /// Functions one script may define (checked at deploy).
-    pub max_functions: usize,
-    /// Bytes of `print`/`debug` output kept per invocation.
-    pub max_output_bytes: usize,
-}
-
 /// Script errors, mapped: a compile error keeps its line and column.
 pub(crate) fn script_error(e: ScriptError) -> Response {
     let status = match &e {
@@ -402,7 +375,7 @@ pub async fn list_invocations(
     get, path = "/api/v1/admin/apps/{id_or_slug}/limits", tag = "scripts",
     params(("id_or_slug" = String, Path, description = "App id or slug", example = "demo")),
     responses(
-        (status = 200, description = "The effective limits", body = LimitsDto),
+        (status = 200, description = "The effective limits", body = Limits),
         (status = 403, description = "No role on the app", body = ErrorBody),
         (status = 404, description = "No such app", body = ErrorBody),
     ),
@@ -422,9 +395,9 @@ pub async fn get_limits(
 #[utoipa::path(
     put, path = "/api/v1/admin/apps/{id_or_slug}/limits", tag = "scripts",
     params(("id_or_slug" = String, Path, description = "App id or slug", example = "demo")),
-    request_body = LimitsDto,
+    request_body = Limits,
     responses(
-        (status = 200, description = "The new limits", body = LimitsDto),
+        (status = 200, description = "The new limits", body = Limits),
         (status = 403, description = "Not an app admin", body = ErrorBody),
         (status = 404, description = "No such app", body = ErrorBody),
         (status = 422, description = "A limit out of range", body = ErrorBody),

@@ -26,11 +26,14 @@ use serde::{Deserialize, Serialize};
 /// Serialized field names are the Rust names, except `wall_clock`, which is
 /// `wall_clock_ms` (an integer number of milliseconds).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(default, deny_unknown_fields)]
 pub struct Limits {
-    /// Wall-clock time the script may run, from its first operation.
-    /// Default 1 s. Time spent waiting in the pool's queue does not count.
+    /// Wall-clock time the script may run, from its first operation, in
+    /// milliseconds on the wire (`wall_clock_ms`). Default 1 s, at most
+    /// 60 s. Time spent waiting in the pool's queue does not count.
     #[serde(rename = "wall_clock_ms", with = "millis")]
+    #[cfg_attr(feature = "openapi", schema(value_type = u64, example = 1000))]
     pub wall_clock: Duration,
     /// Rhai operations (roughly: expressions and statements evaluated).
     /// Default 50 million, about one second of a busy loop on one core in a
