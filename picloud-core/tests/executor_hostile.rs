@@ -127,6 +127,10 @@ enum Ended {
     Ran(Invocation),
 }
 
+/// Held by the tests that spin workers: the wall-clock test measures time,
+/// and on a 2-core machine the corpus's loops would otherwise share its CPU.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 async fn run_one(ex: Arc<RhaiExecutor>, tenant: String, source: String) -> (Ended, Duration) {
     let limits = Limits::default();
     let start = Instant::now();
@@ -149,6 +153,7 @@ async fn run_one(ex: Arc<RhaiExecutor>, tenant: String, source: String) -> (Ende
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_hostile_script_ends_with_a_clear_error_within_two_seconds() {
+    let _serial = SERIAL.lock().await;
     let corpus = corpus();
     assert!(corpus.len() >= 20);
     let ex = Arc::new(
@@ -207,6 +212,7 @@ async fn every_hostile_script_ends_with_a_clear_error_within_two_seconds() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_print_flood_is_truncated_and_stopped() {
+    let _serial = SERIAL.lock().await;
     let ex = RhaiExecutor::new(ExecutorConfig::with_workers(2)).unwrap();
     let limits = Limits::default();
     let script = compile(
@@ -228,6 +234,7 @@ async fn a_print_flood_is_truncated_and_stopped() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_operations_limit_stops_a_loop_deterministically() {
+    let _serial = SERIAL.lock().await;
     let ex = RhaiExecutor::new(ExecutorConfig::with_workers(2)).unwrap();
     let limits = Limits {
         max_operations: 10_000,
@@ -249,6 +256,7 @@ async fn the_operations_limit_stops_a_loop_deterministically() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_wall_clock_is_per_app() {
+    let _serial = SERIAL.lock().await;
     let ex = RhaiExecutor::new(ExecutorConfig::with_workers(2)).unwrap();
     let limits = Limits {
         wall_clock: Duration::from_millis(100),
