@@ -205,8 +205,8 @@ enum WriterMsg {
 impl InvocationWriter {
     /// The most records queued at once.
     pub const QUEUE: usize = 16 * 1024;
-    /// The most records per batch.
-    pub const BATCH: usize = 512;
+    /// The most records taken from the queue for one append.
+    pub const BATCH: usize = 4096;
     /// How long the writer lets records gather after a partial batch: a
     /// record becomes readable at most this much (plus one append) after its
     /// invocation, or at once after [`flush`](Self::flush).
@@ -232,6 +232,10 @@ impl InvocationWriter {
                         WriterMsg::Flush(done) => waiters.push(done),
                     }
                 }
+                // The store keeps only the newest records of each script:
+                // the older ones of a large batch would be trimmed at once,
+                // so they are not written at all.
+                keep_newest_per_script(&mut batch, crate::ports::INVOCATIONS_KEPT);
                 if !batch.is_empty()
                     && let Err(e) = log.append(batch).await
                 {
@@ -274,6 +278,27 @@ impl InvocationWriter {
             let _ = flushed.await;
         }
     }
+}
+
+/// Keeps, of each script's records in `batch`, only the `kept` newest (by
+/// start time, then arrival), in their original order.
+fn keep_newest_per_script(batch: &mut Vec<InvocationRecord>, kept: usize) {
+    if batch.len() <= kept {
+        return;
+    }
+    let mut newest_first: Vec<usize> = (0..batch.len()).collect();
+    newest_first.sort_unstable_by(|&a, &b| batch[b].at.cmp(&batch[a].at).then(b.cmp(&a)));
+    let mut seen: HashMap<ScriptId, usize> = HashMap::new();
+    let mut keep = vec![false; batch.len()];
+    for i in newest_first {
+        let n = seen.entry(batch[i].script_id).or_default();
+        if *n < kept {
+            *n += 1;
+            keep[i] = true;
+        }
+    }
+    let mut flags = keep.into_iter();
+    batch.retain(|_| flags.next().unwrap_or(false));
 }
 
 fn tracing_warn(e: &InvocationLogError) {
@@ -730,5 +755,67 @@ pub fn exec_status(e: &ExecError) -> u16 {
         K::Timeout => 504,
         K::Overloaded => 503,
         _ => 500,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(script: ScriptId, at_us: i64, version: u32) -> InvocationRecord {
+        InvocationRecord {
+            script_id: script,
+            version,
+            at: chrono::DateTime::from_timestamp_micros(at_us).expect("a valid time"),
+            status: 200,
+            duration_us: 1,
+            logs: Vec::new(),
+            error: None,
+        }
+    }
+
+    #[test]
+    fn a_large_batch_keeps_the_newest_records_of_each_script() {
+        let (busy, quiet) = (ScriptId::new(), ScriptId::new());
+        // Arrival order is not start-time order (records arrive when their
+        // run finishes): start times are a permutation of 0..300.
+        let starts: Vec<i64> = (0..300).map(|i| (i * 7) % 300).collect();
+        let mut batch: Vec<_> = starts
+            .iter()
+            .zip(0..)
+            .map(|(&at, n)| record(busy, at, n))
+            .collect();
+        batch.extend((0..5).map(|n| record(quiet, 0, n)));
+        // Two records of one start time: the later arrival is the newer.
+        let tie_a = ScriptId::new();
+        batch.push(record(tie_a, 5, 1));
+        batch.push(record(tie_a, 5, 2));
+        keep_newest_per_script(&mut batch, 100);
+
+        let busy_kept: Vec<&InvocationRecord> =
+            batch.iter().filter(|r| r.script_id == busy).collect();
+        assert_eq!(busy_kept.len(), 100);
+        let min_kept = busy_kept.iter().map(|r| r.at.timestamp_micros()).min();
+        assert_eq!(min_kept, Some(200), "exactly the 100 newest");
+        let arrival: Vec<u32> = busy_kept.iter().map(|r| r.version).collect();
+        assert!(arrival.is_sorted(), "the original order is kept");
+        assert_eq!(batch.iter().filter(|r| r.script_id == quiet).count(), 5);
+        assert_eq!(batch.iter().filter(|r| r.script_id == tie_a).count(), 2);
+
+        let mut ties = vec![record(tie_a, 5, 1), record(tie_a, 5, 2)];
+        keep_newest_per_script(&mut ties, 1);
+        assert_eq!(ties.len(), 1);
+        assert_eq!(ties[0].version, 2, "the later arrival wins a tie");
+    }
+
+    #[test]
+    fn a_small_batch_is_left_alone() {
+        let s = ScriptId::new();
+        let mut batch: Vec<_> = (0..10)
+            .map(|i| record(s, 10 - i, u32::try_from(i).unwrap()))
+            .collect();
+        let before = batch.clone();
+        keep_newest_per_script(&mut batch, 100);
+        assert_eq!(batch, before);
     }
 }
