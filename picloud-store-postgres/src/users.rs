@@ -142,17 +142,38 @@ impl AdminUserRepository for PostgresStore {
     ) -> Result<AdminUser, AdminUserRepoError> {
         let fail = |e: sqlx::Error| user_error(e, None);
         let mut tx = self.pool.begin().await.map_err(fail)?;
-        // Lock every active owner's row: a concurrent change of an owner
-        // waits here until this transaction ends, then sees its result (READ
-        // COMMITTED re-checks the locked rows), so two demotions of the last
-        // two owners cannot both count the other as still there.
-        let owners: Vec<uuid::Uuid> = sqlx::query_scalar(
-            "SELECT id FROM admin_users WHERE instance_role = 'owner' AND is_active \
-             ORDER BY id FOR UPDATE",
+        // Lock the target and every active owner, in one statement and in id
+        // order: concurrent calls then take their locks in the same order
+        // (no deadlock), and a change of an owner committed meanwhile is
+        // seen (READ COMMITTED re-checks each row it waited for), so two
+        // demotions of the last two owners cannot both count the other.
+        // NO KEY UPDATE: foreign-key checks (memberships, tokens) do not wait.
+        let locked: Vec<(uuid::Uuid, String, bool)> = sqlx::query_as(
+            "SELECT id, instance_role, is_active FROM admin_users \
+             WHERE (instance_role = 'owner' AND is_active) OR id = $1 \
+             ORDER BY id FOR NO KEY UPDATE",
         )
+        .bind(id.as_uuid())
         .fetch_all(&mut *tx)
         .await
         .map_err(fail)?;
+        let owns = |role: &str, active: bool| role == InstanceRole::Owner.as_str() && active;
+        let (_, current_role, current_active) = locked
+            .iter()
+            .find(|(u, _, _)| *u == id.as_uuid())
+            .ok_or(AdminUserRepoError::NotFound)?;
+        let before = owns(current_role, *current_active);
+        let after = owns(
+            role.map_or(current_role.as_str(), |r| r.as_str()),
+            is_active.unwrap_or(*current_active),
+        );
+        let others = locked
+            .iter()
+            .filter(|(u, r, a)| *u != id.as_uuid() && owns(r, *a))
+            .count();
+        if before && !after && others == 0 {
+            return Err(AdminUserRepoError::LastOwner);
+        }
         let row: Option<UserRow> = sqlx::query_as(
             "UPDATE admin_users SET instance_role = COALESCE($2, instance_role), \
              is_active = COALESCE($3, is_active) WHERE id = $1 \
@@ -165,12 +186,6 @@ impl AdminUserRepository for PostgresStore {
         .await
         .map_err(fail)?;
         let user = updated(row)?;
-        let was_owner = owners.contains(&id.as_uuid());
-        let still_owner = user.instance_role == InstanceRole::Owner && user.is_active;
-        if was_owner && !still_owner && owners.len() <= 1 {
-            // Dropping the transaction rolls the update back.
-            return Err(AdminUserRepoError::LastOwner);
-        }
         tx.commit().await.map_err(fail)?;
         Ok(user)
     }

@@ -60,6 +60,7 @@ macro_rules! conformance_tests {
             users_count_active_owners,
             users_update_guarded_keeps_an_active_owner,
             concurrent_demotions_of_the_last_two_owners_leave_one,
+            concurrent_promotions_and_demotions_never_fail_or_lose_every_owner,
             timestamps_round_trip_exactly,
             members_try_insert_creates_a_row,
             members_try_insert_never_overwrites,
@@ -541,6 +542,46 @@ pub async fn concurrent_demotions_of_the_last_two_owners_leave_one(stores: Store
             (left.instance_role, left.is_active),
             (InstanceRole::Owner, true)
         );
+    }
+}
+
+/// Promotions, demotions and deactivations of overlapping users, all at
+/// once: each call succeeds or is refused with `LastOwner` (never a backend
+/// error such as a deadlock), and an active owner always remains.
+pub async fn concurrent_promotions_and_demotions_never_fail_or_lose_every_owner(stores: Stores) {
+    let fx = Fixture::new(stores.clone());
+    let mut users = vec![fx.user("o-0", InstanceRole::Owner).await];
+    for i in 1..6 {
+        users.push(fx.user(&format!("u-{i}"), InstanceRole::Member).await);
+    }
+    let changes = [
+        (Some(InstanceRole::Owner), None),
+        (Some(InstanceRole::Member), None),
+        (None, Some(false)),
+        (Some(InstanceRole::Owner), Some(true)),
+        (None, Some(true)),
+        (Some(InstanceRole::Admin), None),
+    ];
+    for round in 0..10 {
+        let barrier = Arc::new(tokio::sync::Barrier::new(12));
+        let mut set = JoinSet::new();
+        for k in 0..12 {
+            let user = users[(k * 5 + round) % users.len()].id;
+            let (role, active) = changes[(k + round * 7) % changes.len()];
+            let (stores, barrier) = (stores.clone(), Arc::clone(&barrier));
+            set.spawn(async move {
+                barrier.wait().await;
+                stores.users.update_guarded(user, role, active).await
+            });
+        }
+        while let Some(joined) = set.join_next().await {
+            match joined.unwrap() {
+                Ok(_) | Err(AdminUserRepoError::LastOwner) => {}
+                Err(other) => panic!("round {round}: {other:?}"),
+            }
+        }
+        let owners = stores.users.count_active_owners().await.unwrap();
+        assert!(owners >= 1, "round {round}: no active owner left");
     }
 }
 
