@@ -218,8 +218,14 @@ async fn start_on(
     let task = tokio::spawn(async move {
         let served = picloud_axum::serve(listener, router, signal).await;
         // Requests in flight are done: write their invocation records
-        // before the process exits.
-        writer.flush().await;
+        // before the process exits, but do not hang on a database that is
+        // gone (the pool's own timeouts are longer than a supervisor waits).
+        if tokio::time::timeout(std::time::Duration::from_secs(5), writer.flush())
+            .await
+            .is_err()
+        {
+            tracing::warn!("invocation records not written within 5 s of shutdown");
+        }
         served
     });
     tracing::info!(

@@ -301,7 +301,95 @@ async fn probes_and_the_openapi_document_answer(s: TestServer) {
     assert!(resp.headers().contains_key("x-request-id"));
 }
 
+/// NUL characters, which PostgreSQL text cannot hold, never reach a store:
+/// names, e-mails and script sources carrying them are 422, lookups by such
+/// names find nothing, and a script's error that quotes one is still logged.
+async fn nul_characters_are_refused_before_any_store(s: TestServer) {
+    use serde_json::json;
+    s.create_app("shop").await;
+    let owner = s.owner_token.clone();
+    let refused = [
+        (
+            "/api/v1/admin/apps",
+            json!({ "slug": "nul", "name": "Sh\u{0}op" }),
+        ),
+        ("/api/v1/admin/tokens", json!({ "name": "c\u{0}i" })),
+        (
+            "/api/v1/admin/admins",
+            json!({ "username": "mia", "password": "correct horse battery",
+                    "instance_role": "member", "email": "m\u{0}@example.com" }),
+        ),
+    ];
+    for (path, body) in refused {
+        let (status, reply) = s.post(path, &owner, body).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{path}: {reply}");
+        assert!(reply["error"].is_string(), "{reply}");
+    }
+    let deploy = s
+        .client
+        .put(s.url("/api/v1/admin/apps/shop/scripts/nul"))
+        .bearer_auth(&owner)
+        .body("let s = \"a\u{0}b\"; s")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deploy.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let (status, _) = s.get("/api/v1/admin/apps/sh%00op", &owner).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let login = s
+        .client
+        .post(s.url("/api/v1/auth/login"))
+        .json(&json!({ "username": "ad\u{0}min", "password": "whatever it is" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(login.status(), StatusCode::UNAUTHORIZED);
+
+    // A script error quoting a NUL from the request is answered and logged.
+    let deploy = s
+        .client
+        .put(s.url("/api/v1/admin/apps/shop/scripts/thrower"))
+        .bearer_auth(&owner)
+        .body("throw request.body")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deploy.status(), StatusCode::CREATED);
+    for body in ["a\u{0}b", "plain"] {
+        let resp = s
+            .client
+            .post(s.url("/run/shop/thrower"))
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    }
+    let mut errors = Vec::new();
+    for _ in 0..100 {
+        let (_, logs) = s
+            .get(
+                "/api/v1/admin/apps/shop/scripts/thrower/invocations",
+                &owner,
+            )
+            .await;
+        errors = logs
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["error"].as_str().unwrap_or_default().to_owned())
+            .collect();
+        if errors.len() == 2 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(errors.len(), 2, "both invocations are logged: {errors:?}");
+    assert!(errors.iter().any(|e| e.ends_with("plain")), "{errors:?}");
+}
+
 on_both_stores!(
+    nul_characters_are_refused_before_any_store,
     every_bad_request_is_a_4xx_json_error,
     probes_and_the_openapi_document_answer,
 );

@@ -88,6 +88,11 @@ impl AppService {
         if name.is_empty() || name.chars().count() > 200 {
             return Err(AppError::Invalid("name must be 1 to 200 characters".into()));
         }
+        if name.chars().any(char::is_control) {
+            return Err(AppError::Invalid(
+                "name must not contain control characters".into(),
+            ));
+        }
         let app = self.stores.apps.create(NewApp::new(slug, name)).await?;
         let my_role = authz::my_role(principal, app.id, None);
         Ok(AppView { app, my_role })

@@ -263,7 +263,13 @@ impl AuthService {
         username: &str,
         password: &str,
     ) -> Result<(IssuedToken, AdminUser), AuthError> {
-        let creds = self.stores.users.credentials(username).await?;
+        // A name no user can have is not looked up (it may hold bytes a
+        // database refuses); it still costs a password check below.
+        let creds = if crate::domain::validate_username(username).is_ok() {
+            self.stores.users.credentials(username).await?
+        } else {
+            None
+        };
         let (hash, user) = match creds {
             Some(c) => (c.password_hash, Some(c.user)),
             None => (None, None),
@@ -311,6 +317,11 @@ impl AuthService {
         if name.is_empty() || name.chars().count() > 100 {
             return Err(AuthError::Invalid(
                 "token name must be 1 to 100 characters".into(),
+            ));
+        }
+        if name.chars().any(char::is_control) {
+            return Err(AuthError::Invalid(
+                "token name must not contain control characters".into(),
             ));
         }
         let scope = match (app, max_role) {

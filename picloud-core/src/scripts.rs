@@ -192,6 +192,7 @@ impl ScriptCache {
 pub struct InvocationWriter {
     tx: mpsc::Sender<WriterMsg>,
     dropped: Arc<AtomicU64>,
+    failed: Arc<AtomicU64>,
 }
 
 /// What the writer task receives: a record, or a request to confirm that
@@ -207,15 +208,19 @@ impl InvocationWriter {
     pub const QUEUE: usize = 16 * 1024;
     /// The most records taken from the queue for one append.
     pub const BATCH: usize = 4096;
-    /// How long the writer lets records gather after a partial batch: a
-    /// record becomes readable at most this much (plus one append) after its
-    /// invocation, or at once after [`flush`](Self::flush).
+    /// How long the writer lets records gather after a partial batch. A
+    /// record becomes readable after the append in progress when it arrived
+    /// (if any), this pause, and its own append; longer while more than
+    /// [`BATCH`](Self::BATCH) records wait. [`flush`](Self::flush) skips
+    /// the wait.
     pub const PAUSE: Duration = Duration::from_millis(20);
 
     /// Starts the writer task on the current tokio runtime.
     pub fn start(stores: &Stores) -> Self {
         let (tx, mut rx) = mpsc::channel::<WriterMsg>(Self::QUEUE);
         let log = Arc::clone(&stores.invocations);
+        let failed = Arc::new(AtomicU64::new(0));
+        let failed_count = Arc::clone(&failed);
         tokio::spawn(async move {
             let mut msgs = Vec::with_capacity(Self::BATCH);
             // Sleeps in `recv_many` while idle: no polling. Under load, it
@@ -236,9 +241,11 @@ impl InvocationWriter {
                 // the older ones of a large batch would be trimmed at once,
                 // so they are not written at all.
                 keep_newest_per_script(&mut batch, crate::ports::INVOCATIONS_KEPT);
+                let count = batch.len() as u64;
                 if !batch.is_empty()
                     && let Err(e) = log.append(batch).await
                 {
+                    failed_count.fetch_add(count, Ordering::Relaxed);
                     tracing_warn(&e);
                 }
                 let flushed = !waiters.is_empty();
@@ -253,6 +260,7 @@ impl InvocationWriter {
         Self {
             tx,
             dropped: Arc::new(AtomicU64::new(0)),
+            failed,
         }
     }
 
@@ -268,9 +276,18 @@ impl InvocationWriter {
         self.dropped.load(Ordering::Relaxed)
     }
 
+    /// How many records were lost because the store refused their batch
+    /// (each failure is also reported on stderr).
+    pub fn failed(&self) -> u64 {
+        self.failed.load(Ordering::Relaxed)
+    }
+
     /// Waits until every record queued before this call has been handed to
-    /// the store (a failed append is reported, not retried). For graceful
-    /// shutdown, and for tests that read the log right after an invocation.
+    /// the store: appended, or left out because retention would drop it at
+    /// once (older than a script's newest kept records), or counted in
+    /// [`failed`](Self::failed) if the store refused it (not retried). For
+    /// graceful shutdown, and for tests that read the log right after an
+    /// invocation.
     pub async fn flush(&self) {
         let (done, flushed) = tokio::sync::oneshot::channel();
         if self.tx.send(WriterMsg::Flush(done)).await.is_ok() {
@@ -521,6 +538,13 @@ impl ScriptService {
             return Err(ScriptError::Invalid(format!(
                 "script source must be at most {MAX_SOURCE_BYTES} bytes"
             )));
+        }
+        if source.contains('\0') {
+            // No store need keep NUL in text (PostgreSQL cannot), and a
+            // script never needs it: "\0" in a literal is an escape.
+            return Err(ScriptError::Invalid(
+                "script source must not contain NUL characters".into(),
+            ));
         }
         let _serial = self.admin.lock().await;
         let limits = self.app_limits(app.id).await?;

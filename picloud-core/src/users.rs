@@ -105,7 +105,7 @@ fn validate_email(email: &str) -> Result<(), UserError> {
         && email
             .split_once('@')
             .is_some_and(|(l, d)| !l.is_empty() && !d.is_empty())
-        && !email.chars().any(char::is_whitespace);
+        && !email.chars().any(|c| c.is_whitespace() || c.is_control());
     if ok {
         Ok(())
     } else {

@@ -103,6 +103,9 @@ async fn a_full_queue_answers_overloaded_at_once() {
         ..Limits::default()
     };
     let looping = spin_forever();
+    // Both workers are up and waiting (until then an idle worker does not
+    // count towards the admission bound).
+    wait_for(&ex, |s| s.idle == 2).await;
     // 2 running + 2 queued fill the executor.
     let busy: Vec<_> = (0..4)
         .map(|i| {

@@ -355,7 +355,10 @@ impl InvocationLog for PostgresStore {
             statuses.push(i32::from(r.status));
             durations.push(i64::try_from(r.duration_us).unwrap_or(i64::MAX));
             logs.push(serde_json::to_string(&r.logs).unwrap_or_else(|_| "[]".to_owned()));
-            errors.push(r.error.clone());
+            // A script's error text may carry NUL (from the request body,
+            // say), which PostgreSQL text cannot hold: one such record must
+            // not fail the whole batch.
+            errors.push(r.error.as_deref().map(without_nul));
         }
         let mut tx = self.pool.begin().await.map_err(log_error)?;
         // One statement for the whole batch; records of deleted scripts are
@@ -413,4 +416,9 @@ impl InvocationLog for PostgresStore {
             .collect::<Result<_, _>>()
             .map_err(log_error)
     }
+}
+
+/// `text` with each NUL replaced by U+FFFD (PostgreSQL `text` cannot hold NUL).
+fn without_nul(text: &str) -> String {
+    text.replace('\0', "\u{FFFD}")
 }

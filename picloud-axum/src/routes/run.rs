@@ -43,9 +43,10 @@ const FORBIDDEN_RESPONSE_HEADERS: &[&str] = &[
 
 /// A script's `Set-Cookie`, confined to its app: the `Path` is forced under
 /// `/run/{app}` and any `Domain` removed. Every app of an instance shares one
-/// origin, so without this one app's script could set (or overwrite) cookies
-/// that browsers then send to the other apps' scripts, or to the admin API.
-/// `None` (the header is dropped) when the value is not a cookie.
+/// origin, so without this one app's script could set (or overwrite), by a
+/// header, cookies that browsers then send to the other apps' scripts, or to
+/// the admin API. Defence in depth only: script-served JavaScript shares the
+/// origin too. `None` (the header is dropped) when the value is not a cookie.
 fn confine_cookie(value: &str, app: &str) -> Option<String> {
     let mut cookie = cookie::Cookie::parse(value).ok()?;
     let root = format!("/run/{app}");

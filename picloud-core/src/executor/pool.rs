@@ -248,6 +248,7 @@ impl Shared {
 
 /// A snapshot of a [`RhaiExecutor`]'s load, for metrics and health checks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub struct ExecutorStats {
     /// Worker threads in the pool.
     pub workers: usize,

@@ -49,11 +49,16 @@ pub trait AppRepository: Send + Sync {
 
     /// Resolves a path segment that is either an app id or a slug. An id is
     /// tried first; a UUID-shaped string that matches no id is tried as a slug.
+    /// A string that is not a valid slug matches nothing and reaches no
+    /// store (it may hold bytes a database refuses, such as NUL).
     async fn resolve(&self, id_or_slug: &str) -> Result<Option<App>, AppRepoError> {
         if let Ok(id) = Uuid::parse_str(id_or_slug)
             && let Some(app) = self.get(AppId::from(id)).await?
         {
             return Ok(Some(app));
+        }
+        if crate::domain::Slug::parse(id_or_slug).is_err() {
+            return Ok(None);
         }
         self.find_by_slug(id_or_slug).await
     }
