@@ -325,15 +325,8 @@ async fn nul_characters_are_refused_before_any_store(s: TestServer) {
         assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{path}: {reply}");
         assert!(reply["error"].is_string(), "{reply}");
     }
-    let deploy = s
-        .client
-        .put(s.url("/api/v1/admin/apps/shop/scripts/nul"))
-        .bearer_auth(&owner)
-        .body("let s = \"a\u{0}b\"; s")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(deploy.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let (status, _) = s.deploy("shop", "nul", "let s = \"a\u{0}b\"; s").await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
     let (status, _) = s.get("/api/v1/admin/apps/sh%00op", &owner).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     let login = s
@@ -346,15 +339,8 @@ async fn nul_characters_are_refused_before_any_store(s: TestServer) {
     assert_eq!(login.status(), StatusCode::UNAUTHORIZED);
 
     // A script error quoting a NUL from the request is answered and logged.
-    let deploy = s
-        .client
-        .put(s.url("/api/v1/admin/apps/shop/scripts/thrower"))
-        .bearer_auth(&owner)
-        .body("throw request.body")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(deploy.status(), StatusCode::CREATED);
+    let (status, _) = s.deploy("shop", "thrower", "throw request.body").await;
+    assert_eq!(status, StatusCode::CREATED);
     for body in ["a\u{0}b", "plain"] {
         let resp = s
             .client

@@ -19,31 +19,6 @@ const COUNT_ARGS: &str = include_str!("../examples/scripts/count_args.rhai");
 const NOTHING: &str = include_str!("../examples/scripts/nothing.rhai");
 
 impl TestServer {
-    /// Deploys `source` as `app/name` with `token`; returns status and body.
-    async fn deploy_as(
-        &self,
-        token: &str,
-        app: &str,
-        name: &str,
-        source: &str,
-    ) -> (StatusCode, Value) {
-        let resp = self
-            .client
-            .put(self.url(&format!("/api/v1/admin/apps/{app}/scripts/{name}")))
-            .bearer_auth(token)
-            .header("content-type", "text/plain")
-            .body(source.to_owned())
-            .send()
-            .await
-            .unwrap();
-        let status = resp.status();
-        (status, resp.json().await.unwrap_or(Value::Null))
-    }
-
-    async fn deploy(&self, app: &str, name: &str, source: &str) -> (StatusCode, Value) {
-        self.deploy_as(&self.owner_token, app, name, source).await
-    }
-
     /// Calls a script; returns status, content type and body text.
     async fn run(
         &self,

@@ -146,6 +146,31 @@ impl TestServer {
     }
 
     /// Creates an app (as the owner); returns its id.
+    /// Deploys `source` as `app/name` with `token`; returns status and body.
+    pub async fn deploy_as(
+        &self,
+        token: &str,
+        app: &str,
+        name: &str,
+        source: &str,
+    ) -> (StatusCode, Value) {
+        let resp = self
+            .client
+            .put(self.url(&format!("/api/v1/admin/apps/{app}/scripts/{name}")))
+            .bearer_auth(token)
+            .header("content-type", "text/plain")
+            .body(source.to_owned())
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn deploy(&self, app: &str, name: &str, source: &str) -> (StatusCode, Value) {
+        self.deploy_as(&self.owner_token, app, name, source).await
+    }
+
     pub async fn create_app(&self, slug: &str) -> String {
         let (status, body) = self
             .post(
