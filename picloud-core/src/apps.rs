@@ -84,15 +84,8 @@ impl AppService {
     ) -> Result<AppView, AppError> {
         require(self.stores.authz.as_ref(), principal, Capability::CreateApp).await?;
         let slug = Slug::parse(slug).map_err(|e| AppError::Invalid(e.to_string()))?;
-        let name = name.trim();
-        if name.is_empty() || name.chars().count() > 200 {
-            return Err(AppError::Invalid("name must be 1 to 200 characters".into()));
-        }
-        if name.chars().any(char::is_control) {
-            return Err(AppError::Invalid(
-                "name must not contain control characters".into(),
-            ));
-        }
+        let name =
+            crate::domain::validate_display_name(name, "name", 200).map_err(AppError::Invalid)?;
         let app = self.stores.apps.create(NewApp::new(slug, name)).await?;
         let my_role = authz::my_role(principal, app.id, None);
         Ok(AppView { app, my_role })

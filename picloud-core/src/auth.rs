@@ -313,17 +313,8 @@ impl AuthService {
         if !principal.is_active || principal.scope.is_some() {
             return Err(AuthError::Forbidden);
         }
-        let name = name.trim();
-        if name.is_empty() || name.chars().count() > 100 {
-            return Err(AuthError::Invalid(
-                "token name must be 1 to 100 characters".into(),
-            ));
-        }
-        if name.chars().any(char::is_control) {
-            return Err(AuthError::Invalid(
-                "token name must not contain control characters".into(),
-            ));
-        }
+        let name = crate::domain::validate_display_name(name, "token name", 100)
+            .map_err(AuthError::Invalid)?;
         let scope = match (app, max_role) {
             (None, None) => None,
             (None, Some(_)) => {
