@@ -7,6 +7,13 @@ use clap::{Parser, Subcommand};
 use picloud::auth::Bootstrap;
 use picloud::server::{self, DEFAULT_LISTEN, ServerConfig};
 
+/// jemalloc, which counts every thread's allocations: each script run's
+/// `max_memory_bytes` then holds for every byte it allocates (see
+/// `picloud_core::executor::meter`).
+#[global_allocator]
+static ALLOCATOR: picloud_core::executor::meter::MeteredAllocator =
+    picloud_core::executor::meter::MeteredAllocator;
+
 /// PiCloud: upload a Rhai script, get an HTTP endpoint.
 #[derive(Debug, Parser)]
 #[command(version, about)]

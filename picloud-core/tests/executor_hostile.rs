@@ -27,6 +27,11 @@ enum Expect {
 }
 
 use Expect::{Compile, Limit, Runtime};
+
+/// Every allocation is metered, as in the server binary.
+#[global_allocator]
+static ALLOCATOR: picloud_core::executor::meter::MeteredAllocator =
+    picloud_core::executor::meter::MeteredAllocator;
 use LimitKind::*;
 
 const TIME: &[LimitKind] = &[WallClock, Operations];
@@ -76,12 +81,12 @@ fn corpus() -> Vec<(&'static str, String, Expect)> {
         ("map grown by index assignment", "let m = #{}; for i in 0..100000000 { m[`k${i}`] = i; } 1".into(), Limit(&[MapSize])),
         (
             "array slots refilled with fresh big strings",
-            "let a = []; a.pad(10000, 0); let s = \"x\"; s.pad(500000, \"y\"); for i in 0..10000 { a[i] = s + i; } 1".into(),
+            "let a = []; a.pad(10000, 0); let s = \"y\"; for i in 0..19 { s += s; } for i in 0..10000 { a[i] = s + i; } 1".into(),
             Limit(&[StringSize]),
         ),
         (
             "a method growing `this` by index",
-            "fn grow(s) { let i = 0; while i < 10000 { this[`k${i}`] = s + i; i += 1; } } let m = #{}; let s = \"x\"; s.pad(500000, \"y\"); m.grow(s); 1".into(),
+            "fn grow(s) { let i = 0; while i < 10000 { this[`k${i}`] = s + i; i += 1; } } let m = #{}; let s = \"y\"; for i in 0..19 { s += s; } m.grow(s); 1".into(),
             Limit(&[StringSize]),
         ),
         ("deeply nested arrays", "let a = []; loop { a = [a]; }".into(), Limit(&[ArraySize, WallClock, Operations])),
@@ -119,6 +124,51 @@ fn corpus() -> Vec<(&'static str, String, Expect)> {
         ("too many closures", format!("let v = [{}]; 1", vec!["|x| x"; 300].join(",")), Compile(Some(Functions), "functions")),
         ("too many variables", many_vars, Limit(&[Variables])),
         ("variables via recursion", "fn f(a, b, c, d, e, g, h, i) { f(a, b, c, d, e, g, h, i) } f(1, 2, 3, 4, 5, 6, 7, 8)".into(), Limit(&[Variables, CallDepth, Stack])),
+        // Finding 1 of the hardening issue: a chain of closures millions deep
+        // whose recursive drop overflowed the stack. Closures cannot capture.
+        ("closure chain", "let f = 0; loop { let g = f; f = || g; }".into(), Limit(TIME)),
+        ("closure capturing a variable", "let g = 1; let f = || g; f.call()".into(), Runtime("not found")),
+        // Finding 2: closures and curried pointers hid data from every size limit.
+        (
+            "closures holding fresh strings",
+            "let s = \"y\"; for i in 0..19 { s += s; } let f = 0; for i in 0..100000 { let g = [f, s + i]; f = || g; } 1".into(),
+            Limit(&[WallClock, Operations, StringSize, Memory]),
+        ),
+        ("a closure in a map that holds it", "let a = #{ big: \"x\" + request.path }; let f = || a; a.f = f; a.g = a; a.f.call()".into(), Runtime("not found")),
+        ("curry", "let f = Fn(\"x\"); f = f.curry(1); 1".into(), Compile(None, "curry")),
+        ("curry as a function", "fn x(a) { a } let f = curry(Fn(\"x\"), 1); f.call()".into(), Compile(None, "curry")),
+        ("a long function name", "let s = \"y\"; for i in 0..19 { s += s; } Fn(s)".into(), Runtime("at most 256 bytes")),
+        (
+            "function pointers in a literal",
+            format!("let s = \"x\"; s.pad(1000, \"y\"); [{}]", (0..300).map(|i| format!("Fn(s + \"{i}\")")).collect::<Vec<_>>().join(",")),
+            Runtime("at most 256 bytes"),
+        ),
+        (
+            "responses held in an array",
+            "let s = \"y\"; for i in 0..19 { s += s; } let a = []; for i in 0..1000 { a.push(response(200, s + i)); } 1".into(),
+            Limit(&[StringSize, Memory]),
+        ),
+        (
+            "responses in a literal",
+            format!("let s = \"y\"; for i in 0..19 {{ s += s; }} [{}]", (0..200).map(|i| format!("response(200, s + \"{i}\")")).collect::<Vec<_>>().join(",")),
+            Limit(&[Memory]),
+        ),
+        (
+            "many variables of big strings",
+            format!("let s = \"y\"; for i in 0..19 {{ s += s; }} {} 1", (0..300).map(|i| format!("let v{i} = s + \"{i}\";")).collect::<String>()),
+            Limit(&[Memory]),
+        ),
+        (
+            "big strings in every frame of a recursion",
+            "fn f(n) { let s = \"y\"; for i in 0..19 { s += s; } let a = s + n; let b = s + n + 1; if n > 0 { f(n - 1) } else { loop { a.len(); } } } f(60)".into(),
+            Limit(&[Memory]),
+        ),
+        (
+            "a native loop building big strings",
+            "let a = []; a.pad(2000, \"x\"); let b = a.map(|x| { let s = \"y\"; for i in 0..19 { s += s; } s + x }); b.len()".into(),
+            Limit(&[Memory]),
+        ),
+        ("map keys of big strings", "let s = \"y\"; for i in 0..19 { s += s; } let m = #{}; for i in 0..1000 { m[s + i] = 1; } 1".into(), Limit(&[StringSize, Memory])),
     ]
 }
 
@@ -297,4 +347,28 @@ fn deep_nesting_compiles_to_an_error_on_a_small_stack() {
         .join()
         .unwrap();
     assert_eq!(err.limit, Some(LimitKind::ExprDepth));
+}
+
+/// Rust's `sort_by` may panic on a comparator that is not a total order;
+/// rhai catches that panic, and the sandbox's hook keeps it quiet. Either
+/// way the run ends as the script's own outcome, never as an engine failure.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sort_with_an_inconsistent_comparator_is_the_scripts_error() {
+    let _serial = SERIAL.lock().await;
+    let ex = Arc::new(RhaiExecutor::new(ExecutorConfig::default()).unwrap());
+    let source = "let a = []; for i in 0..500 { a.push((i * 7919) % 101) } \
+                  a.sort(|x, y| if (x + y) % 3 == 0 { -1 } else { 1 }); a.len()";
+    for _ in 0..20 {
+        let (ended, _) = run_one(Arc::clone(&ex), "sort".into(), source.into()).await;
+        let Ended::Ran(inv) = ended else {
+            panic!("it compiles")
+        };
+        match inv.outcome {
+            Ok(_) => {}
+            Err(ExecError::Runtime { message, .. }) => {
+                assert!(message.contains("comparer"), "{message}")
+            }
+            Err(other) => panic!("not the script's own outcome: {other:?}"),
+        }
+    }
 }

@@ -212,6 +212,15 @@ impl ExecError {
                     line,
                 )
             }
+            EvalAltResult::ErrorTerminated(token, _)
+                if token.is::<super::sandbox::MemoryExhausted>() =>
+            {
+                Self::limit_hit(
+                    LimitKind::Memory,
+                    format!("{} bytes", limits.max_memory_bytes),
+                    line,
+                )
+            }
             EvalAltResult::ErrorTooManyOperations(_) => Self::limit_hit(
                 LimitKind::Operations,
                 limits.max_operations.to_string(),
@@ -227,7 +236,12 @@ impl ExecError {
             }
             EvalAltResult::ErrorDataTooLarge(what, _) => {
                 let what = what.to_ascii_lowercase();
-                let (kind, value) = if what.contains("string") {
+                let (kind, value) = if what.contains("memory") {
+                    (
+                        LimitKind::Memory,
+                        format!("{} bytes", limits.max_memory_bytes),
+                    )
+                } else if what.contains("string") {
                     (
                         LimitKind::StringSize,
                         format!("{} bytes", limits.max_string_bytes),

@@ -66,6 +66,12 @@ pub struct Limits {
     /// Bytes of `print`/`debug` output kept per invocation; the rest is
     /// dropped and the log ends with a truncation marker. Default 64 KiB.
     pub max_output_bytes: usize,
+    /// Bytes of data all the run's variables may hold together, as the
+    /// sandbox estimates them (string and key bytes, 16 bytes per value
+    /// slot, 48 per map entry), summed over every function frame of the
+    /// call stack, plus the bodies of every `response(...)` value the run
+    /// creates. Checked by the periodic size scan. Default 64 MiB.
+    pub max_memory_bytes: usize,
 }
 
 impl Limits {
@@ -88,6 +94,8 @@ impl Limits {
     pub const MAX_DEFINITIONS: usize = 10_000;
     /// The highest log volume accepted: 16 MiB.
     pub const MAX_OUTPUT_BYTES: usize = 16 * 1024 * 1024;
+    /// The highest memory budget accepted: 512 MiB.
+    pub const MAX_MEMORY_BYTES: usize = 512 * 1024 * 1024;
 
     /// Checks that every limit is positive and below the hard ceilings.
     /// For an API that lets an app override its limits: reject bad values
@@ -143,6 +151,11 @@ impl Limits {
         at_most("max_map_len", self.max_map_len, Self::MAX_COLLECTION_LEN)?;
         at_most("max_variables", self.max_variables, Self::MAX_DEFINITIONS)?;
         at_most("max_functions", self.max_functions, Self::MAX_DEFINITIONS)?;
+        at_most(
+            "max_memory_bytes",
+            self.max_memory_bytes,
+            Self::MAX_MEMORY_BYTES,
+        )?;
         if self.max_output_bytes > Self::MAX_OUTPUT_BYTES {
             return Err(LimitsError {
                 field: "max_output_bytes",
@@ -172,6 +185,7 @@ impl Limits {
             max_variables: within(self.max_variables, Self::MAX_DEFINITIONS),
             max_functions: within(self.max_functions, Self::MAX_DEFINITIONS),
             max_output_bytes: self.max_output_bytes.min(Self::MAX_OUTPUT_BYTES),
+            max_memory_bytes: within(self.max_memory_bytes, Self::MAX_MEMORY_BYTES),
         }
     }
 }
@@ -190,6 +204,7 @@ impl Default for Limits {
             max_variables: 512,
             max_functions: 256,
             max_output_bytes: 64 * 1024,
+            max_memory_bytes: 64 * 1024 * 1024,
         }
     }
 }
@@ -229,6 +244,11 @@ pub enum LimitKind {
     Variables,
     /// [`Limits::max_functions`].
     Functions,
+    /// [`Limits::max_memory_bytes`].
+    Memory,
+    /// The compile budget: parsing the source took too long (see
+    /// `CompileBudget`).
+    CompileTime,
     /// The worker's native stack: recursion too deep for the thread even
     /// within the call-depth limit (a backstop; see `Sandbox::with_stack_limit`).
     Stack,
@@ -247,6 +267,8 @@ impl LimitKind {
             Self::MapSize => "map size",
             Self::Variables => "variables",
             Self::Functions => "functions",
+            Self::Memory => "memory",
+            Self::CompileTime => "compile time",
             Self::Stack => "native stack",
         }
     }

@@ -30,11 +30,14 @@
 //! - [`pool`]: [`RhaiExecutor`], the worker pool, and its fairness rules.
 //! - [`request`]: [`ScriptRequest`] and [`ScriptResponse`], and the output rules.
 //! - [`error`]: [`CompileError`], [`ExecError`], and the suggested statuses.
+//! - `meter` (feature `meter`): counting every byte a run allocates.
 //! - [`values`]: printing and comparing script data without deep native
 //!   recursion.
 
 pub mod error;
 pub mod limits;
+#[cfg(feature = "meter")]
+pub mod meter;
 pub mod pool;
 pub mod request;
 pub mod sandbox;
@@ -52,7 +55,7 @@ pub use error::{CompileError, ExecError, ExecErrorKind};
 pub use limits::{LimitKind, Limits, LimitsError};
 pub use pool::{ExecutorConfig, ExecutorStats, RhaiExecutor};
 pub use request::{ScriptRequest, ScriptResponse};
-pub use sandbox::{CompiledScript, Sandbox, compile};
+pub use sandbox::{CompileBudget, CompiledScript, Sandbox, compile, compile_with};
 
 /// One run of a script: what it answered, what it logged, how long it took.
 ///

@@ -402,7 +402,7 @@ fn worker(shared: &Shared, stack_limit: usize) {
                     // in any state, so start from a fresh one.
                     sandbox = Sandbox::with_stack_limit(stack_limit);
                     Err(ExecError::Internal(format!(
-                        "the script worker panicked: {}",
+                        "the engine failed on this script: {}",
                         panic_message(&*panic)
                     )))
                 }

@@ -63,7 +63,7 @@ pub struct ScriptResponse {
     /// Other headers set by the script: names lower case and valid tokens,
     /// values free of control characters, in the script's (sorted) order.
     pub headers: Vec<(String, String)>,
-    /// The body bytes (empty for 204 and 304).
+    /// The body bytes (empty for 204, 205 and 304).
     pub body: Vec<u8>,
 }
 
@@ -206,7 +206,8 @@ pub(crate) fn into_response(value: Dynamic) -> Result<ScriptResponse, String> {
             headers,
             body,
         };
-        if matches!(response.status, 204 | 304) {
+        // These statuses have no body (RFC 9110 §15.3.5, §15.3.6, §15.4.5).
+        if matches!(response.status, 204 | 205 | 304) {
             response.body.clear();
             response.content_type = None;
         }
@@ -260,9 +261,6 @@ struct StrictJson<'a>(&'a Dynamic, usize);
 impl Serialize for StrictJson<'_> {
     fn serialize<S: Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
         let StrictJson(value, depth) = *self;
-        if value.is_shared() {
-            return StrictJson(&value.flatten_clone(), depth).serialize(ser);
-        }
         if depth > MAX_JSON_DEPTH {
             return Err(S::Error::custom(format!(
                 "the result is nested more than {MAX_JSON_DEPTH} levels deep and cannot be turned into JSON"

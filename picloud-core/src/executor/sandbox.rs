@@ -28,6 +28,27 @@
 //! - **Sizes.** rhai's string, array and map limits, plus a periodic scan
 //!   of the variables that closes a gap in rhai's checks (index assignment;
 //!   see the `on_var` hook in [`Sandbox::with_stack_limit`]).
+//! - **Memory.** rhai is built with `no_closure`: an anonymous function
+//!   cannot capture variables, so no value is ever shared, nothing forms a
+//!   cycle, and every value is a tree whose size the scan can measure and
+//!   whose drop frees it all. `curry` is refused at compile time and
+//!   `Fn(name)` takes names of at most [`MAX_FN_NAME_BYTES`], so a function
+//!   pointer holds nothing of note. The scan counts what rhai's own
+//!   accounting does not see (map keys, function names, `response(...)`
+//!   bodies) and sums every variable of every frame of the call stack
+//!   against [`Limits::max_memory_bytes`]; `response(...)` values are
+//!   charged against it when they are made. The `request` map the run
+//!   starts with does not count against the limits (the body limit bounds
+//!   it); what the script adds to it does.
+//! - **Compile budget.** Parsing can take time superlinear in the source
+//!   (rhai looks variables up by a linear search). [`compile_with`] stops
+//!   after a [`CompileBudget`] of wall clock, or when the budget is
+//!   cancelled (the uploader went away), checked every few tokens.
+//! - **Panics.** A panic inside the engine (rhai catches one in `sort`
+//!   with an inconsistent comparator) is an error of that run. The
+//!   sandbox's panic hook keeps such panics quiet, on the threads and for
+//!   the time a sandbox runs, and leaves every other panic to the hook that
+//!   was installed before.
 //! - **Logs.** `print` and `debug` append to a bounded per-invocation buffer.
 //! - **Checked arithmetic.** rhai is built without `unchecked`, so overflow
 //!   and division by zero are errors, never panics.
@@ -36,6 +57,7 @@
 //! with the engine's callbacks: rhai's callbacks must be `'static`, and this
 //! keeps the sandbox self-contained instead of relying on thread-locals.
 
+use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::thread;
@@ -43,15 +65,16 @@ use std::time::{Duration, Instant};
 
 use rhai::packages::{Package, StandardPackage};
 use rhai::{
-    AST, Array, Dynamic, Engine, EvalAltResult, Map, Module, NativeCallContext, Position, Scope,
-    Shared,
+    AST, Array, Dynamic, Engine, EvalAltResult, FnPtr, ImmutableString, LexError, Map, Module,
+    NativeCallContext, Position, Scope, Shared, Token,
 };
 
 use super::Invocation;
 use super::error::{CompileError, ExecError};
+use super::limits::LimitKind;
 use super::limits::Limits;
 use super::request::{ResponseValue, ScriptRequest, into_response, json_text};
-use super::values;
+use super::values::{self, DataSizes};
 
 /// How often (in operations, a power of two) the wall clock is read.
 const CLOCK_CHECK_EVERY: u64 = 256;
@@ -65,6 +88,26 @@ const STACK_CHECK_EVERY: u64 = 16;
 /// The shortest time between two size scans of the variables.
 const SCAN_EVERY_NS: u64 = 1_000_000;
 
+/// The longest time between two size scans while a script runs: a scan
+/// normally waits ten times its own duration (so it costs at most a tenth
+/// of the run), but never longer than this, so a script holding much data
+/// cannot buy itself a long unchecked stretch.
+const SCAN_AT_MOST_EVERY_NS: u64 = 10_000_000;
+
+/// The longest function name `Fn(name)` accepts, in bytes. A function
+/// pointer holds its name, which rhai's size accounting does not see.
+pub const MAX_FN_NAME_BYTES: usize = 256;
+
+/// How long compiling one source may take, by default.
+pub const DEFAULT_COMPILE_BUDGET: Duration = Duration::from_secs(5);
+
+/// How often (in tokens, a power of two) the compile budget is checked.
+const BUDGET_CHECK_EVERY: u64 = 64;
+
+/// What `curry` says: the sandbox has no way to bind values to a
+/// function pointer (see the module docs, "Memory").
+const NO_CURRY: &str = "curry is not available in the sandbox: pass values as arguments";
+
 /// The error `sleep(...)` raises.
 const NO_SLEEP: &str =
     "sleep is not available: a script must not block its worker (use the wall clock for timing)";
@@ -76,6 +119,20 @@ pub(crate) struct WallClock;
 /// The termination token the native stack check hands to rhai.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct StackExhausted;
+
+/// The termination token the memory meter hands to rhai.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct MemoryExhausted;
+
+/// This thread's allocation balance (see `meter`), when metered.
+#[cfg(feature = "meter")]
+fn meter_balance() -> Option<u64> {
+    super::meter::thread_balance()
+}
+#[cfg(not(feature = "meter"))]
+fn meter_balance() -> Option<u64> {
+    None
+}
 
 /// The stack a [`Sandbox::new`] lets a script use: fits the 8 MiB of a
 /// process's main thread with room to spare.
@@ -124,6 +181,57 @@ impl CompiledScript {
 /// That is fine for an upload handler. The transport should bound the source
 /// size (its HTTP body limit).
 pub fn compile(source: &str, limits: &Limits) -> Result<CompiledScript, CompileError> {
+    compile_with(source, limits, &CompileBudget::default())
+}
+
+/// How long one compile may take, and a switch to stop it early. Clones
+/// share the switch: keep one, hand another to [`compile_with`], and
+/// [`cancel`](Self::cancel) it when the result is no longer wanted.
+#[derive(Debug, Clone)]
+pub struct CompileBudget {
+    time: Duration,
+    cancelled: Arc<AtomicBool>,
+}
+
+impl Default for CompileBudget {
+    fn default() -> Self {
+        Self::new(DEFAULT_COMPILE_BUDGET)
+    }
+}
+
+impl CompileBudget {
+    /// A budget of `time` of wall clock.
+    pub fn new(time: Duration) -> Self {
+        Self {
+            time,
+            cancelled: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    /// The wall clock a compile may take.
+    pub fn time(&self) -> Duration {
+        self.time
+    }
+
+    /// Stops the compile using this budget (or a clone) at its next check.
+    pub fn cancel(&self) {
+        self.cancelled.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether [`cancel`](Self::cancel) was called.
+    pub fn is_cancelled(&self) -> bool {
+        self.cancelled.load(Ordering::Relaxed)
+    }
+}
+
+/// [`compile`] under a [`CompileBudget`]: past its time the compile fails
+/// with [`LimitKind::CompileTime`]; once cancelled it fails at its next
+/// check (within a few tokens).
+pub fn compile_with(
+    source: &str,
+    limits: &Limits,
+    budget: &CompileBudget,
+) -> Result<CompiledScript, CompileError> {
     let limits = limits.clamped();
     let internal = |message: String| CompileError {
         message,
@@ -135,7 +243,7 @@ pub fn compile(source: &str, limits: &Limits) -> Result<CompiledScript, CompileE
         thread::Builder::new()
             .name("picloud-compile".into())
             .stack_size(COMPILE_STACK_SIZE)
-            .spawn_scoped(scope, || compile_here(source, &limits))
+            .spawn_scoped(scope, || compile_here(source, &limits, budget))
             .map_err(|e| internal(format!("cannot start the compiler thread: {e}")))?
             .join()
             .unwrap_or_else(|_| Err(internal("the compiler failed on this script".into())))
@@ -146,13 +254,172 @@ pub fn compile(source: &str, limits: &Limits) -> Result<CompiledScript, CompileE
 pub const COMPILE_STACK_SIZE: usize = 16 * 1024 * 1024;
 
 /// Compiles on the current thread (which must have the stack for it).
-fn compile_here(source: &str, limits: &Limits) -> Result<CompiledScript, CompileError> {
+fn compile_here(
+    source: &str,
+    limits: &Limits,
+    budget: &CompileBudget,
+) -> Result<CompiledScript, CompileError> {
+    if let Some((line, column)) = literal_longer_than(source, limits.max_string_bytes) {
+        return Err(CompileError {
+            message: format!(
+                "a string literal exceeds the string size limit of {}",
+                limits.max_string_bytes
+            ),
+            line: Some(line),
+            column: Some(column),
+            limit: Some(LimitKind::StringSize),
+        });
+    }
     let mut engine = sandbox_engine();
     configure(&mut engine, limits);
-    engine
-        .compile(source)
+    let started = Instant::now();
+    let expired = Arc::new(AtomicBool::new(false));
+    let tokens = AtomicU64::new(0);
+    let (check, time) = (budget.clone(), budget.time);
+    let expired_flag = Arc::clone(&expired);
+    let curried = Arc::new(AtomicBool::new(false));
+    let curried_flag = Arc::clone(&curried);
+    #[allow(deprecated)] // `on_parse_token` is stable, only flagged as "volatile".
+    engine.on_parse_token(move |token, _pos, _state| {
+        if tokens
+            .fetch_add(1, Ordering::Relaxed)
+            .is_multiple_of(BUDGET_CHECK_EVERY)
+            && (check.is_cancelled() || started.elapsed() > time)
+        {
+            expired_flag.store(true, Ordering::Relaxed);
+        }
+        if expired_flag.load(Ordering::Relaxed) {
+            return Token::LexError(Box::new(LexError::Runtime("compile budget".into())));
+        }
+        match token {
+            // rhai's tokenizer marks its keyword functions as reserved words.
+            Token::Reserved(name) | Token::Identifier(name) if name.as_str() == "curry" => {
+                curried_flag.store(true, Ordering::Relaxed);
+                Token::LexError(Box::new(LexError::ImproperSymbol(
+                    "curry".into(),
+                    NO_CURRY.into(),
+                )))
+            }
+            // `Fn(name)` is rhai's own and cannot be replaced; calls go to
+            // the sandbox's `fn_ptr`, which bounds the name.
+            Token::Reserved(name) | Token::Identifier(name) if name.as_str() == "Fn" => {
+                Token::Identifier(Box::new("fn_ptr".into()))
+            }
+            other => other,
+        }
+    });
+    let compiled = engine.compile(source);
+    if expired.load(Ordering::Relaxed) {
+        let message = if budget.is_cancelled() {
+            "the compile was cancelled".to_owned()
+        } else {
+            format!(
+                "compiling took longer than the compile budget of {} ms",
+                budget.time.as_millis()
+            )
+        };
+        return Err(CompileError {
+            message,
+            line: None,
+            column: None,
+            limit: Some(LimitKind::CompileTime),
+        });
+    }
+    compiled
         .map(|ast| CompiledScript { ast: Arc::new(ast) })
-        .map_err(|err| CompileError::from_parse(&err, limits))
+        .map_err(|err| {
+            let mut error = CompileError::from_parse(&err, limits);
+            if curried.load(Ordering::Relaxed) {
+                // The parser may report the refused word as something else
+                // ("expecting name of a property" after a `.`).
+                error.message = NO_CURRY.to_owned();
+            }
+            error
+        })
+}
+
+/// Where the first string literal longer than `max` bytes starts (line and
+/// column, 1-based), if any.
+///
+/// rhai's tokenizer refuses such a literal too, but only after reading it
+/// up to the limit a character at a time, with a reallocation per
+/// character (seconds for 1 MiB under jemalloc), in one token that the
+/// compile budget cannot interrupt. This pass finds it in one linear scan.
+/// It knows comments (nested block comments included), `"…"` strings with
+/// escapes, `` `…` `` strings (counted whole, interpolations included) and
+/// character literals; a literal it over-counts is one past the limit
+/// anyway.
+fn literal_longer_than(source: &str, max: usize) -> Option<(usize, usize)> {
+    #[derive(Clone, Copy, PartialEq)]
+    enum State {
+        Code,
+        LineComment,
+        BlockComment(usize),
+        Quoted(u8),
+    }
+    let bytes = source.as_bytes();
+    let (mut state, mut i, mut start, mut line, mut line_start) = (State::Code, 0, 0, 1, 0);
+    let mut literal_at = (1, 1);
+    while i < bytes.len() {
+        let b = bytes[i];
+        let next = bytes.get(i + 1).copied();
+        if b == b'\n' {
+            line += 1;
+            line_start = i + 1;
+        }
+        match state {
+            State::Code => match (b, next) {
+                (b'/', Some(b'/')) => state = State::LineComment,
+                (b'/', Some(b'*')) => {
+                    state = State::BlockComment(1);
+                    i += 1;
+                }
+                (b'"' | b'`' | b'\'', _) => {
+                    state = State::Quoted(b);
+                    start = i + 1;
+                    literal_at = (line, i - line_start + 1);
+                }
+                _ => {}
+            },
+            State::LineComment => {
+                if b == b'\n' {
+                    state = State::Code;
+                }
+            }
+            State::BlockComment(depth) => match (b, next) {
+                (b'*', Some(b'/')) => {
+                    state = if depth == 1 {
+                        State::Code
+                    } else {
+                        State::BlockComment(depth - 1)
+                    };
+                    i += 1;
+                }
+                (b'/', Some(b'*')) => {
+                    state = State::BlockComment(depth + 1);
+                    i += 1;
+                }
+                _ => {}
+            },
+            State::Quoted(quote) => {
+                if b == b'\\' && quote != b'`' {
+                    i += 1;
+                } else if b == quote {
+                    state = State::Code;
+                }
+                if i.saturating_sub(start) > max {
+                    return Some(literal_at);
+                }
+            }
+        }
+        i += 1;
+    }
+    if let State::Quoted(_) = state
+        && bytes.len().saturating_sub(start) > max
+    {
+        return Some(literal_at);
+    }
+    None
 }
 
 /// The standard package, built once per process: building it is the
@@ -212,20 +479,132 @@ fn sandbox_engine() -> Engine {
             json_text(&Dynamic::from_map(map.clone())).map_err(Into::into)
         },
     );
-    engine.register_type_with_name::<ResponseValue>("Response");
+    // rhai's `pad` grows the string a character at a time, one reallocation
+    // each (smartstring reallocates even when the capacity suffices): about
+    // a second for 1 MiB under jemalloc, in one operation the wall clock
+    // cannot interrupt. These build the result in one allocation.
     engine.register_fn(
-        "response",
-        |status: i64, body: Dynamic| -> Result<ResponseValue, Box<EvalAltResult>> {
-            ResponseValue::new(status, body, None)
+        "pad",
+        |ctx: NativeCallContext, s: &mut ImmutableString, len: i64, c: char| {
+            pad_string(&ctx, s, len, c.encode_utf8(&mut [0; 4]))
         },
     );
     engine.register_fn(
-        "response",
-        |status: i64, body: Dynamic, headers: Map| -> Result<ResponseValue, Box<EvalAltResult>> {
-            ResponseValue::new(status, body, Some(headers))
+        "pad",
+        |ctx: NativeCallContext, s: &mut ImmutableString, len: i64, padding: &str| {
+            pad_string(&ctx, s, len, padding)
+        },
+    );
+    engine.register_type_with_name::<ResponseValue>("Response");
+    engine.register_fn(
+        "fn_ptr",
+        |name: ImmutableString| -> Result<FnPtr, Box<EvalAltResult>> {
+            if name.len() > MAX_FN_NAME_BYTES {
+                return Err(
+                    format!("Fn: a function name is at most {MAX_FN_NAME_BYTES} bytes").into(),
+                );
+            }
+            FnPtr::new(name)
         },
     );
     engine
+}
+
+/// `string.pad(len, padding)`: rhai's semantics (pad to `len` characters
+/// with copies of `padding`, the last one cut short), one allocation.
+fn pad_string(
+    ctx: &NativeCallContext,
+    string: &mut ImmutableString,
+    len: i64,
+    padding: &str,
+) -> Result<(), Box<EvalAltResult>> {
+    let max = ctx.engine().max_string_size();
+    let Ok(len) = usize::try_from(len) else {
+        return if len <= 0 {
+            Ok(())
+        } else {
+            Err(too_large("Length of string"))
+        };
+    };
+    if len > max {
+        return Err(too_large("Length of string"));
+    }
+    let have = string.chars().count();
+    let unit = padding.chars().count();
+    if len <= have || unit == 0 {
+        return Ok(());
+    }
+    let missing = len - have;
+    let (whole, rest) = (missing / unit, missing % unit);
+    let tail: String = padding.chars().take(rest).collect();
+    let bytes = string.len() + whole * padding.len() + tail.len();
+    if bytes > max {
+        return Err(too_large("Length of string"));
+    }
+    let mut out = String::with_capacity(bytes);
+    out.push_str(string);
+    for _ in 0..whole {
+        out.push_str(padding);
+    }
+    out.push_str(&tail);
+    *string = out.into();
+    Ok(())
+}
+
+/// The error a size check raises; `what` names the limit the way rhai's own
+/// errors do, so that [`ExecError::from_eval`] classifies both alike.
+fn too_large(what: &str) -> Box<EvalAltResult> {
+    EvalAltResult::ErrorDataTooLarge(what.into(), Position::NONE).into()
+}
+
+/// Checks one variable's sizes against the engine's limits.
+fn check_sizes(engine: &Engine, sizes: DataSizes) -> Result<(), Box<EvalAltResult>> {
+    if sizes.strings > engine.max_string_size() {
+        return Err(too_large("Length of string"));
+    }
+    if sizes.arrays > engine.max_array_size() {
+        return Err(too_large("Size of array"));
+    }
+    if sizes.maps > engine.max_map_size() {
+        return Err(too_large("Size of object map"));
+    }
+    Ok(())
+}
+
+thread_local! {
+    /// Set while this thread runs a script in a sandbox.
+    static IN_SANDBOX: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Installs, once per process, a panic hook that says nothing for a
+/// panic raised while a sandbox runs (the run turns it into an error of its
+/// own) and hands every other panic to the hook installed before.
+fn install_quiet_panic_hook() {
+    static INSTALLED: OnceLock<()> = OnceLock::new();
+    INSTALLED.get_or_init(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !IN_SANDBOX.with(Cell::get) {
+                previous(info);
+            }
+        }));
+    });
+}
+
+/// Marks the current thread as running a script until dropped.
+struct SandboxRunning;
+
+impl SandboxRunning {
+    fn enter() -> Self {
+        IN_SANDBOX.with(|flag| flag.set(true));
+        Self
+    }
+}
+
+impl Drop for SandboxRunning {
+    fn drop(&mut self) {
+        IN_SANDBOX.with(|flag| flag.set(false));
+    }
 }
 
 /// Applies `limits` (already clamped) to an engine.
@@ -256,12 +635,32 @@ struct RunState {
     scan_due: AtomicBool,
     /// Nanoseconds after `origin` before which no new scan is due.
     next_scan_ns: AtomicU64,
+    /// [`Limits::max_memory_bytes`] of the running invocation.
+    max_memory: AtomicUsize,
+    /// Bytes charged for `response(...)` values made by this run.
+    response_bytes: AtomicUsize,
+    /// What the `request` map held when the run started: not charged.
+    request_sizes: Mutex<DataSizes>,
+    /// The meter's balance when the run started.
+    meter_base: AtomicU64,
+    /// The memory each frame of the call stack held at its last scan,
+    /// by call level (a function's variables live in a scope of their own).
+    frame_memory: Mutex<Vec<usize>>,
     log: Mutex<LogBuffer>,
 }
 
 impl RunState {
     fn now_ns(&self) -> u64 {
         u64::try_from(self.origin.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    /// Charges `bytes` of `response(...)` values against the memory limit.
+    fn charge_response(&self, bytes: usize) -> Result<(), Box<EvalAltResult>> {
+        let total = self.response_bytes.fetch_add(bytes, Ordering::Relaxed) + bytes;
+        if total > self.max_memory.load(Ordering::Relaxed) {
+            return Err(too_large("Memory of response values"));
+        }
+        Ok(())
     }
 
     fn log(&self) -> std::sync::MutexGuard<'_, LogBuffer> {
@@ -271,6 +670,14 @@ impl RunState {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
+}
+
+/// Locks a mutex of the run state; a panic while holding it (only ever in
+/// a script run, which is then discarded) leaves nothing half-done.
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// `print`/`debug` output of one invocation, bounded in bytes.
@@ -329,6 +736,7 @@ pub struct Sandbox {
     engine: Engine,
     state: Arc<RunState>,
     scope: Scope<'static>,
+    metered: bool,
 }
 
 impl std::fmt::Debug for Sandbox {
@@ -362,10 +770,39 @@ impl Sandbox {
             stack_limit: bytes,
             scan_due: AtomicBool::new(false),
             next_scan_ns: AtomicU64::new(0),
+            max_memory: AtomicUsize::new(usize::MAX),
+            response_bytes: AtomicUsize::new(0),
+            meter_base: AtomicU64::new(0),
+            request_sizes: Mutex::new(DataSizes::default()),
+            frame_memory: Mutex::new(Vec::new()),
             log: Mutex::new(LogBuffer::default()),
         });
+        install_quiet_panic_hook();
         let mut engine = sandbox_engine();
-
+        // `response(...)` values are charged when they are made: they may be
+        // built inside a literal or a native loop, where no scan sees them.
+        let response_state = Arc::clone(&state);
+        engine.register_fn(
+            "response",
+            move |status: i64, body: Dynamic| -> Result<ResponseValue, Box<EvalAltResult>> {
+                response_state.charge_response(values::data_sizes(&body).memory)?;
+                ResponseValue::new(status, body, None)
+            },
+        );
+        let response_state = Arc::clone(&state);
+        engine.register_fn(
+            "response",
+            move |status: i64,
+                  body: Dynamic,
+                  headers: Map|
+                  -> Result<ResponseValue, Box<EvalAltResult>> {
+                let bytes = values::data_sizes(&body).memory
+                    + values::data_sizes(&Dynamic::from_map(headers.clone())).memory;
+                response_state.charge_response(bytes)?;
+                ResponseValue::new(status, body, Some(headers))
+            },
+        );
+        let metered = meter_balance().is_some();
         let progress_state = Arc::clone(&state);
         engine.on_progress(move |ops| {
             // Every operation: is the script's recursion (calls, closures,
@@ -379,6 +816,17 @@ impl Sandbox {
             let base = progress_state.stack_base.load(Ordering::Relaxed);
             if base.abs_diff(stack_position()) > progress_state.stack_limit {
                 return Some(Dynamic::from(StackExhausted));
+            }
+            // Every allocation of this run, wherever it is held.
+            if metered && let Some(balance) = meter_balance() {
+                let used = balance.wrapping_sub(progress_state.meter_base.load(Ordering::Relaxed));
+                // A balance below the start (values freed) wraps to a huge
+                // number: only a positive difference is a use.
+                if (used as i64) > 0
+                    && used > progress_state.max_memory.load(Ordering::Relaxed) as u64
+                {
+                    return Some(Dynamic::from(MemoryExhausted));
+                }
             }
             if ops % CLOCK_CHECK_EVERY != 0 {
                 return None;
@@ -408,17 +856,37 @@ impl Sandbox {
             scan_state.scan_due.store(false, Ordering::Relaxed);
             let started = scan_state.now_ns();
             let engine = context.engine();
-            let values = context.scope().iter_raw().map(|(_, _, value)| value);
-            for value in values.chain(context.this_ptr()) {
-                // A shared (captured) value locked by the running statement
-                // cannot be read now; it is checked on a later scan.
-                if value.is_shared() && value.is_locked() {
-                    continue;
+            let level = context.call_level();
+            let allowance = *lock(&scan_state.request_sizes);
+            let mut frame = 0_usize;
+            for (name, _, value) in context.scope().iter_raw() {
+                let mut sizes = values::data_sizes(value);
+                if level == 0 && name == "request" {
+                    sizes = sizes.less(allowance);
                 }
-                engine.ensure_data_size_within_limits(value)?;
+                check_sizes(engine, sizes)?;
+                frame = frame.saturating_add(sizes.memory);
+            }
+            if let Some(this) = context.this_ptr() {
+                let sizes = values::data_sizes(this);
+                check_sizes(engine, sizes)?;
+                frame = frame.saturating_add(sizes.memory);
+            }
+            let total = {
+                let mut frames = lock(&scan_state.frame_memory);
+                // Deeper frames measured earlier have returned since.
+                frames.resize(level + 1, 0);
+                frames[level] = frame;
+                frames.iter().fold(0_usize, |a, b| a.saturating_add(*b))
+            };
+            let total = total.saturating_add(scan_state.response_bytes.load(Ordering::Relaxed));
+            if total > scan_state.max_memory.load(Ordering::Relaxed) {
+                return Err(too_large("Memory of variables"));
             }
             let now = scan_state.now_ns();
-            let pause = (now - started).saturating_mul(10).max(SCAN_EVERY_NS);
+            let pause = (now - started)
+                .saturating_mul(10)
+                .clamp(SCAN_EVERY_NS, SCAN_AT_MOST_EVERY_NS);
             scan_state
                 .next_scan_ns
                 .store(now.saturating_add(pause), Ordering::Relaxed);
@@ -439,7 +907,14 @@ impl Sandbox {
             engine,
             state,
             scope: Scope::new(),
+            metered,
         }
+    }
+
+    /// Whether this sandbox's allocations are metered (feature `meter`,
+    /// with [`MeteredAllocator`](super::meter) as the global allocator).
+    pub fn is_metered(&self) -> bool {
+        self.metered
     }
 
     /// Runs `script` on `request` under `limits` and returns its outcome,
@@ -456,13 +931,23 @@ impl Sandbox {
         self.state.log().reset(limits.max_output_bytes);
 
         let start = Instant::now();
-        let request = request.into_rhai();
+        let _running = SandboxRunning::enter();
+        if let Some(base) = meter_balance() {
+            self.state.meter_base.store(base, Ordering::Relaxed);
+        }
+        let request = Dynamic::from_map(request.into_rhai());
+        *lock(&self.state.request_sizes) = values::data_sizes(&request);
+        lock(&self.state.frame_memory).clear();
+        self.state
+            .max_memory
+            .store(limits.max_memory_bytes, Ordering::Relaxed);
+        self.state.response_bytes.store(0, Ordering::Relaxed);
         self.scope.clear();
-        self.scope
-            .push_dynamic("request", Dynamic::from_map(request));
+        self.scope.push_dynamic("request", request);
+        let wall = u64::try_from(limits.wall_clock.as_nanos()).unwrap_or(u64::MAX);
         self.state
             .deadline_ns
-            .store(self.deadline(limits.wall_clock), Ordering::Relaxed);
+            .store(self.state.now_ns().saturating_add(wall), Ordering::Relaxed);
         self.state
             .stack_base
             .store(stack_position(), Ordering::Relaxed);
@@ -477,22 +962,17 @@ impl Sandbox {
 
         self.state.deadline_ns.store(u64::MAX, Ordering::Relaxed);
         self.scope.clear();
+        let runtime = |message: String| ExecError::runtime(message, None);
         let outcome = match result {
-            Ok(value) => into_response(value),
+            Ok(value) => into_response(value).map_err(runtime),
             Err(err) => match *err {
                 EvalAltResult::Exit(value, _) | EvalAltResult::Return(value, _) => {
-                    into_response(value)
+                    into_response(value).map_err(runtime)
                 }
-                other => return self.finish(start, Err(ExecError::from_eval(&other, &limits))),
+                other => Err(ExecError::from_eval(&other, &limits)),
             },
-        }
-        .map_err(|message| ExecError::runtime(message, None));
+        };
         self.finish(start, outcome)
-    }
-
-    fn deadline(&self, wall_clock: Duration) -> u64 {
-        let wall = u64::try_from(wall_clock.as_nanos()).unwrap_or(u64::MAX);
-        self.state.now_ns().saturating_add(wall)
     }
 
     fn finish(
@@ -508,5 +988,32 @@ impl Sandbox {
             truncated_logs: log.truncated,
             duration,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::literal_longer_than;
+
+    #[test]
+    fn long_literals_are_found_without_the_tokenizer() {
+        let long = "x".repeat(100);
+        assert_eq!(
+            literal_longer_than(&format!("let s = \"{long}\";"), 99),
+            Some((1, 9))
+        );
+        assert_eq!(
+            literal_longer_than(&format!("let s = \"{long}\";"), 100),
+            None
+        );
+        assert_eq!(
+            literal_longer_than(&format!("1;\n  `{long}`"), 50),
+            Some((2, 3))
+        );
+        // Escapes, comments and short literals around a long comment.
+        let src =
+            format!("let a = \"a\\\"b\"; // {long}\n/* /* {long} */ */ let c = 'x'; \"{long}");
+        assert_eq!(literal_longer_than(&src, 99), Some((2, 127)));
+        assert_eq!(literal_longer_than(&src[..src.len() - 100], 10), None);
     }
 }

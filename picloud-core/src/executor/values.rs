@@ -27,9 +27,6 @@ pub(crate) fn debug_string(value: &Dynamic) -> String {
 }
 
 fn write_debug(out: &mut String, value: &Dynamic, depth: usize) {
-    if value.is_shared() {
-        return write_debug(out, &value.flatten_clone(), depth);
-    }
     if let Ok(array) = value.as_array_ref() {
         write_array(out, &array, depth);
     } else if let Ok(map) = value.as_map_ref() {
@@ -157,9 +154,6 @@ fn values_equal(
     y: &Dynamic,
     depth: usize,
 ) -> Result<bool, Box<EvalAltResult>> {
-    if x.is_shared() || y.is_shared() {
-        return values_equal(ctx, &x.flatten_clone(), &y.flatten_clone(), depth);
-    }
     if let (Ok(a), Ok(b)) = (x.as_array_ref(), y.as_array_ref()) {
         return arrays_equal_at(ctx, &a, &b, depth);
     }
@@ -175,5 +169,88 @@ fn values_equal(
         Ok(result) => Ok(result.as_bool().unwrap_or(false)),
         Err(err) if matches!(*err, EvalAltResult::ErrorFunctionNotFound(..)) => Ok(false),
         Err(err) => Err(err),
+    }
+}
+
+/// Bytes the sandbox charges for one value slot (a `Dynamic`).
+const SLOT_BYTES: usize = 16;
+/// Bytes the sandbox charges for one map entry, beyond its key and value.
+const ENTRY_BYTES: usize = 48;
+
+/// What a value holds, as the sandbox's size limits count it.
+///
+/// rhai's own accounting (`calc_data_sizes`) counts arrays, BLOBs, maps
+/// and strings, and nothing inside other values: a function pointer's
+/// name and curried arguments, a `response(...)` value's body, map keys.
+/// This walk counts all of them, so a value cannot hide data from the
+/// limits by wrapping it.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct DataSizes {
+    /// Array elements and BLOB bytes, nested arrays counted in full (as
+    /// rhai counts them against `max_array_len`).
+    pub arrays: usize,
+    /// Map entries, nested maps counted in full.
+    pub maps: usize,
+    /// String bytes, map keys and function names included.
+    pub strings: usize,
+    /// The estimated bytes of memory the value holds.
+    pub memory: usize,
+}
+
+impl DataSizes {
+    /// These sizes less an allowance (each field saturating at zero).
+    pub fn less(self, allowance: DataSizes) -> DataSizes {
+        DataSizes {
+            arrays: self.arrays.saturating_sub(allowance.arrays),
+            maps: self.maps.saturating_sub(allowance.maps),
+            strings: self.strings.saturating_sub(allowance.strings),
+            memory: self.memory.saturating_sub(allowance.memory),
+        }
+    }
+}
+
+/// The sizes of `value` and everything inside it.
+///
+/// It recurses once per level of nesting, on a small frame; nesting is
+/// bounded by the array and map limits (a level is at least one element).
+pub(crate) fn data_sizes(value: &Dynamic) -> DataSizes {
+    let mut sizes = DataSizes::default();
+    add_sizes(&mut sizes, value);
+    sizes
+}
+
+fn add_sizes(sizes: &mut DataSizes, value: &Dynamic) {
+    sizes.memory += SLOT_BYTES;
+    if let Ok(s) = value.as_immutable_string_ref() {
+        sizes.strings += s.len();
+        sizes.memory += s.len();
+    } else if let Ok(array) = value.as_array_ref() {
+        sizes.arrays += array.len();
+        for item in array.iter() {
+            add_sizes(sizes, item);
+        }
+    } else if let Ok(map) = value.as_map_ref() {
+        sizes.maps += map.len();
+        for (key, item) in map.iter() {
+            sizes.strings += key.len();
+            sizes.memory += key.len() + ENTRY_BYTES;
+            add_sizes(sizes, item);
+        }
+    } else if let Ok(blob) = value.as_blob_ref() {
+        sizes.arrays += blob.len();
+        sizes.memory += blob.len();
+    } else if let Some(fn_ptr) = value.read_lock::<rhai::FnPtr>() {
+        sizes.strings += fn_ptr.fn_name().len();
+        sizes.memory += fn_ptr.fn_name().len();
+        for item in fn_ptr.iter_curry() {
+            sizes.arrays += 1;
+            add_sizes(sizes, item);
+        }
+    } else if let Some(response) = value.read_lock::<super::request::ResponseValue>() {
+        add_sizes(sizes, &response.body);
+        for (name, text) in &response.headers {
+            sizes.strings += name.len() + text.len();
+            sizes.memory += name.len() + text.len() + ENTRY_BYTES;
+        }
     }
 }
