@@ -2,9 +2,11 @@
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use picloud::auth::Bootstrap;
+use picloud::http::conn::ServeOptions;
 use picloud::server::{self, DEFAULT_LISTEN, ServerConfig};
 
 /// jemalloc, which counts every thread's allocations: each script run's
@@ -44,6 +46,22 @@ struct ServeArgs {
     /// PostgreSQL URL; without it, the in-memory store (nothing persists).
     #[arg(long, env = "DATABASE_URL")]
     database_url: Option<String>,
+    /// Milliseconds a connection may take to send a request head (also the
+    /// keep-alive idle timeout).
+    #[arg(long, env = "PICLOUD_HEADER_TIMEOUT_MS", default_value_t = 30_000,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    header_timeout_ms: u64,
+    /// Milliseconds a request body may take to arrive after the head (then 408).
+    #[arg(long, env = "PICLOUD_BODY_TIMEOUT_MS", default_value_t = 30_000,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    body_timeout_ms: u64,
+    /// The most connections open at once; more wait in the listen backlog.
+    #[arg(long, env = "PICLOUD_MAX_CONNECTIONS", default_value_t = 1024,
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    max_connections: u32,
+    /// Milliseconds requests in flight may take to finish after SIGINT/SIGTERM.
+    #[arg(long, env = "PICLOUD_SHUTDOWN_GRACE_MS", default_value_t = 10_000)]
+    shutdown_grace_ms: u64,
 }
 
 fn init_logging() {
@@ -64,6 +82,12 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         bootstrap_token: std::env::var("PICLOUD_BOOTSTRAP_TOKEN")
             .ok()
             .filter(|t| !t.is_empty()),
+        body_timeout: Duration::from_millis(args.body_timeout_ms),
+        serve: ServeOptions {
+            header_read_timeout: Duration::from_millis(args.header_timeout_ms),
+            max_connections: args.max_connections as usize,
+            shutdown_grace: Duration::from_millis(args.shutdown_grace_ms),
+        },
         ..ServerConfig::default()
     };
     let running = server::start_with_signal(config, picloud::http::shutdown_signal())

@@ -5,6 +5,9 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use std::time::Duration;
+
+use picloud_axum::conn::ServeOptions;
 use picloud_axum::{ApiState, AppOptions, Readiness};
 use picloud_core::Stores;
 use picloud_core::auth::{AuthService, Bootstrap};
@@ -24,8 +27,14 @@ pub struct ServerConfig {
     pub database_url: Option<String>,
     /// The bootstrap owner's token; `None` generates one when needed.
     pub bootstrap_token: Option<String>,
-    /// HTTP options (body limit).
+    /// The largest request body accepted, in bytes (default 64 KiB).
     pub body_limit: usize,
+    /// How long a request body may take to arrive after the head (default
+    /// 30 s; then a 408).
+    pub body_timeout: Duration,
+    /// Connection handling: the header read (and keep-alive idle) timeout,
+    /// the connection cap and the shutdown grace period.
+    pub serve: ServeOptions,
 }
 
 impl Default for ServerConfig {
@@ -35,6 +44,8 @@ impl Default for ServerConfig {
             database_url: None,
             bootstrap_token: None,
             body_limit: AppOptions::default().body_limit,
+            body_timeout: AppOptions::default().body_timeout,
+            serve: ServeOptions::default(),
         }
     }
 }
@@ -137,7 +148,8 @@ impl RunningServer {
         format!("http://{}", self.addr)
     }
 
-    /// Stops accepting, finishes requests in flight, and waits.
+    /// Stops accepting, lets requests in flight finish (for at most the
+    /// shutdown grace period), and waits.
     pub async fn shutdown(mut self) -> std::io::Result<()> {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
@@ -182,13 +194,12 @@ pub async fn start_with_signal(
         .bootstrap(config.bootstrap_token.as_deref())
         .await
         .map_err(|e| StartError::Bootstrap(e.to_string()))?;
-    start_on(opened, config.listen, config.body_limit, bootstrap, signal).await
+    start_on(opened, &config, bootstrap, signal).await
 }
 
 async fn start_on(
     opened: OpenedStore,
-    listen: SocketAddr,
-    body_limit: usize,
+    config: &ServerConfig,
     bootstrap: Bootstrap,
     signal: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<RunningServer, StartError> {
@@ -201,10 +212,13 @@ async fn start_on(
     let router = picloud_axum::app(
         state,
         AppOptions {
-            body_limit,
+            body_limit: config.body_limit,
             readiness: opened.readiness,
+            body_timeout: config.body_timeout,
         },
     );
+    let listen = config.listen;
+    let serve = config.serve.clone();
     let listener = TcpListener::bind(listen)
         .await
         .map_err(|source| StartError::Bind {
@@ -216,8 +230,9 @@ async fn start_on(
         source,
     })?;
     let task = tokio::spawn(async move {
-        let served = picloud_axum::serve(listener, router, signal).await;
-        // Requests in flight are done: write their invocation records
+        let served = picloud_axum::conn::serve_with(listener, router, signal, serve).await;
+        // Requests in flight are done (or were cut off after the grace
+        // period): write their invocation records
         // before the process exits, but do not hang on a database that is
         // gone (the pool's own timeouts are longer than a supervisor waits).
         if tokio::time::timeout(std::time::Duration::from_secs(5), writer.flush())

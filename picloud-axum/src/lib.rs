@@ -29,6 +29,7 @@
 #![forbid(unsafe_code)]
 
 pub mod bearer;
+pub mod conn;
 pub mod dto;
 pub mod error;
 pub mod extract;
@@ -242,6 +243,9 @@ pub struct AppOptions {
     pub body_limit: usize,
     /// What `/readyz` asks; `None` means always ready (the memory store).
     pub readiness: Option<Arc<dyn Readiness>>,
+    /// How long a request body may take to arrive after the head (default
+    /// 30 s); then the client gets a 408 ([`conn::body_deadline`]).
+    pub body_timeout: Duration,
 }
 
 impl Default for AppOptions {
@@ -249,6 +253,7 @@ impl Default for AppOptions {
         Self {
             body_limit: 64 * 1024,
             readiness: None,
+            body_timeout: conn::DEFAULT_BODY_TIMEOUT,
         }
     }
 }
@@ -258,6 +263,7 @@ impl std::fmt::Debug for AppOptions {
         f.debug_struct("AppOptions")
             .field("body_limit", &self.body_limit)
             .field("readiness", &self.readiness.is_some())
+            .field("body_timeout", &self.body_timeout)
             .finish()
     }
 }
@@ -305,15 +311,27 @@ pub fn app(state: ApiState, options: AppOptions) -> Router {
         .merge(probes)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed);
-    standard_layers(routes, options.body_limit)
+    standard_layers_with(routes, options.body_limit, options.body_timeout)
 }
 
-/// The layers [`app`] puts around every route: a body limit, panic
-/// catching (a JSON 500 that leaks nothing), an `x-request-id` (set if
-/// absent, echoed back) and a tracing span per request. Apply it to routes
-/// of your own to serve them the same way.
+/// The layers [`app`] puts around every route: a body limit, a body
+/// deadline (30 s, then a JSON 408), JSON 414/431 for an over-long URI or
+/// headers ([`conn::head_limits`]), panic catching (a JSON 500 that leaks
+/// nothing), an `x-request-id` (set if absent, echoed back) and a tracing
+/// span per request. Apply it to routes of your own to serve them the same
+/// way.
 pub fn standard_layers(router: Router, body_limit: usize) -> Router {
+    standard_layers_with(router, body_limit, conn::DEFAULT_BODY_TIMEOUT)
+}
+
+/// [`standard_layers`] with a chosen body deadline ([`conn::body_deadline`]).
+pub fn standard_layers_with(router: Router, body_limit: usize, body_timeout: Duration) -> Router {
     router
+        .layer(middleware::from_fn_with_state(
+            body_timeout,
+            conn::body_deadline,
+        ))
+        .layer(middleware::from_fn(conn::head_limits))
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(CatchPanicLayer::custom(panic_response))
         .layer(PropagateRequestIdLayer::x_request_id())
@@ -330,16 +348,15 @@ pub fn standard_layers(router: Router, body_limit: usize) -> Router {
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
 }
 
-/// Serves `router` on `listener` until `shutdown` completes, then finishes
-/// the requests in flight.
+/// Serves `router` on `listener` until `shutdown` completes, then lets the
+/// requests in flight finish for up to 10 s: [`conn::serve_with`] with the
+/// default [`conn::ServeOptions`] (30 s header timeout, 1024 connections).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     router: Router,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
-        .await
+    conn::serve_with(listener, router, shutdown, conn::ServeOptions::default()).await
 }
 
 /// Completes on SIGINT (Ctrl-C) or SIGTERM.
