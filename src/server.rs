@@ -204,13 +204,9 @@ async fn start_on(
     signal: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<RunningServer, StartError> {
     let state = ApiState::new(opened.stores);
-    let scripts = state
-        .warm()
-        .await
-        .map_err(|e| StartError::Database(e.to_string()))?;
     let writer = state.scripts.writer().clone();
     let router = picloud_axum::app(
-        state,
+        state.clone(),
         AppOptions {
             body_limit: config.body_limit,
             readiness: opened.readiness,
@@ -243,10 +239,24 @@ async fn start_on(
         }
         served
     });
-    tracing::info!(
-        "picloud ready on http://{addr} (store: {}) with {scripts} live scripts",
-        opened.kind
-    );
+    tracing::info!("picloud ready on http://{addr} (store: {})", opened.kind);
+    // Compile the live scripts in the background: the listener is bound
+    // already, `/readyz` answers 503 until this is done, and `/run` compiles
+    // what it needs on demand meanwhile.
+    tokio::spawn(async move {
+        loop {
+            match state.warm().await {
+                Ok(scripts) => {
+                    tracing::info!("warm: {scripts} live scripts compiled");
+                    break;
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "warming the script cache failed; retrying in 2 s");
+                    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+                }
+            }
+        }
+    });
     Ok(RunningServer {
         addr,
         store_kind: opened.kind,

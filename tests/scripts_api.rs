@@ -341,9 +341,10 @@ async fn scripts_cannot_break_framing_or_read_picloud_tokens(s: TestServer) {
         .send()
         .await
         .unwrap();
-    // The owner's token here is not a `pc_` token; a PiCloud token is hidden.
-    let seen = resp.text().await.unwrap();
-    assert_eq!(seen, format!("Bearer {}", s.owner_token));
+    // Finding 0 of the hardening issue: the owner's bootstrap token is not a
+    // `pc_` token, and it reached every script the owner called. No
+    // credential PiCloud accepts reaches a script.
+    assert_eq!(resp.text().await.unwrap(), "none");
     let (_, token) = s
         .post(
             "/api/v1/admin/tokens",
@@ -352,14 +353,45 @@ async fn scripts_cannot_break_framing_or_read_picloud_tokens(s: TestServer) {
         )
         .await;
     let pc = token["token"].as_str().unwrap();
+    for presented in [
+        format!("Bearer {pc}"),
+        format!("bearer   {}", s.owner_token),
+    ] {
+        let resp = s
+            .client
+            .get(s.url("/run/shop/snoop"))
+            .header("authorization", presented)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.text().await.unwrap(), "none");
+    }
+    // A token PiCloud does not know is the script's own business.
     let resp = s
         .client
         .get(s.url("/run/shop/snoop"))
-        .bearer_auth(pc)
+        .bearer_auth("their-own-api-key")
         .send()
         .await
         .unwrap();
-    assert_eq!(resp.text().await.unwrap(), "none");
+    assert_eq!(resp.text().await.unwrap(), "Bearer their-own-api-key");
+    // The session cookie never reaches a script; other cookies do.
+    s.deploy("shop", "cookies", r#"request.headers.cookie ?? "none""#)
+        .await;
+    for (sent, seen) in [
+        ("picloud_session=secret; theme=dark", "theme=dark"),
+        ("a=1;picloud_session=secret;b=2", "a=1; b=2"),
+        ("picloud_session=secret", "none"),
+    ] {
+        let resp = s
+            .client
+            .get(s.url("/run/shop/cookies"))
+            .header("cookie", sent)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.text().await.unwrap(), seen, "{sent}");
+    }
 }
 
 async fn limits_that_break_a_live_script_are_refused(s: TestServer) {

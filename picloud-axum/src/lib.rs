@@ -93,7 +93,8 @@ impl std::ops::Deref for ApiState {
 impl ApiState {
     /// Services over `stores`, with a Rhai executor sized for this machine.
     /// Call it inside a tokio runtime (the invocation log writer is a task),
-    /// then [`ApiState::warm`] before serving `/run`.
+    /// then [`ApiState::warm`] (it may run while the server serves: `/readyz`
+    /// answers 503 and `/run` compiles on demand until it is done).
     ///
     /// # Panics
     ///
@@ -272,8 +273,22 @@ async fn healthz() -> Json<serde_json::Value> {
     Json(serde_json::json!({ "status": "ok" }))
 }
 
-async fn readyz(State(readiness): State<Option<Arc<dyn Readiness>>>) -> Response {
-    let ready = match &readiness {
+/// What `/readyz` looks at.
+#[derive(Clone)]
+struct Probe {
+    readiness: Option<Arc<dyn Readiness>>,
+    scripts: picloud_core::scripts::ScriptService,
+}
+
+async fn readyz(State(probe): State<Probe>) -> Response {
+    if !probe.scripts.is_warm() {
+        return ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "warming up: live scripts are still being compiled",
+        )
+        .into_response();
+    }
+    let ready = match &probe.readiness {
         Some(r) => tokio::time::timeout(Duration::from_secs(2), r.ready())
             .await
             .unwrap_or(false),
@@ -304,7 +319,10 @@ pub fn app(state: ApiState, options: AppOptions) -> Router {
     let probes = Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
-        .with_state(options.readiness.clone());
+        .with_state(Probe {
+            readiness: options.readiness.clone(),
+            scripts: state.scripts.clone(),
+        });
     let routes = Router::new()
         .merge(api_router(state.clone()))
         .merge(run_router(state))

@@ -13,19 +13,20 @@
 //! deploy (PostgreSQL `LISTEN script_deployed`, payload `app_id/name`) calls
 //! it to recompile that script's live version into its own cache.
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, PoisonError, RwLock};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
-use tokio::sync::mpsc;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 
 use crate::authz::{AuthzDenied, AuthzRepoError, Capability, require};
 use crate::domain::{
     App, Deployed, InvocationRecord, Principal, Script, ScriptName, ScriptVersion,
 };
 use crate::executor::{
-    CompileError, CompiledScript, ExecError, Executor, Invocation, Limits, ScriptRequest, compile,
+    CompileBudget, CompileError, CompiledScript, ExecError, Executor, Invocation, Limits,
+    ScriptRequest, compile_with,
 };
 use crate::ids::{AppId, ScriptId};
 use crate::ports::{AppRepoError, InvocationLogError, ScriptRepoError};
@@ -33,6 +34,16 @@ use crate::stores::Stores;
 
 /// The largest script source accepted, in bytes.
 pub const MAX_SOURCE_BYTES: usize = 2 * 1024 * 1024;
+
+/// How many compiles of one app may run at once. A compile holds one of
+/// these from start to finish, even after its uploader went away (it is
+/// cancelled then, and ends within a few tokens), so abandoned uploads
+/// cannot pile up. Apps never wait for each other's compiles.
+pub const COMPILES_PER_APP: usize = 2;
+
+/// The name of the dashboard's session cookie. Like a bearer token, it is
+/// a credential PiCloud accepts, and no script ever sees it.
+pub const SESSION_COOKIE: &str = "picloud_session";
 
 /// Every outcome of [`ScriptService`]'s admin calls other than success.
 #[derive(Debug, thiserror::Error)]
@@ -336,35 +347,110 @@ pub struct ScriptService {
     executor: Arc<dyn Executor>,
     cache: Arc<ScriptCache>,
     writer: InvocationWriter,
-    /// Serialises this node's deploys, rollbacks and limit changes, so that
-    /// the store write and the cache update of one never interleave with
-    /// another's (which could leave an older version cached as live).
-    admin: Arc<tokio::sync::Mutex<()>>,
+    /// One lock per app: serialises that app's deploys, rollbacks, limit
+    /// changes and (while warming) compiles on demand, so that the store
+    /// write and the cache update of one never interleave with another's
+    /// (which could leave an older version cached as live). Taken after
+    /// authorization; apps never wait for each other.
+    app_locks: Arc<Mutex<HashMap<AppId, Arc<tokio::sync::Mutex<()>>>>>,
+    /// [`COMPILES_PER_APP`] permits per app.
+    compile_slots: Arc<Mutex<HashMap<AppId, Arc<Semaphore>>>>,
+    /// Set once [`ScriptService::warm`] has compiled every live script:
+    /// from then on the cache is the whole truth for `/run`.
+    warm: Arc<AtomicBool>,
 }
 
-/// Compiles on the blocking pool: a source may be up to
-/// [`MAX_SOURCE_BYTES`], and parsing it must not stall an async worker.
+/// Compiles on the blocking pool under the compile budget: a source may be
+/// up to [`MAX_SOURCE_BYTES`], and parsing it must not stall an async
+/// worker. `slot` is held until the compile ends; if this future is dropped
+/// (the uploader went away), the compile is cancelled.
 async fn compile_off_thread(
     source: String,
     limits: Limits,
+    slot: OwnedSemaphorePermit,
 ) -> (String, Result<CompiledScript, CompileError>) {
+    /// Cancels the budget when the waiting future is dropped.
+    struct CancelOnDrop(CompileBudget);
+    impl Drop for CancelOnDrop {
+        fn drop(&mut self) {
+            self.0.cancel();
+        }
+    }
+    let budget = CompileBudget::default();
+    let _cancel = CancelOnDrop(budget.clone());
     let joined = tokio::task::spawn_blocking(move || {
-        let compiled = compile(&source, &limits);
+        let compiled = compile_with(&source, &limits, &budget);
+        drop(slot);
         (source, compiled)
     })
     .await;
     match joined {
         Ok(done) => done,
-        Err(e) => (
+        Err(_) => (
             String::new(),
             Err(CompileError {
-                message: format!("the compiler failed: {e}"),
+                message: "the compiler failed on this script".into(),
                 line: None,
                 column: None,
                 limit: None,
             }),
         ),
     }
+}
+
+/// Removes from a request every credential PiCloud accepts, before a script
+/// (any editor's code) sees it: an `Authorization` or `Proxy-Authorization`
+/// bearer token that is PiCloud's (`pc_…`, or any value the token store
+/// knows, like the bootstrap token), and the session cookie. A bearer
+/// token PiCloud does not know stays: it is the script's own business.
+async fn strip_credentials(stores: &Stores, headers: &mut BTreeMap<String, String>) {
+    for name in ["authorization", "proxy-authorization"] {
+        let Some(value) = headers.get(name) else {
+            continue;
+        };
+        let (scheme, token) = value.trim().split_once(' ').unwrap_or((value.as_str(), ""));
+        if scheme.eq_ignore_ascii_case("bearer") && is_picloud_token(stores, token.trim()).await {
+            headers.remove(name);
+        }
+    }
+    if let Some(cookie) = headers.get_mut("cookie") {
+        let kept: Vec<&str> = cookie
+            .split(';')
+            .map(str::trim)
+            .filter(|pair| {
+                let name = pair.split_once('=').map_or(*pair, |(n, _)| n).trim();
+                !pair.is_empty() && name != SESSION_COOKIE
+            })
+            .collect();
+        if kept.is_empty() {
+            headers.remove("cookie");
+        } else {
+            *cookie = kept.join("; ");
+        }
+    }
+}
+
+/// Whether PiCloud would accept `token` (or might: a store that cannot be
+/// asked counts as yes, so a credential is never passed on by accident).
+#[cfg(feature = "auth")]
+async fn is_picloud_token(stores: &Stores, token: &str) -> bool {
+    if token.starts_with(crate::auth::TOKEN_PREFIX) {
+        return true;
+    }
+    !matches!(
+        stores
+            .tokens
+            .find_by_hash(&crate::auth::hash_token(token))
+            .await,
+        Ok(None)
+    )
+}
+
+/// Without the `auth` feature PiCloud accepts no tokens of its own; only
+/// the `pc_` form is withheld, in case an embedder issues them.
+#[cfg(not(feature = "auth"))]
+async fn is_picloud_token(_stores: &Stores, token: &str) -> bool {
+    token.starts_with("pc_")
 }
 
 impl std::fmt::Debug for ScriptService {
@@ -395,8 +481,57 @@ impl ScriptService {
             executor,
             cache: Arc::new(ScriptCache::default()),
             writer,
-            admin: Arc::new(tokio::sync::Mutex::new(())),
+            app_locks: Arc::default(),
+            compile_slots: Arc::default(),
+            warm: Arc::new(AtomicBool::new(false)),
         }
+    }
+
+    /// Whether [`warm`](Self::warm) has finished: until then a `/run` of a
+    /// live script that is not cached yet compiles it on demand.
+    pub fn is_warm(&self) -> bool {
+        self.warm.load(Ordering::Acquire)
+    }
+
+    /// The lock of one app's script changes.
+    fn app_lock(&self, app: AppId) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = self
+            .app_locks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        Arc::clone(locks.entry(app).or_default())
+    }
+
+    /// Compiles `source` for `app`, within its compile slots.
+    async fn compile_for(
+        &self,
+        app: AppId,
+        source: String,
+        limits: Limits,
+    ) -> (String, Result<CompiledScript, CompileError>) {
+        let slots = {
+            let mut map = self
+                .compile_slots
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            Arc::clone(
+                map.entry(app)
+                    .or_insert_with(|| Arc::new(Semaphore::new(COMPILES_PER_APP))),
+            )
+        };
+        let Ok(slot) = slots.acquire_owned().await else {
+            // The semaphore is never closed.
+            return (
+                source,
+                Err(CompileError {
+                    message: "the compiler is not available".into(),
+                    line: None,
+                    column: None,
+                    limit: None,
+                }),
+            );
+        };
+        compile_off_thread(source, limits, slot).await
     }
 
     /// The cache of live scripts.
@@ -409,44 +544,93 @@ impl ScriptService {
         &self.writer
     }
 
-    /// Compiles every script's live version into the cache. Scripts that no
-    /// longer compile (limits tightened since) are skipped and returned.
+    /// Compiles every script's live version into the cache, app by app
+    /// under each app's lock (a deploy meanwhile is never overwritten by an
+    /// older version), then marks the service warm. Scripts that no longer
+    /// compile (limits tightened since) are skipped and returned. Meant to
+    /// run in the background while the server already serves: `/run`
+    /// compiles what it needs on demand until then.
     pub async fn warm(&self) -> Result<Vec<(AppId, String, CompileError)>, ScriptError> {
-        let apps: HashMap<AppId, App> = self
-            .stores
-            .apps
-            .list()
-            .await?
-            .into_iter()
-            .map(|a| (a.id, a))
-            .collect();
-        let mut limits: HashMap<AppId, Limits> = HashMap::new();
         let mut failed = Vec::new();
-        for (script, version) in self.stores.scripts.all_live().await? {
-            let Some(app) = apps.get(&script.app_id) else {
-                continue;
-            };
-            let app_limits = match limits.get(&app.id) {
-                Some(l) => *l,
-                None => {
-                    let l = parse_limits(self.stores.scripts.app_limits(app.id).await?.as_deref());
-                    limits.insert(app.id, l);
-                    l
+        for app in self.stores.apps.list().await? {
+            let lock = self.app_lock(app.id);
+            let _serial = lock.lock().await;
+            let limits = self.app_limits(app.id).await?;
+            for script in self.stores.scripts.list(app.id).await? {
+                if self
+                    .cache
+                    .get(app.slug.as_str(), script.name.as_str())
+                    .is_some_and(|live| live.version == script.live_version)
+                {
+                    continue; // compiled on demand already
                 }
-            };
-            match compile(&version.source, &app_limits) {
-                Ok(compiled) => self.cache.put(
-                    app,
-                    script.name.as_str(),
-                    script.id,
-                    version.version,
-                    compiled,
-                    app_limits,
-                ),
-                Err(e) => failed.push((app.id, script.name.to_string(), e)),
+                let Some(version) = self
+                    .stores
+                    .scripts
+                    .version(app.id, &script.name, script.live_version)
+                    .await?
+                else {
+                    continue;
+                };
+                match self.compile_for(app.id, version.source, limits).await.1 {
+                    Ok(compiled) => self.cache.put(
+                        &app,
+                        script.name.as_str(),
+                        script.id,
+                        version.version,
+                        compiled,
+                        limits,
+                    ),
+                    Err(e) => failed.push((app.id, script.name.to_string(), e)),
+                }
             }
         }
+        self.warm.store(true, Ordering::Release);
         Ok(failed)
+    }
+
+    /// The live script `name` of the app `slug` when the cache does not have
+    /// it yet (the service is still warming): read from the store and
+    /// compiled now, under the app's lock.
+    async fn load_live(
+        &self,
+        slug: &str,
+        name: &str,
+    ) -> Result<Option<Arc<LiveScript>>, ScriptError> {
+        let Some(app) = self.stores.apps.resolve(slug).await? else {
+            return Ok(None);
+        };
+        let Ok(name) = ScriptName::parse(name) else {
+            return Ok(None);
+        };
+        let lock = self.app_lock(app.id);
+        let _serial = lock.lock().await;
+        if let Some(live) = self.cache.get(app.slug.as_str(), name.as_str()) {
+            return Ok(Some(live));
+        }
+        let Some(script) = self.stores.scripts.get(app.id, &name).await? else {
+            return Ok(None);
+        };
+        let Some(version) = self
+            .stores
+            .scripts
+            .version(app.id, &name, script.live_version)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let limits = self.app_limits(app.id).await?;
+        let (_, compiled) = self.compile_for(app.id, version.source, limits).await;
+        let compiled = compiled.map_err(ScriptError::Compile)?;
+        self.cache.put(
+            &app,
+            name.as_str(),
+            script.id,
+            version.version,
+            compiled,
+            limits,
+        );
+        Ok(self.cache.get(app.slug.as_str(), name.as_str()))
     }
 
     /// Recompiles one script's live version into the cache (after another
@@ -464,7 +648,8 @@ impl ScriptService {
             return Ok(());
         };
         let limits = self.app_limits(app.id).await?;
-        let compiled = compile(&version.source, &limits).map_err(ScriptError::Compile)?;
+        let (_, compiled) = self.compile_for(app.id, version.source, limits).await;
+        let compiled = compiled.map_err(ScriptError::Compile)?;
         self.cache.put(
             app,
             name.as_str(),
@@ -546,9 +731,10 @@ impl ScriptService {
                 "script source must not contain NUL characters".into(),
             ));
         }
-        let _serial = self.admin.lock().await;
+        let lock = self.app_lock(app.id);
+        let _serial = lock.lock().await;
         let limits = self.app_limits(app.id).await?;
-        let (source, compiled) = compile_off_thread(source, limits).await;
+        let (source, compiled) = self.compile_for(app.id, source, limits).await;
         let compiled = compiled.map_err(ScriptError::Compile)?;
         let deployed = self
             .stores
@@ -621,10 +807,11 @@ impl ScriptService {
         name: &str,
         version: u32,
     ) -> Result<Script, ScriptError> {
-        let _serial = self.admin.lock().await;
         let (app, script) = self
             .authorized_script(principal, app, name, Capability::AppEdit)
             .await?;
+        let lock = self.app_lock(app.id);
+        let _serial = lock.lock().await;
         let name = script.name;
         let old = self
             .stores
@@ -633,7 +820,7 @@ impl ScriptService {
             .await?
             .ok_or(ScriptError::VersionNotFound(version))?;
         let limits = self.app_limits(app.id).await?;
-        let (_, compiled) = compile_off_thread(old.source, limits).await;
+        let (_, compiled) = self.compile_for(app.id, old.source, limits).await;
         let compiled = compiled.map_err(ScriptError::Compile)?;
         let script = self
             .stores
@@ -690,7 +877,8 @@ impl ScriptService {
             .map_err(|e| ScriptError::Invalid(e.to_string()))?;
         let text =
             serde_json::to_string(&limits).map_err(|e| ScriptError::Invalid(e.to_string()))?;
-        let _serial = self.admin.lock().await;
+        let lock = self.app_lock(app.id);
+        let _serial = lock.lock().await;
         // Some limits are checked at compile time (nesting, literals, the
         // number of functions): every live script must still compile under
         // the new ones, or nothing changes.
@@ -704,7 +892,7 @@ impl ScriptService {
             else {
                 continue;
             };
-            let (_, compiled) = compile_off_thread(version.source, limits).await;
+            let (_, compiled) = self.compile_for(app.id, version.source, limits).await;
             let compiled = compiled.map_err(|e| {
                 ScriptError::Invalid(format!(
                     "script {} (version {}) does not compile under these limits: {e}",
@@ -731,22 +919,55 @@ impl ScriptService {
         Ok(limits)
     }
 
-    /// Runs the live version of `script` of the app `slug` (no store read, no
-    /// compile), and queues its invocation record. The returned invocation's
-    /// logs have moved into that record (read them through `invocations`).
+    /// The live script `script` of the app `slug`, as the hot path needs
+    /// it: from the cache (no store read, no compile); while the service is
+    /// still warming, a cache miss reads the store and compiles it. A
+    /// transport checks this before it reads a request body.
+    pub async fn live(&self, slug: &str, script: &str) -> Result<Arc<LiveScript>, InvokeError> {
+        let not_found = || InvokeError::NotFound {
+            app: slug.to_owned(),
+            script: script.to_owned(),
+        };
+        if let Some(live) = self.cache.get(slug, script) {
+            return Ok(live);
+        }
+        if self.is_warm() {
+            return Err(not_found());
+        }
+        match self.load_live(slug, script).await {
+            Ok(Some(live)) => Ok(live),
+            Ok(None) => Err(not_found()),
+            Err(ScriptError::Compile(e)) => Err(InvokeError::Exec(ExecError::Internal(format!(
+                "live script {slug}/{script} does not compile: {e}"
+            )))),
+            Err(e) => Err(InvokeError::Exec(ExecError::Internal(e.to_string()))),
+        }
+    }
+
+    /// Runs the live version of `script` of the app `slug` (see
+    /// [`live`](Self::live)) and queues its invocation record.
     pub async fn invoke(
         &self,
         slug: &str,
         script: &str,
         request: ScriptRequest,
     ) -> Result<(Arc<LiveScript>, Invocation), InvokeError> {
-        let live = self
-            .cache
-            .get(slug, script)
-            .ok_or_else(|| InvokeError::NotFound {
-                app: slug.to_owned(),
-                script: script.to_owned(),
-            })?;
+        let live = self.live(slug, script).await?;
+        let invocation = self.run(slug, &live, request).await?;
+        Ok((live, invocation))
+    }
+
+    /// Runs `live` (found with [`live`](Self::live)) on `request`, after
+    /// removing every credential PiCloud accepts from it, and queues the
+    /// invocation record. The returned invocation's logs have moved into
+    /// that record (read them through `invocations`).
+    pub async fn run(
+        &self,
+        slug: &str,
+        live: &LiveScript,
+        mut request: ScriptRequest,
+    ) -> Result<Invocation, InvokeError> {
+        strip_credentials(&self.stores, &mut request.headers).await;
         let at = crate::clock::now();
         let mut invocation = self
             .executor
@@ -766,7 +987,7 @@ impl ScriptService {
             logs: std::mem::take(&mut invocation.logs),
             error,
         });
-        Ok((live, invocation))
+        Ok(invocation)
     }
 }
 

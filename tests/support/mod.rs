@@ -51,12 +51,27 @@ impl TestServer {
             ..ServerConfig::default()
         };
         let server = server::start(config).await.expect("server starts");
-        Self {
+        let started = Self {
             server,
             owner_token,
             client: reqwest::Client::new(),
             database_url,
+        };
+        started.until_ready().await;
+        started
+    }
+
+    /// Waits until `/readyz` says the server is warm (live scripts compiled
+    /// in the background after the listener binds).
+    pub async fn until_ready(&self) {
+        for _ in 0..200 {
+            let ready = self.client.get(self.url("/readyz")).send().await;
+            if ready.is_ok_and(|r| r.status() == StatusCode::OK) {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
         }
+        panic!("the server did not become ready within 5 s");
     }
 
     pub fn url(&self, path: &str) -> String {

@@ -1,9 +1,12 @@
 //! `ANY /run/{app_slug}/{script}[/{*rest}]`: invoke a script. Public: a
 //! script is an app's HTTP endpoint, so anyone may call it.
 //!
-//! The hot path: read the body (bounded), build the script's `request` map,
-//! look the compiled live version up in memory, hand it to the executor's
-//! pool, and turn the answer into a response. No store read, no compile.
+//! The hot path: find the compiled live version in memory (before reading
+//! a byte of the body: an unknown script costs a slow client nothing),
+//! read the body (bounded), hand the request to the executor's pool, and
+//! turn the answer into a response. No store read, no compile. Core
+//! removes every credential PiCloud accepts before the script sees the
+//! request.
 
 use axum::body::{Body, to_bytes};
 use axum::extract::{Request, State};
@@ -61,30 +64,31 @@ fn confine_cookie(value: &str, app: &str) -> Option<String> {
     Some(cookie.to_string())
 }
 
-/// Whether a request header reaches the script. PiCloud's own bearer tokens
-/// do not: a script (any editor of any app) could otherwise log a caller's
-/// admin token.
-fn forwarded(name: &HeaderName, value: &HeaderValue) -> bool {
-    if name == header::AUTHORIZATION || name == header::PROXY_AUTHORIZATION {
-        let v = value.to_str().unwrap_or_default();
-        let token = v.split_once(' ').map_or(v, |(_, t)| t.trim());
-        return !token.starts_with(picloud_core::auth::TOKEN_PREFIX);
-    }
-    true
-}
-
-/// Splits `/run/{app}/{script}{rest}` into its parts.
-fn split_path(path: &str) -> Option<(&str, &str, &str)> {
+/// Splits `/run/{app}/{script}{rest}` into its parts, with the app and
+/// script segments percent-decoded (as the admin API's paths are); the rest
+/// stays as sent. `None` when a segment is empty or not UTF-8 once decoded.
+fn split_path(path: &str) -> Option<(String, String, &str)> {
     let rest = path.strip_prefix("/run/")?;
     let (app, rest) = rest.split_once('/')?;
     let (script, rest) = match rest.find('/') {
         Some(i) => (&rest[..i], &rest[i..]),
         None => (rest, ""),
     };
-    (!app.is_empty() && !script.is_empty()).then_some((app, script, rest))
+    let decode = |segment: &str| {
+        percent_encoding::percent_decode_str(segment)
+            .decode_utf8()
+            .ok()
+            .map(std::borrow::Cow::into_owned)
+            .filter(|s| !s.is_empty())
+    };
+    Some((decode(app)?, decode(script)?, rest))
 }
 
 fn exec_error_response(e: &ExecError) -> Response {
+    if let ExecError::Internal(detail) = e {
+        // The executor's own failure: the detail is for the log only.
+        return ApiError::internal(detail.clone()).into_response();
+    }
     let status = StatusCode::from_u16(exec_status(e)).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let mut body = json!({ "error": e.to_string() });
     if let Some(line) = e.line() {
@@ -111,6 +115,11 @@ pub async fn run(State(s): State<ApiState>, req: Request) -> Response {
     let Some((app, script, rest)) = split_path(parts.uri.path()) else {
         return ApiError::not_found().into_response();
     };
+    let (app, script) = (app.as_str(), script.as_str());
+    let live = match s.scripts.live(app, script).await {
+        Ok(live) => live,
+        Err(e) => return invoke_error_response(e),
+    };
     let body = match to_bytes(body, MAX_RUN_BODY).await {
         Ok(b) => b,
         Err(_) => {
@@ -124,9 +133,6 @@ pub async fn run(State(s): State<ApiState>, req: Request) -> Response {
     };
     let mut headers = std::collections::BTreeMap::<String, String>::new();
     for (name, value) in &parts.headers {
-        if !forwarded(name, value) {
-            continue;
-        }
         let value = String::from_utf8_lossy(value.as_bytes());
         headers
             .entry(name.as_str().to_owned())
@@ -147,8 +153,8 @@ pub async fn run(State(s): State<ApiState>, req: Request) -> Response {
         headers,
         body,
     };
-    match s.scripts.invoke(app, script, request).await {
-        Ok((_, invocation)) => match invocation.outcome {
+    match s.scripts.run(app, &live, request).await {
+        Ok(invocation) => match invocation.outcome {
             Ok(r) => {
                 let status = StatusCode::from_u16(r.status).unwrap_or(StatusCode::OK);
                 let mut resp = Response::new(Body::from(r.body));
@@ -178,12 +184,18 @@ pub async fn run(State(s): State<ApiState>, req: Request) -> Response {
             }
             Err(e) => exec_error_response(&e),
         },
-        Err(InvokeError::NotFound { app, script }) => ApiError::new(
+        Err(e) => invoke_error_response(e),
+    }
+}
+
+fn invoke_error_response(e: InvokeError) -> Response {
+    match e {
+        InvokeError::NotFound { app, script } => ApiError::new(
             StatusCode::NOT_FOUND,
             format!("no script {script} in app {app}"),
         )
         .into_response(),
-        Err(InvokeError::Exec(e)) => exec_error_response(&e),
+        InvokeError::Exec(e) => exec_error_response(&e),
     }
 }
 
@@ -193,29 +205,27 @@ mod tests {
 
     #[test]
     fn run_paths_split_into_app_script_and_rest() {
-        assert_eq!(split_path("/run/shop/hello"), Some(("shop", "hello", "")));
+        let parts = |p| split_path(p).map(|(a, s, r)| (a, s, r.to_owned()));
+        let owned = |a: &str, s: &str, r: &str| Some((a.to_owned(), s.to_owned(), r.to_owned()));
+        assert_eq!(parts("/run/shop/hello"), owned("shop", "hello", ""));
         assert_eq!(
-            split_path("/run/shop/api/users/7"),
-            Some(("shop", "api", "/users/7"))
+            parts("/run/shop/api/users/7"),
+            owned("shop", "api", "/users/7")
         );
-        assert_eq!(split_path("/run/shop/api/"), Some(("shop", "api", "/")));
-        assert_eq!(split_path("/run/shop"), None);
-        assert_eq!(split_path("/run//x"), None);
-        assert_eq!(split_path("/nope/a/b"), None);
+        assert_eq!(parts("/run/shop/api/"), owned("shop", "api", "/"));
+        assert_eq!(parts("/run/shop"), None);
+        assert_eq!(parts("/run//x"), None);
+        assert_eq!(parts("/nope/a/b"), None);
     }
 
     #[test]
-    fn picloud_tokens_never_reach_scripts() {
-        let auth = header::AUTHORIZATION;
-        assert!(!forwarded(
-            &auth,
-            &HeaderValue::from_static("Bearer pc_0123")
-        ));
-        assert!(forwarded(
-            &auth,
-            &HeaderValue::from_static("Bearer someone-elses")
-        ));
-        assert!(forwarded(&header::ACCEPT, &HeaderValue::from_static("*/*")));
+    fn app_and_script_segments_are_decoded_like_the_admin_api() {
+        let parts = |p| split_path(p).map(|(a, s, r)| (a, s, r.to_owned()));
+        assert_eq!(
+            parts("/run/ev%69l/x%2Dy/a%20b"),
+            Some(("evil".to_owned(), "x-y".to_owned(), "/a%20b".to_owned()))
+        );
+        assert_eq!(parts("/run/%FF/x"), None, "not UTF-8");
     }
 
     #[test]
