@@ -46,11 +46,13 @@ impl Modify for BearerAuth {
         routes::scripts::deploy_script,
         routes::scripts::list_scripts,
         routes::scripts::get_script,
+        routes::scripts::delete_script,
         routes::scripts::get_version,
         routes::scripts::rollback_script,
         routes::scripts::list_invocations,
         routes::scripts::get_limits,
         routes::scripts::put_limits,
+        routes::scripts::get_usage,
     ),
     components(schemas(
         ErrorBody,
@@ -62,6 +64,7 @@ impl Modify for BearerAuth {
         routes::scripts::ScriptDto, routes::scripts::ScriptDetailDto, routes::scripts::VersionDto,
         routes::scripts::VersionSourceDto, routes::scripts::RollbackRequest,
         routes::scripts::InvocationDto, routes::scripts::CompileErrorBody, picloud_core::executor::Limits,
+        routes::scripts::UsageDto,
     )),
     modifiers(&BearerAuth),
     tags(
@@ -70,7 +73,7 @@ impl Modify for BearerAuth {
         (name = "members", description = "Explicit app memberships"),
         (name = "users", description = "The user directory"),
         (name = "tokens", description = "The caller's API tokens"),
-        (name = "scripts", description = "Scripts: deploy, versions, rollback, invocations, limits"),
+        (name = "scripts", description = "Scripts: deploy, versions, rollback, delete, invocations, limits, storage usage"),
     )
 )]
 struct ApiDoc;
