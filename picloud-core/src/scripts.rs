@@ -1087,7 +1087,10 @@ mod tests {
         let runs = split_by_bytes(batch, 1000);
         let sizes: Vec<usize> = runs.iter().map(Vec::len).collect();
         assert_eq!(sizes, [2, 2, 2, 2, 2]);
-        let big = vec![with_logs(record(s, 0, 1), 5000), with_logs(record(s, 1, 1), 1)];
+        let big = vec![
+            with_logs(record(s, 0, 1), 5000),
+            with_logs(record(s, 1, 1), 1),
+        ];
         assert_eq!(split_by_bytes(big, 1000).len(), 2);
     }
 
@@ -1104,7 +1107,11 @@ mod tests {
     impl InvocationLog for Choosy {
         async fn append(&self, records: Vec<InvocationRecord>) -> Result<(), InvocationLogError> {
             self.calls.fetch_add(1, Ordering::Relaxed);
-            if self.down || records.iter().any(|r| r.logs.first().is_some_and(|l| l == "poison")) {
+            if self.down
+                || records
+                    .iter()
+                    .any(|r| r.logs.first().is_some_and(|l| l == "poison"))
+            {
                 return Err(InvocationLogError::Backend("refused".into()));
             }
             self.stored.lock().unwrap().extend(records);
