@@ -144,4 +144,20 @@ mod tests {
         // Every field may be omitted (it takes its default).
         assert!(limits.get("required").is_none(), "{limits}");
     }
+
+    #[test]
+    fn storage_routes_and_the_quota_refusal_are_documented() {
+        let doc = serde_json::to_value(super::openapi()).unwrap();
+        let script = &doc["paths"]["/api/v1/admin/apps/{id_or_slug}/scripts/{name}"];
+        assert!(script["delete"]["responses"]["204"].is_object(), "{script}");
+        let usage = &doc["paths"]["/api/v1/admin/apps/{id_or_slug}/usage"];
+        assert!(usage["get"]["responses"]["200"].is_object(), "{usage}");
+        // A quota refusal is a plain {"error"} body: the deploy's 422 schema
+        // must not require the compile error's line and column.
+        let body = &doc["components"]["schemas"]["CompileErrorBody"];
+        assert_eq!(body["required"], serde_json::json!(["error"]), "{body}");
+        let version = &doc["components"]["schemas"]["VersionDto"];
+        assert!(version["properties"]["size_bytes"].is_object(), "{version}");
+        assert!(version["properties"].get("source").is_none(), "{version}");
+    }
 }
