@@ -163,6 +163,7 @@ pub fn admin_router(state: ApiState) -> Router {
             "/admin/apps/{id_or_slug}/scripts/{name}",
             get(scripts::get_script)
                 .put(scripts::deploy_script)
+                .delete(scripts::delete_script)
                 // A script source may be larger than an ordinary JSON body.
                 .layer(DefaultBodyLimit::max(
                     picloud_core::scripts::MAX_SOURCE_BYTES,
@@ -184,6 +185,7 @@ pub fn admin_router(state: ApiState) -> Router {
             "/admin/apps/{id_or_slug}/limits",
             get(scripts::get_limits).put(scripts::put_limits),
         )
+        .route("/admin/apps/{id_or_slug}/usage", get(scripts::get_usage))
         .with_state(state)
 }
 

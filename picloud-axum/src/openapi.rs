@@ -46,11 +46,13 @@ impl Modify for BearerAuth {
         routes::scripts::deploy_script,
         routes::scripts::list_scripts,
         routes::scripts::get_script,
+        routes::scripts::delete_script,
         routes::scripts::get_version,
         routes::scripts::rollback_script,
         routes::scripts::list_invocations,
         routes::scripts::get_limits,
         routes::scripts::put_limits,
+        routes::scripts::get_usage,
     ),
     components(schemas(
         ErrorBody,
@@ -62,6 +64,7 @@ impl Modify for BearerAuth {
         routes::scripts::ScriptDto, routes::scripts::ScriptDetailDto, routes::scripts::VersionDto,
         routes::scripts::VersionSourceDto, routes::scripts::RollbackRequest,
         routes::scripts::InvocationDto, routes::scripts::CompileErrorBody, picloud_core::executor::Limits,
+        routes::scripts::UsageDto,
     )),
     modifiers(&BearerAuth),
     tags(
@@ -70,7 +73,7 @@ impl Modify for BearerAuth {
         (name = "members", description = "Explicit app memberships"),
         (name = "users", description = "The user directory"),
         (name = "tokens", description = "The caller's API tokens"),
-        (name = "scripts", description = "Scripts: deploy, versions, rollback, invocations, limits"),
+        (name = "scripts", description = "Scripts: deploy, versions, rollback, delete, invocations, limits, storage usage"),
     )
 )]
 struct ApiDoc;
@@ -140,5 +143,21 @@ mod tests {
         assert!(limits["properties"].get("wall_clock").is_none());
         // Every field may be omitted (it takes its default).
         assert!(limits.get("required").is_none(), "{limits}");
+    }
+
+    #[test]
+    fn storage_routes_and_the_quota_refusal_are_documented() {
+        let doc = serde_json::to_value(super::openapi()).unwrap();
+        let script = &doc["paths"]["/api/v1/admin/apps/{id_or_slug}/scripts/{name}"];
+        assert!(script["delete"]["responses"]["204"].is_object(), "{script}");
+        let usage = &doc["paths"]["/api/v1/admin/apps/{id_or_slug}/usage"];
+        assert!(usage["get"]["responses"]["200"].is_object(), "{usage}");
+        // A quota refusal is a plain {"error"} body: the deploy's 422 schema
+        // must not require the compile error's line and column.
+        let body = &doc["components"]["schemas"]["CompileErrorBody"];
+        assert_eq!(body["required"], serde_json::json!(["error"]), "{body}");
+        let version = &doc["components"]["schemas"]["VersionDto"];
+        assert!(version["properties"]["size_bytes"].is_object(), "{version}");
+        assert!(version["properties"].get("source").is_none(), "{version}");
     }
 }

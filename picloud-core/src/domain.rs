@@ -505,6 +505,35 @@ pub struct ScriptVersion {
     pub created_at: DateTime<Utc>,
 }
 
+impl ScriptVersion {
+    /// This version's metadata, without the source.
+    pub fn info(&self) -> ScriptVersionInfo {
+        ScriptVersionInfo {
+            script_id: self.script_id,
+            version: self.version,
+            size_bytes: self.source.len() as u64,
+            created_by: self.created_by,
+            created_at: self.created_at,
+        }
+    }
+}
+
+/// One version of a script, without its source: what version listings
+/// return, so that listing a script never loads every source it ever had.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScriptVersionInfo {
+    /// The script.
+    pub script_id: ScriptId,
+    /// 1, 2, 3, … in deploy order.
+    pub version: u32,
+    /// The source's size in bytes (UTF-8), as counted by the storage quota.
+    pub size_bytes: u64,
+    /// Who deployed it.
+    pub created_by: AdminUserId,
+    /// When.
+    pub created_at: DateTime<Utc>,
+}
+
 /// The outcome of a deploy.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Deployed {
@@ -533,6 +562,15 @@ pub struct InvocationRecord {
     pub logs: Vec<String>,
     /// The error, if it failed.
     pub error: Option<String>,
+}
+
+impl InvocationRecord {
+    /// The bytes this record holds for retention: its log lines and its
+    /// error text (UTF-8). The invocation log's byte bounds count these.
+    pub fn log_bytes(&self) -> usize {
+        self.logs.iter().map(String::len).sum::<usize>()
+            + self.error.as_ref().map_or(0, String::len)
+    }
 }
 
 #[cfg(test)]

@@ -41,8 +41,8 @@ pub use apps::{AppError, AppService, AppView};
 pub use authz::{AuthzDenied, Capability, decide, my_role, require};
 pub use domain::{
     AdminUser, ApiToken, App, AppMembership, AppMembershipDetail, AppRole, Deployed, InstanceRole,
-    InvocationRecord, NewAdminUser, NewApp, Principal, Script, ScriptName, ScriptVersion, Slug,
-    SlugError, TokenScope,
+    InvocationRecord, NewAdminUser, NewApp, Principal, Script, ScriptName, ScriptVersion,
+    ScriptVersionInfo, Slug, SlugError, TokenScope,
 };
 pub use ids::{AdminUserId, AppId, TokenId};
 pub use members::{MembershipError, MembershipService};

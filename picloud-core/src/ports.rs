@@ -20,9 +20,15 @@ pub mod users;
 
 pub use apps::{AppRepoError, AppRepository};
 pub use authz::{AuthzRepo, AuthzRepoError};
-pub use invocations::{INVOCATIONS_KEPT, InvocationLog, InvocationLogError};
+pub use invocations::{
+    INVOCATION_BYTES_PER_APP, INVOCATION_BYTES_PER_SCRIPT, INVOCATION_RECORD_MAX_BYTES,
+    INVOCATIONS_KEPT, InvocationLog, InvocationLogError, fit_record,
+};
 pub use members::{AppMembersRepoError, AppMembersRepository};
-pub use scripts::{ScriptRepoError, ScriptRepository};
+pub use scripts::{
+    QuotaExceeded, SOURCE_BYTES_PER_APP, ScriptRepoError, ScriptRepository, StorageQuota,
+    VERSIONS_PER_SCRIPT,
+};
 pub use tokens::{TokenRepoError, TokenRepository};
 pub use users::{AdminUserRepoError, AdminUserRepository};
 

@@ -27,13 +27,15 @@ use picloud_core::Stores;
 use picloud_core::domain::{
     AdminUser, ApiToken, App, AppMembership, AppMembershipDetail, AppRole, Deployed, InstanceRole,
     InvocationRecord, NewAdminUser, NewApiToken, NewApp, Script, ScriptName, ScriptVersion,
-    UserCredentials,
+    ScriptVersionInfo, UserCredentials,
 };
 use picloud_core::ids::{AdminUserId, AppId, ScriptId, TokenId};
 use picloud_core::ports::{
     AdminUserRepoError, AdminUserRepository, AppMembersRepoError, AppMembersRepository,
-    AppRepoError, AppRepository, AuthzRepo, AuthzRepoError, INVOCATIONS_KEPT, InvocationLog,
-    InvocationLogError, ScriptRepoError, ScriptRepository, TokenRepoError, TokenRepository,
+    AppRepoError, AppRepository, AuthzRepo, AuthzRepoError, INVOCATION_BYTES_PER_APP,
+    INVOCATION_BYTES_PER_SCRIPT, INVOCATION_RECORD_MAX_BYTES, INVOCATIONS_KEPT, InvocationLog,
+    InvocationLogError, QuotaExceeded, ScriptRepoError, ScriptRepository, StorageQuota,
+    TokenRepoError, TokenRepository, fit_record,
 };
 
 /// Every port in memory. Cheap to create; share it through an `Arc`.
@@ -58,14 +60,37 @@ struct State {
     scripts: BTreeMap<(AppId, String), StoredScript>,
     /// Per-app limits overrides (JSON text).
     app_limits: HashMap<AppId, String>,
-    /// Recent invocations per script, oldest first.
-    invocations: HashMap<ScriptId, VecDeque<InvocationRecord>>,
+    /// Recent invocations per script, oldest first (by start time, then
+    /// arrival).
+    invocations: HashMap<ScriptId, VecDeque<KeptRecord>>,
+    /// The arrival number of the next invocation record (PostgreSQL's
+    /// `bigserial` id), which breaks ties between equal start times.
+    next_record: u64,
 }
 
 #[derive(Debug, Clone)]
 struct StoredScript {
     script: Script,
     versions: Vec<ScriptVersion>,
+    /// The bytes of all `versions`' sources (what the app's quota counts).
+    source_bytes: u64,
+}
+
+/// An invocation record as the log keeps it.
+#[derive(Debug, Clone)]
+struct KeptRecord {
+    /// Its arrival number.
+    seq: u64,
+    /// Its [`InvocationRecord::log_bytes`].
+    bytes: usize,
+    record: InvocationRecord,
+}
+
+impl KeptRecord {
+    /// Its place in "newest first" order: start time, then arrival.
+    fn key(&self) -> (i64, u64) {
+        (self.record.at.timestamp_micros(), self.seq)
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -496,6 +521,64 @@ impl State {
     fn script(&self, app: AppId, name: &ScriptName) -> Option<&StoredScript> {
         self.scripts.get(&(app, name.as_str().to_owned()))
     }
+
+    /// The app's scripts, by name.
+    fn app_scripts(&self, app: AppId) -> impl Iterator<Item = &StoredScript> {
+        self.scripts
+            .range((app, String::new())..)
+            .take_while(move |((a, _), _)| *a == app)
+            .map(|(_, st)| st)
+    }
+
+    /// Drops the oldest records of `script` beyond its bounds: it keeps the
+    /// newest while they fit [`INVOCATIONS_KEPT`] and
+    /// [`INVOCATION_BYTES_PER_SCRIPT`].
+    fn trim_script(&mut self, script: ScriptId) {
+        let Some(log) = self.invocations.get_mut(&script) else {
+            return;
+        };
+        let (mut kept, mut bytes) = (0, 0);
+        for r in log.iter().rev() {
+            if kept == INVOCATIONS_KEPT || bytes + r.bytes > INVOCATION_BYTES_PER_SCRIPT {
+                break;
+            }
+            kept += 1;
+            bytes += r.bytes;
+        }
+        let dropped = log.len() - kept;
+        log.drain(..dropped);
+    }
+
+    /// Drops the app's oldest records beyond [`INVOCATION_BYTES_PER_APP`]:
+    /// walking all its scripts' records from the newest, the first that
+    /// overflows goes, with every older one.
+    fn trim_app(&mut self, app: AppId) {
+        let scripts: Vec<ScriptId> = self.app_scripts(app).map(|st| st.script.id).collect();
+        let mut all: Vec<((i64, u64), usize)> = scripts
+            .iter()
+            .filter_map(|id| self.invocations.get(id))
+            .flatten()
+            .map(|r| (r.key(), r.bytes))
+            .collect();
+        if all.iter().map(|r| r.1).sum::<usize>() <= INVOCATION_BYTES_PER_APP {
+            return;
+        }
+        all.sort_unstable_by(|a, b| b.cmp(a));
+        let mut bytes = 0;
+        let Some(&(first_dropped, _)) = all.iter().find(|r| {
+            bytes += r.1;
+            bytes > INVOCATION_BYTES_PER_APP
+        }) else {
+            return;
+        };
+        for id in scripts {
+            if let Some(log) = self.invocations.get_mut(&id) {
+                while log.front().is_some_and(|r| r.key() <= first_dropped) {
+                    log.pop_front();
+                }
+            }
+        }
+    }
 }
 
 #[async_trait]
@@ -506,10 +589,30 @@ impl ScriptRepository for MemoryStore {
         name: &ScriptName,
         source: String,
         by: AdminUserId,
+        quota: StorageQuota,
     ) -> Result<Deployed, ScriptRepoError> {
         let mut s = self.write();
         if !s.apps.contains_key(&app) || !s.users.contains_key(&by) {
             return Err(ScriptRepoError::NotFound);
+        }
+        // The quota is checked under the same write lock as the insert.
+        let size = source.len() as u64;
+        let used: u64 = s.app_scripts(app).map(|st| st.source_bytes).sum();
+        if used.saturating_add(size) > quota.source_bytes_per_app {
+            return Err(ScriptRepoError::QuotaExceeded(
+                QuotaExceeded::SourceBytesPerApp {
+                    limit: quota.source_bytes_per_app,
+                },
+            ));
+        }
+        if s.script(app, name)
+            .is_some_and(|st| st.script.latest_version >= quota.versions_per_script)
+        {
+            return Err(ScriptRepoError::QuotaExceeded(
+                QuotaExceeded::VersionsPerScript {
+                    limit: quota.versions_per_script,
+                },
+            ));
         }
         let now = picloud_core::clock::now();
         let key = (app, name.as_str().to_owned());
@@ -525,6 +628,7 @@ impl ScriptRepository for MemoryStore {
                 updated_at: now,
             },
             versions: Vec::new(),
+            source_bytes: 0,
         });
         let version = ScriptVersion {
             script_id: stored.script.id,
@@ -534,6 +638,7 @@ impl ScriptRepository for MemoryStore {
             created_at: now,
         };
         stored.versions.push(version.clone());
+        stored.source_bytes += size;
         stored.script.latest_version = version.version;
         stored.script.live_version = version.version;
         stored.script.updated_at = now;
@@ -564,11 +669,11 @@ impl ScriptRepository for MemoryStore {
         &self,
         app: AppId,
         name: &ScriptName,
-    ) -> Result<Vec<ScriptVersion>, ScriptRepoError> {
+    ) -> Result<Vec<ScriptVersionInfo>, ScriptRepoError> {
         Ok(self
             .read()
             .script(app, name)
-            .map(|st| st.versions.clone())
+            .map(|st| st.versions.iter().map(ScriptVersion::info).collect())
             .unwrap_or_default())
     }
 
@@ -601,6 +706,19 @@ impl ScriptRepository for MemoryStore {
         st.script.live_version = version;
         st.script.updated_at = picloud_core::clock::now();
         Ok(st.script.clone())
+    }
+
+    async fn delete(&self, app: AppId, name: &ScriptName) -> Result<bool, ScriptRepoError> {
+        let mut s = self.write();
+        let Some(gone) = s.scripts.remove(&(app, name.as_str().to_owned())) else {
+            return Ok(false);
+        };
+        s.invocations.remove(&gone.script.id);
+        Ok(true)
+    }
+
+    async fn source_bytes(&self, app: AppId) -> Result<u64, ScriptRepoError> {
+        Ok(self.read().app_scripts(app).map(|st| st.source_bytes).sum())
     }
 
     async fn all_live(&self) -> Result<Vec<(Script, ScriptVersion)>, ScriptRepoError> {
@@ -641,20 +759,37 @@ impl ScriptRepository for MemoryStore {
 impl InvocationLog for MemoryStore {
     async fn append(&self, records: Vec<InvocationRecord>) -> Result<(), InvocationLogError> {
         let mut s = self.write();
-        let live: std::collections::HashSet<ScriptId> =
-            s.scripts.values().map(|st| st.script.id).collect();
-        for r in records {
-            if !live.contains(&r.script_id) {
+        let app_of: HashMap<ScriptId, AppId> = s
+            .scripts
+            .values()
+            .map(|st| (st.script.id, st.script.app_id))
+            .collect();
+        let mut scripts = BTreeSet::new();
+        let mut apps = BTreeSet::new();
+        for mut record in records {
+            let Some(&app) = app_of.get(&record.script_id) else {
                 continue;
-            }
-            let log = s.invocations.entry(r.script_id).or_default();
+            };
+            fit_record(&mut record, INVOCATION_RECORD_MAX_BYTES);
+            let kept = KeptRecord {
+                seq: s.next_record,
+                bytes: record.log_bytes(),
+                record,
+            };
+            s.next_record += 1;
+            scripts.insert(kept.record.script_id);
+            apps.insert(app);
+            let log = s.invocations.entry(kept.record.script_id).or_default();
             // Kept in `at` order (records are stamped when they start but
             // arrive when they finish), so retention drops the oldest.
-            let at = log.partition_point(|x| x.at <= r.at);
-            log.insert(at, r);
-            while log.len() > INVOCATIONS_KEPT {
-                log.pop_front();
-            }
+            let at = log.partition_point(|x| x.record.at <= kept.record.at);
+            log.insert(at, kept);
+        }
+        for script in scripts {
+            s.trim_script(script);
+        }
+        for app in apps {
+            s.trim_app(app);
         }
         Ok(())
     }
@@ -664,15 +799,19 @@ impl InvocationLog for MemoryStore {
         script: ScriptId,
         limit: usize,
     ) -> Result<Vec<InvocationRecord>, InvocationLogError> {
-        let s = self.read();
-        let mut out: Vec<InvocationRecord> = s
+        // Newest first; among equal times, the later arrival first. Only
+        // the `limit` records asked for are cloned.
+        Ok(self
+            .read()
             .invocations
             .get(&script)
-            .map(|log| log.iter().cloned().collect())
-            .unwrap_or_default();
-        // Newest first; among equal times, the later arrival first.
-        out.reverse();
-        out.truncate(limit);
-        Ok(out)
+            .map(|log| {
+                log.iter()
+                    .rev()
+                    .take(limit)
+                    .map(|r| r.record.clone())
+                    .collect()
+            })
+            .unwrap_or_default())
     }
 }

@@ -1,12 +1,26 @@
 //! [`ScriptRepository`] and [`InvocationLog`] for [`PostgresStore`]: the
-//! `scripts`, `script_versions` and `invocations` tables, and `apps.limits`.
+//! `scripts`, `script_versions` and `invocations` tables, `apps.limits` and
+//! `apps.script_source_bytes`.
+//!
+//! **The storage quota** is checked by the deploy statement itself: its first
+//! step raises `apps.script_source_bytes` only if the new total fits, which
+//! takes the app row's lock, so concurrent deploys to one app queue there and
+//! each sees the bytes of those before it. The versions cap is the upsert's
+//! `DO UPDATE … WHERE`, evaluated on the locked, current script row. When
+//! either refuses, the transaction is rolled back and a second query says
+//! which quota it was. Deleting a script takes the app row's lock first too
+//! (the same order as a deploy: no deadlock).
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use picloud_core::domain::{Deployed, InvocationRecord, Script, ScriptName, ScriptVersion};
+use picloud_core::domain::{
+    Deployed, InvocationRecord, Script, ScriptName, ScriptVersion, ScriptVersionInfo,
+};
 use picloud_core::ids::{AdminUserId, AppId, ScriptId};
 use picloud_core::ports::{
-    INVOCATIONS_KEPT, InvocationLog, InvocationLogError, ScriptRepoError, ScriptRepository,
+    INVOCATION_BYTES_PER_APP, INVOCATION_BYTES_PER_SCRIPT, INVOCATION_RECORD_MAX_BYTES,
+    INVOCATIONS_KEPT, InvocationLog, InvocationLogError, QuotaExceeded, ScriptRepoError,
+    ScriptRepository, StorageQuota, fit_record,
 };
 use uuid::Uuid;
 
@@ -70,6 +84,46 @@ impl TryFrom<VersionRow> for ScriptVersion {
     }
 }
 
+/// A row of `script_versions` without its source.
+#[derive(Debug, sqlx::FromRow)]
+struct VersionInfoRow {
+    script_id: Uuid,
+    version: i32,
+    size_bytes: i64,
+    created_by: Uuid,
+    created_at: DateTime<Utc>,
+}
+
+impl TryFrom<VersionInfoRow> for ScriptVersionInfo {
+    type Error = DecodeError;
+
+    fn try_from(r: VersionInfoRow) -> Result<Self, Self::Error> {
+        Ok(ScriptVersionInfo {
+            script_id: r.script_id.into(),
+            version: version_number("version", r.version)?,
+            size_bytes: u64::try_from(r.size_bytes)
+                .map_err(|_| DecodeError::new("size_bytes", r.size_bytes.to_string()))?,
+            created_by: r.created_by.into(),
+            created_at: r.created_at,
+        })
+    }
+}
+
+/// Why a deploy inserted nothing: the app's stored bytes and the script's
+/// newest version, if the app exists.
+#[derive(Debug, sqlx::FromRow)]
+struct RefusalRow {
+    script_source_bytes: i64,
+    latest_version: Option<i32>,
+}
+
+/// A deleted script: whether there was one, and its versions' bytes.
+#[derive(Debug, sqlx::FromRow)]
+struct DeletedRow {
+    deleted: i64,
+    freed: i64,
+}
+
 /// A deploy's result row: the script, and whether the upsert inserted it.
 #[derive(Debug, sqlx::FromRow)]
 struct DeployRow {
@@ -100,22 +154,36 @@ impl ScriptRepository for PostgresStore {
         name: &ScriptName,
         source: String,
         by: AdminUserId,
+        quota: StorageQuota,
     ) -> Result<Deployed, ScriptRepoError> {
         let now = picloud_core::clock::now();
-        let row: DeployRow = sqlx::query_as(
-            "WITH s AS ( \
+        let size = i64::try_from(source.len()).unwrap_or(i64::MAX);
+        let byte_quota = i64::try_from(quota.source_bytes_per_app).unwrap_or(i64::MAX);
+        let version_quota = i32::try_from(quota.versions_per_script).unwrap_or(i32::MAX);
+        let mut tx = self.pool.begin().await.map_err(err)?;
+        // `a` raises the app's bytes only if they fit (and locks the app
+        // row); `s` inserts or bumps the script only after `a` (it reads
+        // `a`), and only below the versions cap; `v` inserts the version.
+        let row: Option<DeployRow> = sqlx::query_as(
+            "WITH a AS ( \
+               UPDATE apps SET script_source_bytes = script_source_bytes + $7 \
+               WHERE id = $2 AND script_source_bytes + $7 <= $8 \
+               RETURNING id \
+             ), s AS ( \
                INSERT INTO scripts AS t \
                  (id, app_id, name, live_version, latest_version, created_at, updated_at) \
-               VALUES ($1, $2, $3, 1, 1, $5, $5) \
+               SELECT $1, a.id, $3, 1, 1, $5, $5 FROM a \
                ON CONFLICT (app_id, name) DO UPDATE \
                  SET latest_version = t.latest_version + 1, \
                      live_version = t.latest_version + 1, \
                      updated_at = EXCLUDED.updated_at \
+                 WHERE t.latest_version < $9 \
                RETURNING id, app_id, name, live_version, latest_version, created_at, \
                          updated_at, (xmax = 0) AS created \
              ), v AS ( \
-               INSERT INTO script_versions (script_id, version, source, created_by, created_at) \
-               SELECT id, latest_version, $4, $6, $5 FROM s \
+               INSERT INTO script_versions \
+                 (script_id, version, source, created_by, created_at, size_bytes) \
+               SELECT id, latest_version, $4, $6, $5, $7 FROM s \
                RETURNING version \
              ) \
              SELECT s.* FROM s, v",
@@ -126,9 +194,17 @@ impl ScriptRepository for PostgresStore {
         .bind(&source)
         .bind(now)
         .bind(by.as_uuid())
-        .fetch_one(&self.pool)
+        .bind(size)
+        .bind(byte_quota)
+        .bind(version_quota)
+        .fetch_optional(&mut *tx)
         .await
         .map_err(err)?;
+        let Some(row) = row else {
+            tx.rollback().await.map_err(err)?;
+            return Err(self.refusal(app, name, size, quota).await);
+        };
+        tx.commit().await.map_err(err)?;
         let script = Script::try_from(row.script).map_err(err)?;
         let version = ScriptVersion {
             script_id: script.id,
@@ -176,9 +252,9 @@ impl ScriptRepository for PostgresStore {
         &self,
         app: AppId,
         name: &ScriptName,
-    ) -> Result<Vec<ScriptVersion>, ScriptRepoError> {
-        let rows: Vec<VersionRow> = sqlx::query_as(
-            "SELECT v.script_id, v.version, v.source, v.created_by, v.created_at \
+    ) -> Result<Vec<ScriptVersionInfo>, ScriptRepoError> {
+        let rows: Vec<VersionInfoRow> = sqlx::query_as(
+            "SELECT v.script_id, v.version, v.size_bytes, v.created_by, v.created_at \
              FROM script_versions v JOIN scripts s ON s.id = v.script_id \
              WHERE s.app_id = $1 AND s.name = $2 ORDER BY v.version",
         )
@@ -188,7 +264,7 @@ impl ScriptRepository for PostgresStore {
         .await
         .map_err(err)?;
         rows.into_iter()
-            .map(ScriptVersion::try_from)
+            .map(ScriptVersionInfo::try_from)
             .collect::<Result<_, _>>()
             .map_err(err)
     }
@@ -240,6 +316,56 @@ impl ScriptRepository for PostgresStore {
             .transpose()
             .map_err(err)?
             .ok_or(ScriptRepoError::NotFound)
+    }
+
+    async fn delete(&self, app: AppId, name: &ScriptName) -> Result<bool, ScriptRepoError> {
+        let mut tx = self.pool.begin().await.map_err(err)?;
+        // The app row first, as a deploy locks it: no deploy of this app
+        // commits a version between the sum below and the update.
+        let app_exists: Option<i64> = sqlx::query_scalar(
+            "SELECT script_source_bytes FROM apps WHERE id = $1 FOR NO KEY UPDATE",
+        )
+        .bind(app.as_uuid())
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(err)?;
+        if app_exists.is_none() {
+            return Ok(false);
+        }
+        // Versions and invocations go by ON DELETE CASCADE; the sum reads
+        // the statement's snapshot, from before the delete.
+        let gone: DeletedRow = sqlx::query_as(
+            "WITH d AS (DELETE FROM scripts WHERE app_id = $1 AND name = $2 RETURNING id) \
+             SELECT (SELECT count(*) FROM d) AS deleted, \
+                    coalesce((SELECT sum(v.size_bytes) FROM script_versions v \
+                              WHERE v.script_id IN (SELECT id FROM d)), 0)::bigint AS freed",
+        )
+        .bind(app.as_uuid())
+        .bind(name.as_str())
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(err)?;
+        if gone.deleted == 0 {
+            return Ok(false);
+        }
+        sqlx::query("UPDATE apps SET script_source_bytes = script_source_bytes - $2 WHERE id = $1")
+            .bind(app.as_uuid())
+            .bind(gone.freed)
+            .execute(&mut *tx)
+            .await
+            .map_err(err)?;
+        tx.commit().await.map_err(err)?;
+        Ok(true)
+    }
+
+    async fn source_bytes(&self, app: AppId) -> Result<u64, ScriptRepoError> {
+        let bytes: Option<i64> =
+            sqlx::query_scalar("SELECT script_source_bytes FROM apps WHERE id = $1")
+                .bind(app.as_uuid())
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(err)?;
+        Ok(bytes.map_or(0, |b| u64::try_from(b).unwrap_or(0)))
     }
 
     async fn all_live(&self) -> Result<Vec<(Script, ScriptVersion)>, ScriptRepoError> {
@@ -298,6 +424,48 @@ impl ScriptRepository for PostgresStore {
     }
 }
 
+impl PostgresStore {
+    /// Why a deploy of `size` bytes inserted nothing: an unknown app, or
+    /// which quota it would pass.
+    async fn refusal(
+        &self,
+        app: AppId,
+        name: &ScriptName,
+        size: i64,
+        quota: StorageQuota,
+    ) -> ScriptRepoError {
+        let row: Result<Option<RefusalRow>, _> = sqlx::query_as(
+            "SELECT a.script_source_bytes, \
+                    (SELECT s.latest_version FROM scripts s \
+                     WHERE s.app_id = a.id AND s.name = $2) AS latest_version \
+             FROM apps a WHERE a.id = $1",
+        )
+        .bind(app.as_uuid())
+        .bind(name.as_str())
+        .fetch_optional(&self.pool)
+        .await;
+        match row {
+            Err(e) => err(e),
+            Ok(None) => ScriptRepoError::NotFound,
+            Ok(Some(r)) => {
+                let limit = quota.source_bytes_per_app;
+                let would = u64::try_from(r.script_source_bytes.saturating_add(size)).unwrap_or(0);
+                let versions = r.latest_version.and_then(|v| u32::try_from(v).ok());
+                if would > limit {
+                    ScriptRepoError::QuotaExceeded(QuotaExceeded::SourceBytesPerApp { limit })
+                } else if versions.is_some_and(|v| v >= quota.versions_per_script) {
+                    ScriptRepoError::QuotaExceeded(QuotaExceeded::VersionsPerScript {
+                        limit: quota.versions_per_script,
+                    })
+                } else {
+                    // A concurrent delete freed room between the two queries.
+                    ScriptRepoError::Conflict("the app changed during the deploy; retry".into())
+                }
+            }
+        }
+    }
+}
+
 /// A row of `invocations`.
 #[derive(Debug, sqlx::FromRow)]
 struct InvocationRow {
@@ -337,9 +505,12 @@ fn log_error(e: impl Into<Failure>) -> InvocationLogError {
 
 #[async_trait]
 impl InvocationLog for PostgresStore {
-    async fn append(&self, records: Vec<InvocationRecord>) -> Result<(), InvocationLogError> {
+    async fn append(&self, mut records: Vec<InvocationRecord>) -> Result<(), InvocationLogError> {
         if records.is_empty() {
             return Ok(());
+        }
+        for r in &mut records {
+            fit_record(r, INVOCATION_RECORD_MAX_BYTES);
         }
         let mut scripts = Vec::with_capacity(records.len());
         let mut versions = Vec::with_capacity(records.len());
@@ -348,7 +519,9 @@ impl InvocationLog for PostgresStore {
         let mut durations = Vec::with_capacity(records.len());
         let mut logs = Vec::with_capacity(records.len());
         let mut errors = Vec::with_capacity(records.len());
+        let mut sizes = Vec::with_capacity(records.len());
         for r in &records {
+            sizes.push(i64::try_from(r.log_bytes()).unwrap_or(i64::MAX));
             scripts.push(r.script_id.as_uuid());
             versions.push(i32::try_from(r.version).unwrap_or(i32::MAX));
             ats.push(r.at);
@@ -364,11 +537,14 @@ impl InvocationLog for PostgresStore {
         // One statement for the whole batch; records of deleted scripts are
         // skipped rather than failing the batch.
         sqlx::query(
-            "INSERT INTO invocations (script_id, version, at, status, duration_us, logs, error) \
-             SELECT r.script_id, r.version, r.at, r.status, r.duration_us, r.logs, r.error \
+            "INSERT INTO invocations \
+               (script_id, version, at, status, duration_us, logs, error, size_bytes) \
+             SELECT r.script_id, r.version, r.at, r.status, r.duration_us, r.logs, r.error, \
+                    r.size_bytes \
              FROM UNNEST($1::uuid[], $2::int[], $3::timestamptz[], $4::int[], $5::bigint[], \
-                         $6::text[], $7::text[]) \
-                  WITH ORDINALITY AS r(script_id, version, at, status, duration_us, logs, error, n) \
+                         $6::text[], $7::text[], $8::bigint[]) \
+                  WITH ORDINALITY AS r(script_id, version, at, status, duration_us, logs, error, \
+                                       size_bytes, n) \
              WHERE EXISTS (SELECT 1 FROM scripts s WHERE s.id = r.script_id) \
              ORDER BY r.n",
         )
@@ -379,18 +555,43 @@ impl InvocationLog for PostgresStore {
         .bind(&durations)
         .bind(&logs)
         .bind(&errors)
+        .bind(&sizes)
         .execute(&mut *tx)
         .await
         .map_err(log_error)?;
-        // Retention: keep the newest INVOCATIONS_KEPT per touched script.
+        // Retention, per touched script: the newest records while they fit
+        // INVOCATIONS_KEPT and INVOCATION_BYTES_PER_SCRIPT (a running sum
+        // from the newest; the first record past a bound goes, with every
+        // older one).
+        scripts.sort_unstable();
+        scripts.dedup();
         sqlx::query(
-            "DELETE FROM invocations i \
-             WHERE i.script_id = ANY($1) AND i.id NOT IN ( \
-               SELECT k.id FROM invocations k WHERE k.script_id = i.script_id \
-               ORDER BY k.at DESC, k.id DESC LIMIT $2)",
+            "DELETE FROM invocations WHERE id IN ( \
+               SELECT r.id FROM ( \
+                 SELECT k.id, row_number() OVER w AS n, sum(k.size_bytes) OVER w AS bytes \
+                 FROM invocations k WHERE k.script_id = ANY($1) \
+                 WINDOW w AS (PARTITION BY k.script_id ORDER BY k.at DESC, k.id DESC) \
+               ) r WHERE r.n > $2 OR r.bytes > $3)",
         )
         .bind(&scripts)
         .bind(i64::try_from(INVOCATIONS_KEPT).unwrap_or(i64::MAX))
+        .bind(i64::try_from(INVOCATION_BYTES_PER_SCRIPT).unwrap_or(i64::MAX))
+        .execute(&mut *tx)
+        .await
+        .map_err(log_error)?;
+        // Then per touched app, across its scripts: the same running sum,
+        // bounded by INVOCATION_BYTES_PER_APP.
+        sqlx::query(
+            "DELETE FROM invocations WHERE id IN ( \
+               SELECT r.id FROM ( \
+                 SELECT k.id, sum(k.size_bytes) OVER ( \
+                          PARTITION BY s.app_id ORDER BY k.at DESC, k.id DESC) AS bytes \
+                 FROM invocations k JOIN scripts s ON s.id = k.script_id \
+                 WHERE s.app_id IN (SELECT t.app_id FROM scripts t WHERE t.id = ANY($1)) \
+               ) r WHERE r.bytes > $2)",
+        )
+        .bind(&scripts)
+        .bind(i64::try_from(INVOCATION_BYTES_PER_APP).unwrap_or(i64::MAX))
         .execute(&mut *tx)
         .await
         .map_err(log_error)?;

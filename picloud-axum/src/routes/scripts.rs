@@ -1,6 +1,7 @@
-//! `/admin/apps/{id_or_slug}/scripts/...` and `/admin/apps/{id_or_slug}/limits`:
-//! deploy (a new immutable version per upload), list, show, roll back, and the
-//! recent invocations with their logs.
+//! `/admin/apps/{id_or_slug}/scripts/...`, `/admin/apps/{id_or_slug}/limits`
+//! and `/admin/apps/{id_or_slug}/usage`: deploy (a new immutable version per
+//! upload, within the app's storage quota), list, show, roll back, delete,
+//! and the recent invocations with their logs.
 
 use axum::body::Bytes;
 use axum::extract::{Query, State};
@@ -9,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use picloud_core::executor::Limits;
 use picloud_core::scripts::ScriptError;
-use picloud_core::{InvocationRecord, Script, ScriptVersion};
+use picloud_core::{InvocationRecord, Script, ScriptVersionInfo};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
@@ -53,6 +54,8 @@ impl From<Script> for ScriptDto {
 pub struct VersionDto {
     /// 1, 2, 3, … in deploy order.
     pub version: u32,
+    /// The source's size in bytes (what the app's storage quota counts).
+    pub size_bytes: u64,
     /// Who deployed it.
     pub created_by: Uuid,
     /// When.
@@ -81,9 +84,10 @@ pub struct VersionSourceDto {
     pub source: String,
 }
 
-fn version_dto(v: &ScriptVersion, live: u32) -> VersionDto {
+fn version_dto(v: &ScriptVersionInfo, live: u32) -> VersionDto {
     VersionDto {
         version: v.version,
+        size_bytes: v.size_bytes,
         created_by: v.created_by.into(),
         created_at: v.created_at,
         live: v.version == live,
@@ -153,7 +157,7 @@ pub(crate) fn script_error(e: ScriptError) -> Response {
         ScriptError::AppNotFound(_)
         | ScriptError::ScriptNotFound(_)
         | ScriptError::VersionNotFound(_) => StatusCode::NOT_FOUND,
-        ScriptError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
+        ScriptError::Invalid(_) | ScriptError::QuotaExceeded(_) => StatusCode::UNPROCESSABLE_ENTITY,
         ScriptError::Compile(c) => {
             return (
                 StatusCode::UNPROCESSABLE_ENTITY,
@@ -186,7 +190,7 @@ type ScriptResult<T> = Result<T, Response>;
         (status = 200, description = "A new version, now live", body = ScriptDto),
         (status = 403, description = "Not an editor of the app", body = ErrorBody),
         (status = 404, description = "No such app", body = ErrorBody),
-        (status = 422, description = "Does not compile (line, column), or a bad name", body = CompileErrorBody),
+        (status = 422, description = "Does not compile (line, column), a bad name, or the app's storage quota would be exceeded (the message names it; nothing is stored)", body = CompileErrorBody),
     ),
     security(("bearer" = []))
 )]
@@ -276,6 +280,86 @@ pub async fn get_script(
     }))
 }
 
+/// Deletes a script with every version and its invocation logs (`AppEdit`),
+/// freeing their bytes of the app's storage quota; `/run` stops serving it at
+/// once. Idempotent: 204 also when no such script exists.
+#[utoipa::path(
+    delete, path = "/api/v1/admin/apps/{id_or_slug}/scripts/{name}", tag = "scripts",
+    params(
+        ("id_or_slug" = String, Path, description = "App id or slug", example = "demo"),
+        ("name" = String, Path, description = "Script name", example = "hello"),
+    ),
+    responses(
+        (status = 204, description = "Deleted, or there was no such script"),
+        (status = 403, description = "Not an editor of the app", body = ErrorBody),
+        (status = 404, description = "No such app", body = ErrorBody),
+        (status = 422, description = "Not a valid script name", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn delete_script(
+    State(s): State<ApiState>,
+    Caller(p): Caller,
+    Path((app, name)): Path<(String, String)>,
+) -> ScriptResult<StatusCode> {
+    s.scripts
+        .delete(&p, &app, &name)
+        .await
+        .map_err(script_error)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// An app's storage: what it uses and its bounds.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct UsageDto {
+    /// Bytes of script source stored, every version of every script.
+    pub script_source_bytes: u64,
+    /// The most bytes of script source the app may store.
+    pub script_source_bytes_quota: u64,
+    /// The most versions one script may have.
+    pub versions_per_script_quota: u32,
+    /// The most invocation records kept per script.
+    pub invocations_kept_per_script: usize,
+    /// The most bytes of invocation logs kept per script.
+    pub invocation_bytes_per_script: usize,
+    /// The most bytes of invocation logs kept per app.
+    pub invocation_bytes_per_app: usize,
+    /// The most bytes one invocation record keeps (larger logs are cut).
+    pub invocation_record_max_bytes: usize,
+}
+
+/// The app's storage usage and bounds (`AppView`).
+#[utoipa::path(
+    get, path = "/api/v1/admin/apps/{id_or_slug}/usage", tag = "scripts",
+    params(("id_or_slug" = String, Path, description = "App id or slug", example = "demo")),
+    responses(
+        (status = 200, description = "Usage and bounds", body = UsageDto),
+        (status = 403, description = "No role on the app", body = ErrorBody),
+        (status = 404, description = "No such app", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn get_usage(
+    State(s): State<ApiState>,
+    Caller(p): Caller,
+    Path(app): Path<String>,
+) -> ScriptResult<Json<UsageDto>> {
+    use picloud_core::ports::{
+        INVOCATION_BYTES_PER_APP, INVOCATION_BYTES_PER_SCRIPT, INVOCATION_RECORD_MAX_BYTES,
+        INVOCATIONS_KEPT,
+    };
+    let usage = s.scripts.usage(&p, &app).await.map_err(script_error)?;
+    Ok(Json(UsageDto {
+        script_source_bytes: usage.source_bytes,
+        script_source_bytes_quota: usage.quota.source_bytes_per_app,
+        versions_per_script_quota: usage.quota.versions_per_script,
+        invocations_kept_per_script: INVOCATIONS_KEPT,
+        invocation_bytes_per_script: INVOCATION_BYTES_PER_SCRIPT,
+        invocation_bytes_per_app: INVOCATION_BYTES_PER_APP,
+        invocation_record_max_bytes: INVOCATION_RECORD_MAX_BYTES,
+    }))
+}
+
 /// One version's source (`AppView`).
 #[utoipa::path(
     get, path = "/api/v1/admin/apps/{id_or_slug}/scripts/{name}/versions/{version}", tag = "scripts",
@@ -303,7 +387,7 @@ pub async fn get_version(
         .await
         .map_err(script_error)?;
     Ok(Json(VersionSourceDto {
-        version: version_dto(&v, script.live_version),
+        version: version_dto(&v.info(), script.live_version),
         source: v.source,
     }))
 }

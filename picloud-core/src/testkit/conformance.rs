@@ -30,8 +30,9 @@ use crate::domain::{
 use crate::ids::{AdminUserId, AppId, TokenId};
 use crate::members::{MembershipError, MembershipService};
 use crate::ports::{
-    AdminUserRepoError, AppMembersRepoError, AppRepoError, INVOCATIONS_KEPT, ScriptRepoError,
-    TokenRepoError,
+    AdminUserRepoError, AppMembersRepoError, AppRepoError, INVOCATION_BYTES_PER_APP,
+    INVOCATION_BYTES_PER_SCRIPT, INVOCATION_RECORD_MAX_BYTES, INVOCATIONS_KEPT, QuotaExceeded,
+    ScriptRepoError, StorageQuota, TokenRepoError,
 };
 use crate::stores::Stores;
 
@@ -95,8 +96,13 @@ macro_rules! conformance_tests {
             scripts_concurrent_deploys_get_distinct_versions,
             scripts_app_limits_round_trip,
             scripts_go_with_their_app,
+            scripts_quota_refuses_the_deploy_that_would_pass_it,
+            scripts_concurrent_deploys_never_pass_the_quota,
+            scripts_delete_frees_the_quota_and_is_idempotent,
             invocations_recent_newest_first_and_bounded,
             invocations_of_unknown_scripts_are_dropped,
+            invocations_keep_the_newest_within_the_byte_bounds,
+            invocations_app_bound_spares_other_apps,
         );
     };
 }
@@ -1374,7 +1380,13 @@ pub async fn scripts_deploy_creates_then_appends_versions(stores: Stores) {
     let hello = script_name("hello");
     let first = stores
         .scripts
-        .deploy(app.id, &hello, "\"v1\"".into(), dev.id)
+        .deploy(
+            app.id,
+            &hello,
+            "\"v1\"".into(),
+            dev.id,
+            StorageQuota::default(),
+        )
         .await
         .unwrap();
     assert!(first.created);
@@ -1382,7 +1394,13 @@ pub async fn scripts_deploy_creates_then_appends_versions(stores: Stores) {
     assert_eq!(first.version.created_by, dev.id);
     let second = stores
         .scripts
-        .deploy(app.id, &hello, "\"v2\"".into(), dev.id)
+        .deploy(
+            app.id,
+            &hello,
+            "\"v2\"".into(),
+            dev.id,
+            StorageQuota::default(),
+        )
         .await
         .unwrap();
     assert!(!second.created);
@@ -1392,8 +1410,11 @@ pub async fn scripts_deploy_creates_then_appends_versions(stores: Stores) {
         (2, 2)
     );
     let versions = stores.scripts.versions(app.id, &hello).await.unwrap();
-    let sources: Vec<&str> = versions.iter().map(|v| v.source.as_str()).collect();
-    assert_eq!(sources, ["\"v1\"", "\"v2\""]);
+    let listed: Vec<(u32, u64)> = versions.iter().map(|v| (v.version, v.size_bytes)).collect();
+    assert_eq!(listed, [(1, 4), (2, 4)]);
+    assert_eq!(versions[1].created_by, dev.id);
+    let v1 = stores.scripts.version(app.id, &hello, 1).await.unwrap();
+    assert_eq!(v1.map(|v| v.source).as_deref(), Some("\"v1\""));
     assert_eq!(
         stores.scripts.get(app.id, &hello).await.unwrap(),
         Some(second.script)
@@ -1422,7 +1443,13 @@ pub async fn scripts_deploy_needs_an_existing_app(stores: Stores) {
     let dev = fx.user("dev", InstanceRole::Admin).await;
     let e = stores
         .scripts
-        .deploy(AppId::new(), &script_name("x"), "1".into(), dev.id)
+        .deploy(
+            AppId::new(),
+            &script_name("x"),
+            "1".into(),
+            dev.id,
+            StorageQuota::default(),
+        )
         .await
         .unwrap_err();
     assert!(matches!(e, ScriptRepoError::NotFound), "got {e:?}");
@@ -1437,7 +1464,7 @@ pub async fn scripts_rollback_sets_live_and_keeps_every_version(stores: Stores) 
     for src in ["1", "2", "3"] {
         stores
             .scripts
-            .deploy(app.id, &n, src.into(), dev.id)
+            .deploy(app.id, &n, src.into(), dev.id, StorageQuota::default())
             .await
             .unwrap();
     }
@@ -1464,7 +1491,7 @@ pub async fn scripts_rollback_sets_live_and_keeps_every_version(stores: Stores) 
     assert!(matches!(e, ScriptRepoError::NotFound), "got {e:?}");
     let next = stores
         .scripts
-        .deploy(app.id, &n, "4".into(), dev.id)
+        .deploy(app.id, &n, "4".into(), dev.id, StorageQuota::default())
         .await
         .unwrap();
     assert_eq!((next.version.version, next.script.live_version), (4, 4));
@@ -1478,13 +1505,25 @@ pub async fn scripts_list_by_name_within_the_app(stores: Stores) {
     for name in ["zeta", "Alpha", "beta"] {
         stores
             .scripts
-            .deploy(a.id, &script_name(name), "1".into(), dev.id)
+            .deploy(
+                a.id,
+                &script_name(name),
+                "1".into(),
+                dev.id,
+                StorageQuota::default(),
+            )
             .await
             .unwrap();
     }
     stores
         .scripts
-        .deploy(b.id, &script_name("other"), "1".into(), dev.id)
+        .deploy(
+            b.id,
+            &script_name("other"),
+            "1".into(),
+            dev.id,
+            StorageQuota::default(),
+        )
         .await
         .unwrap();
     let names: Vec<String> = stores
@@ -1505,12 +1544,12 @@ pub async fn scripts_all_live_returns_the_live_versions(stores: Stores) {
     let n = script_name("s");
     stores
         .scripts
-        .deploy(app.id, &n, "1".into(), dev.id)
+        .deploy(app.id, &n, "1".into(), dev.id, StorageQuota::default())
         .await
         .unwrap();
     let d = stores
         .scripts
-        .deploy(app.id, &n, "2".into(), dev.id)
+        .deploy(app.id, &n, "2".into(), dev.id, StorageQuota::default())
         .await
         .unwrap();
     stores.scripts.set_live(app.id, &n, 1).await.unwrap();
@@ -1538,7 +1577,13 @@ pub async fn scripts_concurrent_deploys_get_distinct_versions(stores: Stores) {
         let scripts = Arc::clone(&stores.scripts);
         tasks.spawn(async move {
             scripts
-                .deploy(app.id, &script_name("race"), format!("{i}"), dev.id)
+                .deploy(
+                    app.id,
+                    &script_name("race"),
+                    format!("{i}"),
+                    dev.id,
+                    StorageQuota::default(),
+                )
                 .await
                 .map(|d| d.version.version)
         });
@@ -1588,7 +1633,13 @@ pub async fn scripts_go_with_their_app(stores: Stores) {
     let (app, dev) = (fx.app("a").await, fx.user("dev", InstanceRole::Admin).await);
     let d = stores
         .scripts
-        .deploy(app.id, &script_name("s"), "1".into(), dev.id)
+        .deploy(
+            app.id,
+            &script_name("s"),
+            "1".into(),
+            dev.id,
+            StorageQuota::default(),
+        )
         .await
         .unwrap();
     stores
@@ -1617,6 +1668,401 @@ pub async fn scripts_go_with_their_app(stores: Stores) {
     );
 }
 
+/// A quota small enough to reach in a test.
+fn small_quota(bytes: u64, versions: u32) -> StorageQuota {
+    StorageQuota {
+        source_bytes_per_app: bytes,
+        versions_per_script: versions,
+    }
+}
+
+/// A deploy that would pass either quota is refused with the quota named,
+/// and stores nothing; other apps have their own quota. Version listings
+/// carry sizes, not sources.
+pub async fn scripts_quota_refuses_the_deploy_that_would_pass_it(stores: Stores) {
+    let fx = Fixture::new(stores.clone());
+    let (app, other) = (fx.app("a").await, fx.app("b").await);
+    let dev = fx.user("dev", InstanceRole::Admin).await;
+    let quota = small_quota(100, 3);
+    let deploy = |app: AppId, name: &'static str, len: usize| {
+        let scripts = Arc::clone(&stores.scripts);
+        async move {
+            scripts
+                .deploy(app, &script_name(name), "x".repeat(len), dev.id, quota)
+                .await
+        }
+    };
+    deploy(app.id, "one", 40).await.unwrap();
+    deploy(app.id, "two", 40).await.unwrap();
+    let e = deploy(app.id, "one", 30).await.unwrap_err();
+    assert!(
+        matches!(
+            e,
+            ScriptRepoError::QuotaExceeded(QuotaExceeded::SourceBytesPerApp { limit: 100 })
+        ),
+        "got {e:?}"
+    );
+    let one = stores.scripts.get(app.id, &script_name("one")).await;
+    assert_eq!(
+        one.unwrap().map(|s| s.latest_version),
+        Some(1),
+        "nothing stored"
+    );
+    assert_eq!(stores.scripts.source_bytes(app.id).await.unwrap(), 80);
+    // Exactly up to the quota is fine; one byte more is not.
+    deploy(app.id, "three", 20).await.unwrap();
+    assert_eq!(stores.scripts.source_bytes(app.id).await.unwrap(), 100);
+    let e = deploy(app.id, "four", 1).await.unwrap_err();
+    assert!(matches!(e, ScriptRepoError::QuotaExceeded(_)), "got {e:?}");
+    assert_eq!(
+        stores
+            .scripts
+            .get(app.id, &script_name("four"))
+            .await
+            .unwrap(),
+        None
+    );
+    // Another app's quota is its own; it has a versions cap too.
+    for _ in 0..3 {
+        deploy(other.id, "v", 10).await.unwrap();
+    }
+    let e = deploy(other.id, "v", 10).await.unwrap_err();
+    assert!(
+        matches!(
+            e,
+            ScriptRepoError::QuotaExceeded(QuotaExceeded::VersionsPerScript { limit: 3 })
+        ),
+        "got {e:?}"
+    );
+    assert_eq!(stores.scripts.source_bytes(other.id).await.unwrap(), 30);
+    let versions = stores
+        .scripts
+        .versions(other.id, &script_name("v"))
+        .await
+        .unwrap();
+    let listed: Vec<(u32, u64)> = versions.iter().map(|v| (v.version, v.size_bytes)).collect();
+    assert_eq!(listed, [(1, 10), (2, 10), (3, 10)]);
+    // An unknown app is still NotFound, not a quota.
+    let e = deploy(AppId::new(), "x", 1).await.unwrap_err();
+    assert!(matches!(e, ScriptRepoError::NotFound), "got {e:?}");
+    assert_eq!(stores.scripts.source_bytes(AppId::new()).await.unwrap(), 0);
+}
+
+/// Concurrent deploys to one app never use more than its quota together,
+/// across scripts (bytes) and within one script (versions).
+pub async fn scripts_concurrent_deploys_never_pass_the_quota(stores: Stores) {
+    let fx = Fixture::new(stores.clone());
+    let (app, dev) = (fx.app("a").await, fx.user("dev", InstanceRole::Admin).await);
+    let quota = small_quota(1000, 1000);
+    let mut tasks = JoinSet::new();
+    for i in 0..24 {
+        let scripts = Arc::clone(&stores.scripts);
+        tasks.spawn(async move {
+            let name = script_name(&format!("s{}", i % 6));
+            scripts
+                .deploy(app.id, &name, "y".repeat(100), dev.id, quota)
+                .await
+        });
+    }
+    let (mut ok, mut refused) = (0, 0);
+    while let Some(r) = tasks.join_next().await {
+        match r.expect("task") {
+            Ok(_) => ok += 1,
+            Err(ScriptRepoError::QuotaExceeded(QuotaExceeded::SourceBytesPerApp { .. })) => {
+                refused += 1;
+            }
+            Err(e) => panic!("unexpected error: {e:?}"),
+        }
+    }
+    assert_eq!((ok, refused), (10, 14));
+    assert_eq!(stores.scripts.source_bytes(app.id).await.unwrap(), 1000);
+    let mut stored = 0;
+    for script in stores.scripts.list(app.id).await.unwrap() {
+        let versions = stores.scripts.versions(app.id, &script.name).await.unwrap();
+        assert_eq!(versions.len() as u32, script.latest_version);
+        stored += versions.iter().map(|v| v.size_bytes).sum::<u64>();
+    }
+    assert_eq!(stored, 1000, "the usage counts exactly what is stored");
+
+    let quota = small_quota(1 << 20, 5);
+    let mut tasks = JoinSet::new();
+    for _ in 0..12 {
+        let scripts = Arc::clone(&stores.scripts);
+        tasks.spawn(async move {
+            scripts
+                .deploy(app.id, &script_name("capped"), "1".into(), dev.id, quota)
+                .await
+        });
+    }
+    let mut ok = 0;
+    while let Some(r) = tasks.join_next().await {
+        match r.expect("task") {
+            Ok(_) => ok += 1,
+            Err(ScriptRepoError::QuotaExceeded(QuotaExceeded::VersionsPerScript { limit: 5 })) => {}
+            Err(e) => panic!("unexpected error: {e:?}"),
+        }
+    }
+    assert_eq!(ok, 5);
+    let capped = stores.scripts.get(app.id, &script_name("capped")).await;
+    assert_eq!(capped.unwrap().map(|s| s.latest_version), Some(5));
+}
+
+/// Deleting a script deletes its versions and invocations and frees its
+/// bytes; deleting again, or a script that never was, is not an error.
+pub async fn scripts_delete_frees_the_quota_and_is_idempotent(stores: Stores) {
+    let fx = Fixture::new(stores.clone());
+    let (app, dev) = (fx.app("a").await, fx.user("dev", InstanceRole::Admin).await);
+    let quota = small_quota(100, 2);
+    let (gone, kept) = (script_name("gone"), script_name("kept"));
+    let mut first = None;
+    for _ in 0..2 {
+        let d = stores
+            .scripts
+            .deploy(app.id, &gone, "z".repeat(40), dev.id, quota)
+            .await
+            .unwrap();
+        first.get_or_insert(d.script.id);
+    }
+    stores
+        .scripts
+        .deploy(app.id, &kept, "k".repeat(20), dev.id, quota)
+        .await
+        .unwrap();
+    let gone_id = first.expect("deployed");
+    stores
+        .invocations
+        .append(vec![record(gone_id, 0)])
+        .await
+        .unwrap();
+    assert_eq!(stores.scripts.source_bytes(app.id).await.unwrap(), 100);
+
+    assert!(stores.scripts.delete(app.id, &gone).await.unwrap());
+    assert_eq!(stores.scripts.source_bytes(app.id).await.unwrap(), 20);
+    assert_eq!(stores.scripts.get(app.id, &gone).await.unwrap(), None);
+    assert!(
+        stores
+            .scripts
+            .versions(app.id, &gone)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        stores.scripts.version(app.id, &gone, 1).await.unwrap(),
+        None
+    );
+    assert!(
+        stores
+            .invocations
+            .recent(gone_id, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(!stores.scripts.delete(app.id, &gone).await.unwrap());
+    assert!(!stores.scripts.delete(AppId::new(), &gone).await.unwrap());
+    // The freed bytes and the versions cap are usable again: a new script.
+    let again = stores
+        .scripts
+        .deploy(app.id, &gone, "z".repeat(80), dev.id, quota)
+        .await
+        .unwrap();
+    assert!(again.created);
+    assert_eq!(again.version.version, 1);
+    assert_ne!(again.script.id, gone_id);
+    assert_eq!(stores.scripts.source_bytes(app.id).await.unwrap(), 100);
+    // Records of the deleted script arriving late are dropped.
+    stores
+        .invocations
+        .append(vec![record(gone_id, 1)])
+        .await
+        .unwrap();
+    assert!(
+        stores
+            .invocations
+            .recent(gone_id, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let names: Vec<String> = stores
+        .scripts
+        .list(app.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| s.name.to_string())
+        .collect();
+    assert_eq!(names, ["gone", "kept"]);
+}
+
+/// A record of `bytes` bytes of logs (one line of `fill`), `i` ms from `base`.
+fn sized_record(
+    script: crate::ids::ScriptId,
+    base: chrono::DateTime<chrono::Utc>,
+    i: i64,
+    bytes: usize,
+    fill: char,
+) -> InvocationRecord {
+    InvocationRecord {
+        script_id: script,
+        version: 1,
+        at: base + chrono::Duration::milliseconds(i),
+        status: 200,
+        duration_us: 1,
+        logs: vec![fill.to_string().repeat(bytes)],
+        error: None,
+    }
+}
+
+fn total_bytes(records: &[InvocationRecord]) -> usize {
+    records.iter().map(InvocationRecord::log_bytes).sum()
+}
+
+/// A script keeps its newest records while they fit the per-script byte
+/// bound; a record over the per-record cap is cut, with a marker, not
+/// dropped; `recent(_, 1)` is the newest alone.
+pub async fn invocations_keep_the_newest_within_the_byte_bounds(stores: Stores) {
+    let fx = Fixture::new(stores.clone());
+    let (app, dev) = (fx.app("a").await, fx.user("dev", InstanceRole::Admin).await);
+    let d = stores
+        .scripts
+        .deploy(
+            app.id,
+            &script_name("loud"),
+            "1".into(),
+            dev.id,
+            StorageQuota::default(),
+        )
+        .await
+        .unwrap();
+    let base = crate::clock::now();
+    let size = 600 * 1024;
+    let all: Vec<InvocationRecord> = (0..10)
+        .map(|i| sized_record(d.script.id, base, i, size, 'a'))
+        .collect();
+    stores.invocations.append(all[..4].to_vec()).await.unwrap();
+    stores.invocations.append(all[4..].to_vec()).await.unwrap();
+    let kept = stores.invocations.recent(d.script.id, 1000).await.unwrap();
+    let fit = INVOCATION_BYTES_PER_SCRIPT / size;
+    let newest: Vec<InvocationRecord> = all.iter().rev().take(fit).cloned().collect();
+    assert_eq!(kept, newest, "the {fit} newest, newest first");
+    assert!(total_bytes(&kept) <= INVOCATION_BYTES_PER_SCRIPT);
+    let one = stores.invocations.recent(d.script.id, 1).await.unwrap();
+    assert_eq!(one, [all[9].clone()]);
+
+    // One record over the cap: kept, cut to the cap, its start intact, and
+    // it pushes older records out by its cut size only.
+    let mut huge = sized_record(d.script.id, base, 20, 3 * INVOCATION_RECORD_MAX_BYTES, 'h');
+    huge.error = Some("e".repeat(INVOCATION_RECORD_MAX_BYTES));
+    stores.invocations.append(vec![huge]).await.unwrap();
+    let kept = stores.invocations.recent(d.script.id, 1000).await.unwrap();
+    let newest = &kept[0];
+    assert!(newest.log_bytes() <= INVOCATION_RECORD_MAX_BYTES);
+    assert!(newest.logs[0].starts_with("hhhh"), "the start is kept");
+    let marker = newest.logs.last().expect("a marker line");
+    assert!(marker.starts_with("[log truncated"), "{marker}");
+    assert!(
+        newest
+            .error
+            .as_deref()
+            .is_some_and(|e| e.len() < INVOCATION_RECORD_MAX_BYTES)
+    );
+    assert!(total_bytes(&kept) <= INVOCATION_BYTES_PER_SCRIPT);
+    assert_eq!(kept[1], all[9], "older records follow, newest first");
+    assert!(kept.len() >= 2 && kept.len() < fit + 1);
+}
+
+/// An app's records across its scripts fit the per-app byte bound (its
+/// oldest go first), while another app's records in the same batches keep
+/// the full count bound.
+pub async fn invocations_app_bound_spares_other_apps(stores: Stores) {
+    let fx = Fixture::new(stores.clone());
+    let (flood, victim) = (fx.app("flood").await, fx.app("victim").await);
+    let dev = fx.user("dev", InstanceRole::Admin).await;
+    let mut loud = Vec::new();
+    for i in 0..10 {
+        let d = stores
+            .scripts
+            .deploy(
+                flood.id,
+                &script_name(&format!("loud{i}")),
+                "1".into(),
+                dev.id,
+                StorageQuota::default(),
+            )
+            .await
+            .unwrap();
+        loud.push(d.script.id);
+    }
+    let quiet = stores
+        .scripts
+        .deploy(
+            victim.id,
+            &script_name("quiet"),
+            "1".into(),
+            dev.id,
+            StorageQuota::default(),
+        )
+        .await
+        .unwrap()
+        .script
+        .id;
+    let base = crate::clock::now();
+    let size = 1000 * 1024; // four of them fit a script's bound
+    let mut sent = Vec::new();
+    let mut quiet_sent = Vec::new();
+    for round in 0..4i64 {
+        let mut batch = Vec::new();
+        for (i, &script) in loud.iter().enumerate() {
+            batch.push(sized_record(
+                script,
+                base,
+                round * 100 + i as i64,
+                size,
+                'f',
+            ));
+        }
+        for q in 0..30 {
+            batch.push(sized_record(quiet, base, round * 100 + 50 + q, 10, 'q'));
+        }
+        sent.extend(batch[..loud.len()].iter().cloned());
+        quiet_sent.extend(batch[loud.len()..].iter().cloned());
+        stores.invocations.append(batch).await.unwrap();
+    }
+    // Expected: walking the flood app's records from the newest, those that
+    // fit the app's bound.
+    let mut newest_first = sent.clone();
+    newest_first.sort_by_key(|r| std::cmp::Reverse(r.at));
+    let mut budget = 0;
+    let expected: Vec<InvocationRecord> = newest_first
+        .into_iter()
+        .take_while(|r| {
+            budget += r.log_bytes();
+            budget <= INVOCATION_BYTES_PER_APP
+        })
+        .collect();
+    assert!(expected.len() < sent.len(), "the test must pass the bound");
+    let mut kept = Vec::new();
+    for &script in &loud {
+        kept.extend(stores.invocations.recent(script, 1000).await.unwrap());
+    }
+    kept.sort_by_key(|r| std::cmp::Reverse(r.at));
+    assert_eq!(kept, expected);
+    assert!(total_bytes(&kept) <= INVOCATION_BYTES_PER_APP);
+    let quiet_kept = stores.invocations.recent(quiet, 1000).await.unwrap();
+    let quiet_newest: Vec<InvocationRecord> = quiet_sent
+        .iter()
+        .rev()
+        .take(INVOCATIONS_KEPT)
+        .cloned()
+        .collect();
+    assert_eq!(
+        quiet_kept, quiet_newest,
+        "the other app keeps its 100 newest"
+    );
+}
+
 fn record(script: crate::ids::ScriptId, i: i64) -> InvocationRecord {
     InvocationRecord {
         script_id: script,
@@ -1635,7 +2081,13 @@ pub async fn invocations_recent_newest_first_and_bounded(stores: Stores) {
     let (app, dev) = (fx.app("a").await, fx.user("dev", InstanceRole::Admin).await);
     let d = stores
         .scripts
-        .deploy(app.id, &script_name("s"), "1".into(), dev.id)
+        .deploy(
+            app.id,
+            &script_name("s"),
+            "1".into(),
+            dev.id,
+            StorageQuota::default(),
+        )
         .await
         .unwrap();
     let n = INVOCATIONS_KEPT as i64 + 5;
