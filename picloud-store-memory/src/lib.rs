@@ -260,10 +260,15 @@ impl AdminUserRepository for MemoryStore {
         id: AdminUserId,
         role: Option<InstanceRole>,
         is_active: Option<bool>,
+        may_touch_owner: bool,
     ) -> Result<AdminUser, AdminUserRepoError> {
-        // One write lock around the check and the change.
+        // One write lock around the checks and the change.
         let mut s = self.write();
         let user = &s.users.get(&id).ok_or(AdminUserRepoError::NotFound)?.user;
+        let changes = role.is_some() || is_active.is_some();
+        if changes && !may_touch_owner && user.instance_role == InstanceRole::Owner {
+            return Err(AdminUserRepoError::TargetIsOwner);
+        }
         let owns = |role: InstanceRole, active: bool| role == InstanceRole::Owner && active;
         let before = owns(user.instance_role, user.is_active);
         let after = owns(

@@ -59,6 +59,8 @@ macro_rules! conformance_tests {
             users_updates_of_missing_user_are_not_found,
             users_count_active_owners,
             users_update_guarded_keeps_an_active_owner,
+            users_update_guarded_without_owner_rights_never_changes_an_owner,
+            concurrent_promotion_and_restricted_deactivation_never_change_an_owner,
             concurrent_demotions_of_the_last_two_owners_leave_one,
             concurrent_promotions_and_demotions_never_fail_or_lose_every_owner,
             timestamps_round_trip_exactly,
@@ -443,7 +445,10 @@ pub async fn users_update_guarded_keeps_an_active_owner(stores: Stores) {
         (Some(InstanceRole::Member), Some(true)),
         (None, Some(false)),
     ] {
-        let err = users.update_guarded(a.id, role, active).await.unwrap_err();
+        let err = users
+            .update_guarded(a.id, role, active, true)
+            .await
+            .unwrap_err();
         assert!(
             matches!(err, AdminUserRepoError::LastOwner),
             "{role:?}/{active:?}: {err:?}"
@@ -455,43 +460,164 @@ pub async fn users_update_guarded_keeps_an_active_owner(stores: Stores) {
         (InstanceRole::Owner, true)
     );
     // No change, or one that keeps the owner an active owner, is fine.
-    users.update_guarded(a.id, None, None).await.unwrap();
+    users.update_guarded(a.id, None, None, true).await.unwrap();
     users
-        .update_guarded(a.id, Some(InstanceRole::Owner), Some(true))
+        .update_guarded(a.id, Some(InstanceRole::Owner), Some(true), true)
         .await
         .unwrap();
     // With a second active owner, the first may go; then the second is last.
     let b = fx.user("b", InstanceRole::Member).await;
     let b = users
-        .update_guarded(b.id, Some(InstanceRole::Owner), None)
+        .update_guarded(b.id, Some(InstanceRole::Owner), None, true)
         .await
         .unwrap();
     assert_eq!(b.instance_role, InstanceRole::Owner);
     let a = users
-        .update_guarded(a.id, Some(InstanceRole::Admin), Some(false))
+        .update_guarded(a.id, Some(InstanceRole::Admin), Some(false), true)
         .await
         .unwrap();
     assert_eq!((a.instance_role, a.is_active), (InstanceRole::Admin, false));
     let err = users
-        .update_guarded(b.id, None, Some(false))
+        .update_guarded(b.id, None, Some(false), true)
         .await
         .unwrap_err();
     assert!(matches!(err, AdminUserRepoError::LastOwner), "{err:?}");
     // Reactivating the dormant owner frees b.
     users
-        .update_guarded(dormant.id, None, Some(true))
+        .update_guarded(dormant.id, None, Some(true), true)
         .await
         .unwrap();
     users
-        .update_guarded(b.id, Some(InstanceRole::Member), None)
+        .update_guarded(b.id, Some(InstanceRole::Member), None, true)
         .await
         .unwrap();
     assert_eq!(users.count_active_owners().await.unwrap(), 1);
     let err = users
-        .update_guarded(AdminUserId::new(), None, Some(false))
+        .update_guarded(AdminUserId::new(), None, Some(false), true)
         .await
         .unwrap_err();
     assert!(matches!(err, AdminUserRepoError::NotFound), "{err:?}");
+}
+
+/// Without `may_touch_owner`, no change of an owner (active or not) applies:
+/// each is `TargetIsOwner`, checked after `NotFound` and before `LastOwner`;
+/// an empty change and changes of non-owners pass. Needs a fresh store.
+pub async fn users_update_guarded_without_owner_rights_never_changes_an_owner(stores: Stores) {
+    let fx = Fixture::new(stores.clone());
+    let users = &stores.users;
+    let last = fx.user("last", InstanceRole::Owner).await;
+    let dormant = fx.inactive_user("dormant", InstanceRole::Owner).await;
+    for owner in [&last, &dormant] {
+        for (role, active) in [
+            (None, Some(false)),
+            (None, Some(true)),
+            (Some(InstanceRole::Admin), None),
+            (Some(InstanceRole::Owner), Some(true)),
+        ] {
+            let err = users
+                .update_guarded(owner.id, role, active, false)
+                .await
+                .unwrap_err();
+            assert!(
+                matches!(err, AdminUserRepoError::TargetIsOwner),
+                "{}: {role:?}/{active:?}: {err:?}",
+                owner.username
+            );
+        }
+        let unchanged = users.get(owner.id).await.unwrap().unwrap();
+        assert_eq!(&unchanged, owner);
+        // Nothing asked, nothing refused.
+        let same = users
+            .update_guarded(owner.id, None, None, false)
+            .await
+            .unwrap();
+        assert_eq!(&same, owner);
+    }
+    let err = users
+        .update_guarded(AdminUserId::new(), None, Some(false), false)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, AdminUserRepoError::NotFound), "{err:?}");
+    // Non-owners are changed as usual.
+    let adm = fx.user("adm", InstanceRole::Admin).await;
+    let adm = users
+        .update_guarded(adm.id, None, Some(false), false)
+        .await
+        .unwrap();
+    assert!(!adm.is_active);
+    let adm = users
+        .update_guarded(adm.id, Some(InstanceRole::Member), Some(true), false)
+        .await
+        .unwrap();
+    assert_eq!(
+        (adm.instance_role, adm.is_active),
+        (InstanceRole::Member, true)
+    );
+    // With the right, the last owner's guard still holds.
+    let err = users
+        .update_guarded(last.id, None, Some(false), true)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, AdminUserRepoError::LastOwner), "{err:?}");
+}
+
+/// A member is promoted to owner (and activated) while a caller without
+/// `may_touch_owner` deactivates it, round after round: the deactivation
+/// either applies before the promotion (its result is no owner, and the
+/// promotion reactivates) or is refused with `TargetIsOwner`. An owner is
+/// never left deactivated. Needs a fresh store.
+pub async fn concurrent_promotion_and_restricted_deactivation_never_change_an_owner(
+    stores: Stores,
+) {
+    let fx = Fixture::new(stores.clone());
+    fx.user("keeper", InstanceRole::Owner).await;
+    let target = fx.user("target", InstanceRole::Member).await.id;
+    let (mut applied, mut refused) = (0, 0);
+    for round in 0..50 {
+        let barrier = Arc::new(tokio::sync::Barrier::new(2));
+        let promote = {
+            let (stores, barrier) = (stores.clone(), Arc::clone(&barrier));
+            tokio::spawn(async move {
+                barrier.wait().await;
+                stores
+                    .users
+                    .update_guarded(target, Some(InstanceRole::Owner), Some(true), true)
+                    .await
+            })
+        };
+        let deactivate = {
+            let (stores, barrier) = (stores.clone(), Arc::clone(&barrier));
+            tokio::spawn(async move {
+                barrier.wait().await;
+                stores
+                    .users
+                    .update_guarded(target, None, Some(false), false)
+                    .await
+            })
+        };
+        let promoted = promote.await.unwrap().expect("the promotion succeeds");
+        assert_eq!(promoted.instance_role, InstanceRole::Owner, "round {round}");
+        match deactivate.await.unwrap() {
+            Ok(u) => {
+                assert_ne!(u.instance_role, InstanceRole::Owner, "round {round}: {u:?}");
+                applied += 1;
+            }
+            Err(AdminUserRepoError::TargetIsOwner) => refused += 1,
+            Err(other) => panic!("round {round}: {other:?}"),
+        }
+        let now = stores.users.get(target).await.unwrap().unwrap();
+        assert_eq!(
+            (now.instance_role, now.is_active),
+            (InstanceRole::Owner, true),
+            "round {round}: an owner was changed"
+        );
+        stores
+            .users
+            .update_guarded(target, Some(InstanceRole::Member), Some(true), true)
+            .await
+            .unwrap();
+    }
+    assert_eq!(applied + refused, 50);
 }
 
 /// Two owners left, and each is demoted (or deactivated) by a concurrent
@@ -513,7 +639,10 @@ pub async fn concurrent_demotions_of_the_last_two_owners_leave_one(stores: Store
             let (stores, barrier) = (stores.clone(), Arc::clone(&barrier));
             set.spawn(async move {
                 barrier.wait().await;
-                (user, stores.users.update_guarded(user, role, active).await)
+                (
+                    user,
+                    stores.users.update_guarded(user, role, active, true).await,
+                )
             });
         }
         let mut ok = Vec::new();
@@ -571,7 +700,7 @@ pub async fn concurrent_promotions_and_demotions_never_fail_or_lose_every_owner(
             let (stores, barrier) = (stores.clone(), Arc::clone(&barrier));
             set.spawn(async move {
                 barrier.wait().await;
-                stores.users.update_guarded(user, role, active).await
+                stores.users.update_guarded(user, role, active, true).await
             });
         }
         while let Some(joined) = set.join_next().await {
