@@ -89,6 +89,7 @@ macro_rules! conformance_tests {
             tokens_duplicate_hash_is_conflict,
             tokens_list_and_revoke,
             tokens_scoped_to_a_deleted_app_are_gone,
+            tokens_expired_are_refused_then_purged_by_a_later_create,
             scripts_deploy_creates_then_appends_versions,
             scripts_deploy_needs_an_existing_app,
             scripts_rollback_sets_live_and_keeps_every_version,
@@ -1487,6 +1488,56 @@ pub async fn tokens_scoped_to_a_deleted_app_are_gone(stores: Stores) {
             .await
             .unwrap()
             .is_some()
+    );
+}
+
+/// An expired token is never taken for a live one: `find_by_hash` returns
+/// it with its past expiry (the caller refuses it) or not at all. The next
+/// `create`, by any user, purges it: it is gone from `find_by_hash` and from
+/// the listing, while live and non-expiring tokens stay.
+pub async fn tokens_expired_are_refused_then_purged_by_a_later_create(stores: Stores) {
+    let fx = Fixture::new(stores.clone());
+    let ann = fx.user("ann", InstanceRole::Member).await;
+    let bob = fx.user("bob", InstanceRole::Member).await;
+    let now = crate::clock::now();
+    let mut expired = Vec::new();
+    for minutes in [1, 30, 600] {
+        let mut t = new_token(ann.id, None);
+        t.token.created_at = now - chrono::Duration::hours(13);
+        t.token.expires_at = Some(now - chrono::Duration::minutes(minutes));
+        stores.tokens.create(t.clone()).await.unwrap();
+        expired.push(t);
+    }
+    let live = new_token(ann.id, None);
+    let mut forever = new_token(ann.id, None);
+    forever.token.expires_at = None;
+    for t in [&live, &forever] {
+        stores.tokens.create(t.clone()).await.unwrap();
+    }
+    for t in &expired {
+        if let Some((found, _)) = stores.tokens.find_by_hash(&t.token_hash).await.unwrap() {
+            assert!(
+                found.expires_at.is_some_and(|at| at <= crate::clock::now()),
+                "an expired token read back as live: {found:?}"
+            );
+        }
+    }
+    // Another user's token creation purges them.
+    stores.tokens.create(new_token(bob.id, None)).await.unwrap();
+    for t in &expired {
+        assert_eq!(
+            stores.tokens.find_by_hash(&t.token_hash).await.unwrap(),
+            None,
+            "expired {:?} was not purged",
+            t.token.expires_at
+        );
+    }
+    let listed = stores.tokens.list_for_user(ann.id).await.unwrap();
+    let ids: HashSet<TokenId> = listed.iter().map(|t| t.id).collect();
+    assert_eq!(
+        ids,
+        HashSet::from([live.token.id, forever.token.id]),
+        "{listed:?}"
     );
 }
 
