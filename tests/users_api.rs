@@ -100,4 +100,79 @@ async fn an_admin_racing_a_promotion_never_deactivates_an_owner(s: TestServer) {
     assert_eq!(applied + refused, ROUNDS);
 }
 
-on_both_stores!(an_admin_racing_a_promotion_never_deactivates_an_owner);
+/// Logs in as `username` through `client`: status, `Retry-After`, body.
+async fn login_via(
+    s: &TestServer,
+    client: &reqwest::Client,
+    username: &str,
+    password: &str,
+) -> (StatusCode, Option<String>, Value) {
+    let resp = client
+        .post(s.url("/api/v1/auth/login"))
+        .json(&json!({ "username": username, "password": password }))
+        .send()
+        .await
+        .expect("request sent");
+    let status = resp.status();
+    let retry_after = resp
+        .headers()
+        .get("retry-after")
+        .map(|v| v.to_str().unwrap().to_owned());
+    (status, retry_after, resp.json().await.expect("a JSON body"))
+}
+
+/// A client whose connections come from `ip` (any 127.0.0.0/8 address is
+/// loopback on Linux), so the server sees another client address.
+fn client_from(ip: &str) -> reqwest::Client {
+    reqwest::Client::builder()
+        .local_address(ip.parse::<std::net::IpAddr>().unwrap())
+        .build()
+        .unwrap()
+}
+
+/// Five wrong passwords for mia from one address: the sixth attempt, even
+/// with the right password, is 429 at once with `Retry-After`. Mia from
+/// another address, and another user from the same address, still log in.
+async fn wrong_passwords_get_429_for_that_client_and_username_only(s: TestServer) {
+    s.create_user("mia", "member").await;
+    s.create_user("olga", "member").await;
+    let attacker = client_from("127.0.0.1");
+    for i in 0..5 {
+        let (status, _, body) = login_via(&s, &attacker, "mia", "wrong password").await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "attempt {i}: {body}");
+    }
+    let started = std::time::Instant::now();
+    let (status, retry_after, body) =
+        login_via(&s, &attacker, "mia", "correct horse battery").await;
+    let took = started.elapsed();
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+    assert_eq!(retry_after.as_deref(), Some("1"));
+    assert_eq!(
+        body,
+        json!({ "error": "too many failed logins; try again in 1 s" })
+    );
+    // No password check ran: far below one argon2 verification.
+    assert!(took < std::time::Duration::from_millis(500), "{took:?}");
+
+    let (status, _, body) = login_via(
+        &s,
+        &client_from("127.0.0.2"),
+        "mia",
+        "correct horse battery",
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "mia from her own address: {body}");
+    assert!(body["token"].as_str().is_some_and(|t| t.starts_with("pc_")));
+    let (status, _, body) = login_via(&s, &attacker, "olga", "correct horse battery").await;
+    assert_eq!(status, StatusCode::OK, "another user, same address: {body}");
+
+    // Once the backoff has passed, the right password gets in again.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let (status, _, body) = login_via(&s, &attacker, "mia", "correct horse battery").await;
+    assert_eq!(status, StatusCode::OK, "after the backoff: {body}");
+}
+
+on_both_stores!(
+    an_admin_racing_a_promotion_never_deactivates_an_owner,
+    wrong_passwords_get_429_for_that_client_and_username_only,
+);

@@ -331,15 +331,19 @@ pub fn standard_layers(router: Router, body_limit: usize) -> Router {
 }
 
 /// Serves `router` on `listener` until `shutdown` completes, then finishes
-/// the requests in flight.
+/// the requests in flight. Each request carries its peer's
+/// `ConnectInfo<SocketAddr>` (the login throttle keys on it).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     router: Router,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
-        .await
+    axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
 }
 
 /// Completes on SIGINT (Ctrl-C) or SIGTERM.
