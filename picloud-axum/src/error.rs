@@ -7,7 +7,7 @@
 
 use axum::Json;
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use picloud_core::apps::AppError;
 use picloud_core::auth::AuthError;
@@ -29,6 +29,8 @@ pub struct ErrorBody {
 pub struct ApiError {
     status: StatusCode,
     message: String,
+    /// Seconds for a `Retry-After` header, if any.
+    retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -38,7 +40,14 @@ impl ApiError {
         Self {
             status,
             message: message.into(),
+            retry_after: None,
         }
+    }
+
+    /// The same error with a `Retry-After: <seconds>` header.
+    pub fn with_retry_after(mut self, seconds: u64) -> Self {
+        self.retry_after = Some(seconds);
+        self
     }
 
     /// A 500 whose `cause` is logged and never sent.
@@ -77,7 +86,13 @@ impl IntoResponse for ApiError {
         } else {
             self.message
         };
-        (self.status, Json(ErrorBody { error: message })).into_response()
+        let mut response = (self.status, Json(ErrorBody { error: message })).into_response();
+        if let Some(seconds) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        response
     }
 }
 
@@ -132,6 +147,11 @@ impl From<AuthError> for ApiError {
             AuthError::AppNotFound(_) => StatusCode::NOT_FOUND,
             AuthError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
             AuthError::Busy => StatusCode::SERVICE_UNAVAILABLE,
+            AuthError::Throttled { retry_after } => {
+                let seconds = picloud_core::auth::retry_after_secs(*retry_after);
+                return Self::new(StatusCode::TOO_MANY_REQUESTS, e.to_string())
+                    .with_retry_after(seconds);
+            }
             _ => return Self::internal(e),
         };
         Self::new(status, e.to_string())

@@ -371,6 +371,8 @@ pub fn standard_layers_with(router: Router, body_limit: usize, body_timeout: Dur
 /// Serves `router` on `listener` until `shutdown` completes, then lets the
 /// requests in flight finish for up to 10 s: [`conn::serve_with`] with the
 /// default [`conn::ServeOptions`] (30 s header timeout, 1024 connections).
+/// Each request carries its peer's `ConnectInfo<SocketAddr>` (the login
+/// throttle keys on it).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     router: Router,

@@ -6,8 +6,17 @@
 //! the token, which is enough for a high-entropy secret and lets a lookup be
 //! one indexed equality match. Every request re-reads the token's user, so a
 //! deactivated user's tokens stop working on the very next request.
+//!
+//! Logins are throttled per client and username ([`throttle`]): after a few
+//! wrong passwords, further attempts are refused at once, without running
+//! argon2, and every argon2 run waits for one of a few slots (one per CPU),
+//! so a flood of guesses queues instead of starving everything else.
 
+pub mod throttle;
+
+use std::net::IpAddr;
 use std::sync::{Arc, OnceLock};
+use std::time::Instant;
 
 use argon2::Argon2;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
@@ -100,14 +109,16 @@ fn dummy_hash() -> &'static str {
     HASH.get_or_init(|| hash_password("picloud-timing-equaliser").unwrap_or_default())
 }
 
-/// How many argon2 computations may run at once: each takes ~19 MiB and a
-/// core for tens of milliseconds, so an unbounded number is a memory and CPU
-/// exhaustion attack through the login endpoint.
+/// How many argon2 computations may run at once: one per CPU. Each takes
+/// ~19 MiB and a core for tens of milliseconds, so an unbounded number is a
+/// memory and CPU exhaustion attack through the login endpoint; more than one
+/// per core would only make every check slower, and starve the rest of the
+/// process of CPU.
 fn hashing_permits() -> &'static Arc<Semaphore> {
     static PERMITS: OnceLock<Arc<Semaphore>> = OnceLock::new();
     PERMITS.get_or_init(|| {
         let cpus = std::thread::available_parallelism().map_or(2, usize::from);
-        Arc::new(Semaphore::new(cpus * 2))
+        Arc::new(Semaphore::new(cpus))
     })
 }
 
@@ -162,6 +173,13 @@ pub enum AuthError {
     /// Too many password checks are running; try again shortly.
     #[error("too many logins in progress; try again shortly")]
     Busy,
+    /// Too many failed logins for this client and username: refused without
+    /// checking the password. Retry after `retry_after`.
+    #[error("too many failed logins; try again in {} s", retry_after_secs(*.retry_after))]
+    Throttled {
+        /// How long until the next attempt is let through.
+        retry_after: std::time::Duration,
+    },
     /// The scope's app does not exist.
     #[error("app not found: {0}")]
     AppNotFound(String),
@@ -224,16 +242,34 @@ pub enum Bootstrap {
     CreatedWithGeneratedToken(String),
 }
 
+/// A wait as whole seconds for a `Retry-After` header: rounded up, at least 1.
+pub fn retry_after_secs(wait: std::time::Duration) -> u64 {
+    let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    secs.max(1)
+}
+
 /// Logs people in, issues tokens, and authenticates bearer tokens.
 #[derive(Debug, Clone)]
 pub struct AuthService {
     stores: Stores,
+    throttle: throttle::LoginThrottle,
 }
 
 impl AuthService {
-    /// A service over `stores`.
+    /// A service over `stores`, with the default login throttle.
     pub fn new(stores: Stores) -> Self {
-        Self { stores }
+        Self::with_throttle(stores, throttle::LoginThrottle::default())
+    }
+
+    /// A service over `stores` whose logins go through `throttle` (clones of
+    /// a throttle share its counters).
+    pub fn with_throttle(stores: Stores, throttle: throttle::LoginThrottle) -> Self {
+        Self { stores, throttle }
+    }
+
+    /// The login throttle.
+    pub fn throttle(&self) -> &throttle::LoginThrottle {
+        &self.throttle
     }
 
     /// Turns a presented bearer token into a principal. Unknown, expired and
@@ -258,7 +294,45 @@ impl AuthService {
     }
 
     /// Checks a username and password and issues a login token (12 hours).
+    /// The same as [`AuthService::login_from`] with no client address: the
+    /// throttle then keys on the username alone.
     pub async fn login(
+        &self,
+        username: &str,
+        password: &str,
+    ) -> Result<(IssuedToken, AdminUser), AuthError> {
+        self.login_from(None, username, password).await
+    }
+
+    /// Checks a username and password from `client` (the peer's address, if
+    /// the transport knows it) and issues a login token (12 hours).
+    ///
+    /// After a few consecutive failures for this client and username, it
+    /// answers [`AuthError::Throttled`] at once, without a store read or a
+    /// password check, until the backoff has passed (see [`throttle`]).
+    pub async fn login_from(
+        &self,
+        client: Option<IpAddr>,
+        username: &str,
+        password: &str,
+    ) -> Result<(IssuedToken, AdminUser), AuthError> {
+        let attempt = self
+            .throttle
+            .begin(throttle::ThrottleKey::new(client, username), Instant::now())
+            .map_err(|t| AuthError::Throttled {
+                retry_after: t.retry_after,
+            })?;
+        let result = self.check_password(username, password).await;
+        match &result {
+            Ok(_) => attempt.succeeded(),
+            Err(AuthError::Unauthenticated) => attempt.failed(Instant::now()),
+            // Busy or a broken store says nothing about the password.
+            Err(_) => drop(attempt),
+        }
+        result
+    }
+
+    async fn check_password(
         &self,
         username: &str,
         password: &str,

@@ -4,7 +4,8 @@
 //! - listing and creating need `InstanceManageUsers`;
 //! - creating anyone but a `member`, or changing an instance role, also needs
 //!   `InstanceManageRoles` (owners only), so an admin cannot mint admins;
-//! - only an owner may deactivate or reactivate an owner;
+//! - only an owner may deactivate or reactivate an owner (checked by the store
+//!   on the locked row, with the change);
 //! - the last active owner can be neither demoted nor deactivated.
 
 use crate::auth::{AuthError, CryptoError, hash_password, validate_password};
@@ -51,6 +52,7 @@ impl From<AdminUserRepoError> for UserError {
         match e {
             AdminUserRepoError::Conflict(name) => Self::UsernameTaken(name),
             AdminUserRepoError::LastOwner => Self::LastOwner,
+            AdminUserRepoError::TargetIsOwner => Self::Forbidden,
             other => Self::Users(other),
         }
     }
@@ -165,6 +167,13 @@ impl UserService {
     }
 
     /// Activates, deactivates or changes the instance role of a user.
+    ///
+    /// Order of checks: `InstanceManageUsers` (403) → `InstanceManageRoles`
+    /// when the role changes (403) → the target exists (404) → a caller
+    /// without `InstanceManageRoles` never changes an owner (403) → the last
+    /// active owner stays (422). The last three are made by the store on the
+    /// locked row, atomically with the change, so a target promoted to owner
+    /// an instant before cannot still be changed by an admin.
     pub async fn update(
         &self,
         principal: &Principal,
@@ -173,28 +182,25 @@ impl UserService {
     ) -> Result<AdminUser, UserError> {
         self.require(principal, Capability::InstanceManageUsers)
             .await?;
-        if req.instance_role.is_some() {
-            self.require(principal, Capability::InstanceManageRoles)
-                .await?;
+        // Admins manage users, but never owners (nor instance roles).
+        let may_manage_roles = match require(
+            self.stores.authz.as_ref(),
+            principal,
+            Capability::InstanceManageRoles,
+        )
+        .await
+        {
+            Ok(()) => true,
+            Err(AuthzDenied::Denied) => false,
+            Err(AuthzDenied::Repo(e)) => return Err(UserError::Authz(e)),
+        };
+        if req.instance_role.is_some() && !may_manage_roles {
+            return Err(UserError::Forbidden);
         }
-        let target = self
-            .stores
-            .users
-            .get(id)
-            .await?
-            .ok_or(UserError::NotFound(id))?;
-        if target.instance_role == InstanceRole::Owner && req.is_active.is_some() {
-            // Admins manage users, but never owners.
-            self.require(principal, Capability::InstanceManageRoles)
-                .await?;
-        }
-        // The last-owner rule is checked by the store, atomically with the
-        // change: two admins demoting the last two owners at once cannot both
-        // succeed.
         let user = self
             .stores
             .users
-            .update_guarded(id, req.instance_role, req.is_active)
+            .update_guarded(id, req.instance_role, req.is_active, may_manage_roles)
             .await
             .map_err(|e| match e {
                 AdminUserRepoError::NotFound => UserError::NotFound(id),

@@ -19,6 +19,8 @@
 //! ```
 #![forbid(unsafe_code)]
 
+mod tokens;
+
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
@@ -54,8 +56,9 @@ struct State {
     members: BTreeMap<(AppId, AdminUserId), AppMembership>,
     /// The same memberships by `(user, app)`, for "apps I can see".
     members_by_user: BTreeSet<(AdminUserId, AppId)>,
-    /// API tokens by the hash of their secret.
-    tokens: HashMap<String, ApiToken>,
+    /// API tokens by the hash of their secret, indexed by id, user, scope
+    /// app and expiry.
+    tokens: tokens::Tokens,
     /// Scripts by `(app, name)`, so one app's scripts are a range, by name.
     scripts: BTreeMap<(AppId, String), StoredScript>,
     /// Per-app limits overrides (JSON text).
@@ -183,8 +186,7 @@ impl AppRepository for MemoryStore {
         }
         // Tokens scoped to the app, its scripts, their invocations and its
         // limits go with it (ON DELETE CASCADE in SQL).
-        s.tokens
-            .retain(|_, t| t.scope.is_none_or(|scope| scope.app_id != id));
+        s.tokens.remove_scoped_to(id);
         let gone: Vec<ScriptId> = s
             .scripts
             .iter()
@@ -285,10 +287,15 @@ impl AdminUserRepository for MemoryStore {
         id: AdminUserId,
         role: Option<InstanceRole>,
         is_active: Option<bool>,
+        may_touch_owner: bool,
     ) -> Result<AdminUser, AdminUserRepoError> {
-        // One write lock around the check and the change.
+        // One write lock around the checks and the change.
         let mut s = self.write();
         let user = &s.users.get(&id).ok_or(AdminUserRepoError::NotFound)?.user;
+        let changes = role.is_some() || is_active.is_some();
+        if changes && !may_touch_owner && user.instance_role == InstanceRole::Owner {
+            return Err(AdminUserRepoError::TargetIsOwner);
+        }
         let owns = |role: InstanceRole, active: bool| role == InstanceRole::Owner && active;
         let before = owns(user.instance_role, user.is_active);
         let after = owns(
@@ -480,10 +487,12 @@ impl TokenRepository for MemoryStore {
         {
             return Err(TokenRepoError::NotFound);
         }
-        if s.tokens.contains_key(&new.token_hash) || s.tokens.values().any(|x| x.id == t.id) {
+        if s.tokens.is_taken(&new.token_hash, t.id) {
             return Err(TokenRepoError::Conflict(t.id.to_string()));
         }
-        s.tokens.insert(new.token_hash, new.token.clone());
+        // Purges a bounded batch of expired tokens first (see `tokens`).
+        s.tokens
+            .insert(new.token_hash, new.token.clone(), chrono::Utc::now());
         Ok(new.token)
     }
 
@@ -498,21 +507,16 @@ impl TokenRepository for MemoryStore {
     }
 
     async fn list_for_user(&self, user: AdminUserId) -> Result<Vec<ApiToken>, TokenRepoError> {
-        let mut tokens: Vec<ApiToken> = self
-            .read()
-            .tokens
-            .values()
-            .filter(|t| t.user_id == user)
-            .cloned()
-            .collect();
+        let mut tokens: Vec<ApiToken> = self.read().tokens.of_user(user).cloned().collect();
         tokens.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(a.id.cmp(&b.id)));
         Ok(tokens)
     }
 
     async fn revoke(&self, user: AdminUserId, id: TokenId) -> Result<(), TokenRepoError> {
-        self.write()
-            .tokens
-            .retain(|_, t| !(t.id == id && t.user_id == user));
+        let mut s = self.write();
+        if s.tokens.get_by_id(id).is_some_and(|t| t.user_id == user) {
+            s.tokens.remove(id);
+        }
         Ok(())
     }
 }

@@ -3,6 +3,10 @@
 //! `find_by_hash` is on every authenticated request's path: one indexed
 //! lookup (the unique `token_hash`) joined with the token's user, so a
 //! deactivation is seen on the very next request without a second round trip.
+//!
+//! Expired tokens are deleted by `create` (every login creates one), a
+//! bounded batch at a time, so they never pile up and nothing runs in the
+//! background.
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -86,8 +90,17 @@ impl TryFrom<TokenWithUserRow> for (ApiToken, AdminUser) {
 impl TokenRepository for PostgresStore {
     async fn create(&self, new: NewApiToken) -> Result<ApiToken, TokenRepoError> {
         let t = &new.token;
+        // One statement: the insert, and the purge of a bounded batch of
+        // expired tokens, oldest expiry first (on `api_tokens_expires_at_idx`).
+        // SKIP LOCKED: concurrent creates purge different rows, never wait.
+        // Both see the same snapshot, so the new token is never purged here.
         let row: TokenRow = sqlx::query_as(
-            "INSERT INTO api_tokens \
+            "WITH purged AS ( \
+               DELETE FROM api_tokens WHERE id IN ( \
+                 SELECT id FROM api_tokens WHERE expires_at <= now() \
+                 ORDER BY expires_at LIMIT 64 FOR UPDATE SKIP LOCKED) \
+             ) \
+             INSERT INTO api_tokens \
                (id, user_id, name, token_hash, scope_app_id, scope_max_role, created_at, expires_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
              RETURNING id, user_id, name, scope_app_id, scope_max_role, created_at, expires_at",

@@ -139,6 +139,7 @@ impl AdminUserRepository for PostgresStore {
         id: AdminUserId,
         role: Option<InstanceRole>,
         is_active: Option<bool>,
+        may_touch_owner: bool,
     ) -> Result<AdminUser, AdminUserRepoError> {
         let fail = |e: sqlx::Error| user_error(e, None);
         let mut tx = self.pool.begin().await.map_err(fail)?;
@@ -162,6 +163,12 @@ impl AdminUserRepository for PostgresStore {
             .iter()
             .find(|(u, _, _)| *u == id.as_uuid())
             .ok_or(AdminUserRepoError::NotFound)?;
+        // Checked on the locked row, so a promotion to owner committed an
+        // instant ago is seen here (an early return rolls the lock back).
+        let changes = role.is_some() || is_active.is_some();
+        if changes && !may_touch_owner && current_role == InstanceRole::Owner.as_str() {
+            return Err(AdminUserRepoError::TargetIsOwner);
+        }
         let before = owns(current_role, *current_active);
         let after = owns(
             role.map_or(current_role.as_str(), |r| r.as_str()),

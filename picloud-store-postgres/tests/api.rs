@@ -161,3 +161,23 @@ async fn conflicts_name_what_is_taken() {
     drop(stores);
     db.drop().await;
 }
+
+/// The purge of expired tokens (at every token creation) reads a partial
+/// index on `expires_at`, not the whole table.
+#[tokio::test]
+async fn expired_tokens_are_found_through_an_index() {
+    let Some(db) = support::fresh_db().await else {
+        return;
+    };
+    let mut conn = db.connection().await;
+    let index: String = sqlx::query_scalar(
+        "SELECT indexdef FROM pg_indexes WHERE indexname = 'api_tokens_expires_at_idx'",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
+    assert!(index.contains("(expires_at)"), "{index}");
+    assert!(index.contains("WHERE (expires_at IS NOT NULL)"), "{index}");
+    drop(conn);
+    db.drop().await;
+}

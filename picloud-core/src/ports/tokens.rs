@@ -29,16 +29,25 @@ pub enum TokenRepoError {
 pub trait TokenRepository: Send + Sync {
     /// Stores a new token. [`TokenRepoError::NotFound`] if its user or scope
     /// app does not exist.
+    ///
+    /// Expired tokens must not pile up (a login creates a token every time):
+    /// `create` also deletes tokens of any user whose `expires_at` has passed,
+    /// a bounded batch of the oldest at a time and never the token it stores,
+    /// so that after a `create` an already expired token is gone when the
+    /// batch covers it (the conformance suite checks a handful). A store may
+    /// also delete expired tokens at any other time.
     async fn create(&self, token: NewApiToken) -> Result<ApiToken, TokenRepoError>;
 
     /// The token with this hash and its user, read together (one query), so
-    /// that a deactivated user is seen at once. Expiry is the caller's check.
+    /// that a deactivated user is seen at once. Expiry is the caller's check:
+    /// an expired token may still be returned until it is purged.
     async fn find_by_hash(
         &self,
         token_hash: &str,
     ) -> Result<Option<(ApiToken, AdminUser)>, TokenRepoError>;
 
-    /// The tokens of `user`, newest first.
+    /// The tokens of `user`, newest first (expired ones until they are
+    /// purged).
     async fn list_for_user(&self, user: AdminUserId) -> Result<Vec<ApiToken>, TokenRepoError>;
 
     /// Deletes `user`'s token `id`. Idempotent; another user's token is left alone.

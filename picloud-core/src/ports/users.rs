@@ -19,6 +19,10 @@ pub enum AdminUserRepoError {
     /// The change would leave the instance without an active owner.
     #[error("the last active owner cannot be demoted or deactivated")]
     LastOwner,
+    /// The target is an owner and the caller may not change owners (see
+    /// [`AdminUserRepository::update_guarded`]'s `may_touch_owner`).
+    #[error("the target is an owner")]
+    TargetIsOwner,
     /// The backend failed.
     #[error("user store backend error: {0}")]
     Backend(#[source] BoxError),
@@ -64,16 +68,27 @@ pub trait AdminUserRepository: Send + Sync {
     ) -> Result<AdminUser, AdminUserRepoError>;
 
     /// Changes a user's instance role and/or active flag in one atomic step
-    /// (`None` leaves a field as it is), and refuses with
-    /// [`AdminUserRepoError::LastOwner`] a change that would leave no active
-    /// owner. The check and the write are one unit: of two concurrent calls
-    /// that each demote or deactivate one of the last two owners, exactly one
-    /// succeeds. [`AdminUserRepoError::NotFound`] if absent.
+    /// (`None` leaves a field as it is), checking two guards on the row as it
+    /// is when the change applies (locked), never on an earlier read:
+    ///
+    /// 1. with `may_touch_owner` false, a change (any field `Some`) of a user
+    ///    whose instance role is `owner`, active or not, is refused with
+    ///    [`AdminUserRepoError::TargetIsOwner`]; a call with both fields
+    ///    `None` changes nothing and is not refused;
+    /// 2. a change that would leave no active owner is refused with
+    ///    [`AdminUserRepoError::LastOwner`].
+    ///
+    /// The checks and the write are one unit: of two concurrent calls that
+    /// each demote or deactivate one of the last two owners, exactly one
+    /// succeeds, and a call without `may_touch_owner` racing the target's
+    /// promotion to owner either applies before the promotion or is refused.
+    /// [`AdminUserRepoError::NotFound`] if absent (checked first).
     async fn update_guarded(
         &self,
         id: AdminUserId,
         role: Option<InstanceRole>,
         is_active: Option<bool>,
+        may_touch_owner: bool,
     ) -> Result<AdminUser, AdminUserRepoError>;
 
     /// Replaces a user's password hash. [`AdminUserRepoError::NotFound`] if absent.

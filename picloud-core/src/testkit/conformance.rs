@@ -60,6 +60,8 @@ macro_rules! conformance_tests {
             users_updates_of_missing_user_are_not_found,
             users_count_active_owners,
             users_update_guarded_keeps_an_active_owner,
+            users_update_guarded_without_owner_rights_never_changes_an_owner,
+            concurrent_promotion_and_restricted_deactivation_never_change_an_owner,
             concurrent_demotions_of_the_last_two_owners_leave_one,
             concurrent_promotions_and_demotions_never_fail_or_lose_every_owner,
             timestamps_round_trip_exactly,
@@ -88,6 +90,7 @@ macro_rules! conformance_tests {
             tokens_duplicate_hash_is_conflict,
             tokens_list_and_revoke,
             tokens_scoped_to_a_deleted_app_are_gone,
+            tokens_expired_are_refused_then_purged_by_a_later_create,
             scripts_deploy_creates_then_appends_versions,
             scripts_deploy_needs_an_existing_app,
             scripts_rollback_sets_live_and_keeps_every_version,
@@ -449,7 +452,10 @@ pub async fn users_update_guarded_keeps_an_active_owner(stores: Stores) {
         (Some(InstanceRole::Member), Some(true)),
         (None, Some(false)),
     ] {
-        let err = users.update_guarded(a.id, role, active).await.unwrap_err();
+        let err = users
+            .update_guarded(a.id, role, active, true)
+            .await
+            .unwrap_err();
         assert!(
             matches!(err, AdminUserRepoError::LastOwner),
             "{role:?}/{active:?}: {err:?}"
@@ -461,43 +467,164 @@ pub async fn users_update_guarded_keeps_an_active_owner(stores: Stores) {
         (InstanceRole::Owner, true)
     );
     // No change, or one that keeps the owner an active owner, is fine.
-    users.update_guarded(a.id, None, None).await.unwrap();
+    users.update_guarded(a.id, None, None, true).await.unwrap();
     users
-        .update_guarded(a.id, Some(InstanceRole::Owner), Some(true))
+        .update_guarded(a.id, Some(InstanceRole::Owner), Some(true), true)
         .await
         .unwrap();
     // With a second active owner, the first may go; then the second is last.
     let b = fx.user("b", InstanceRole::Member).await;
     let b = users
-        .update_guarded(b.id, Some(InstanceRole::Owner), None)
+        .update_guarded(b.id, Some(InstanceRole::Owner), None, true)
         .await
         .unwrap();
     assert_eq!(b.instance_role, InstanceRole::Owner);
     let a = users
-        .update_guarded(a.id, Some(InstanceRole::Admin), Some(false))
+        .update_guarded(a.id, Some(InstanceRole::Admin), Some(false), true)
         .await
         .unwrap();
     assert_eq!((a.instance_role, a.is_active), (InstanceRole::Admin, false));
     let err = users
-        .update_guarded(b.id, None, Some(false))
+        .update_guarded(b.id, None, Some(false), true)
         .await
         .unwrap_err();
     assert!(matches!(err, AdminUserRepoError::LastOwner), "{err:?}");
     // Reactivating the dormant owner frees b.
     users
-        .update_guarded(dormant.id, None, Some(true))
+        .update_guarded(dormant.id, None, Some(true), true)
         .await
         .unwrap();
     users
-        .update_guarded(b.id, Some(InstanceRole::Member), None)
+        .update_guarded(b.id, Some(InstanceRole::Member), None, true)
         .await
         .unwrap();
     assert_eq!(users.count_active_owners().await.unwrap(), 1);
     let err = users
-        .update_guarded(AdminUserId::new(), None, Some(false))
+        .update_guarded(AdminUserId::new(), None, Some(false), true)
         .await
         .unwrap_err();
     assert!(matches!(err, AdminUserRepoError::NotFound), "{err:?}");
+}
+
+/// Without `may_touch_owner`, no change of an owner (active or not) applies:
+/// each is `TargetIsOwner`, checked after `NotFound` and before `LastOwner`;
+/// an empty change and changes of non-owners pass. Needs a fresh store.
+pub async fn users_update_guarded_without_owner_rights_never_changes_an_owner(stores: Stores) {
+    let fx = Fixture::new(stores.clone());
+    let users = &stores.users;
+    let last = fx.user("last", InstanceRole::Owner).await;
+    let dormant = fx.inactive_user("dormant", InstanceRole::Owner).await;
+    for owner in [&last, &dormant] {
+        for (role, active) in [
+            (None, Some(false)),
+            (None, Some(true)),
+            (Some(InstanceRole::Admin), None),
+            (Some(InstanceRole::Owner), Some(true)),
+        ] {
+            let err = users
+                .update_guarded(owner.id, role, active, false)
+                .await
+                .unwrap_err();
+            assert!(
+                matches!(err, AdminUserRepoError::TargetIsOwner),
+                "{}: {role:?}/{active:?}: {err:?}",
+                owner.username
+            );
+        }
+        let unchanged = users.get(owner.id).await.unwrap().unwrap();
+        assert_eq!(&unchanged, owner);
+        // Nothing asked, nothing refused.
+        let same = users
+            .update_guarded(owner.id, None, None, false)
+            .await
+            .unwrap();
+        assert_eq!(&same, owner);
+    }
+    let err = users
+        .update_guarded(AdminUserId::new(), None, Some(false), false)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, AdminUserRepoError::NotFound), "{err:?}");
+    // Non-owners are changed as usual.
+    let adm = fx.user("adm", InstanceRole::Admin).await;
+    let adm = users
+        .update_guarded(adm.id, None, Some(false), false)
+        .await
+        .unwrap();
+    assert!(!adm.is_active);
+    let adm = users
+        .update_guarded(adm.id, Some(InstanceRole::Member), Some(true), false)
+        .await
+        .unwrap();
+    assert_eq!(
+        (adm.instance_role, adm.is_active),
+        (InstanceRole::Member, true)
+    );
+    // With the right, the last owner's guard still holds.
+    let err = users
+        .update_guarded(last.id, None, Some(false), true)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, AdminUserRepoError::LastOwner), "{err:?}");
+}
+
+/// A member is promoted to owner (and activated) while a caller without
+/// `may_touch_owner` deactivates it, round after round: the deactivation
+/// either applies before the promotion (its result is no owner, and the
+/// promotion reactivates) or is refused with `TargetIsOwner`. An owner is
+/// never left deactivated. Needs a fresh store.
+pub async fn concurrent_promotion_and_restricted_deactivation_never_change_an_owner(
+    stores: Stores,
+) {
+    let fx = Fixture::new(stores.clone());
+    fx.user("keeper", InstanceRole::Owner).await;
+    let target = fx.user("target", InstanceRole::Member).await.id;
+    let (mut applied, mut refused) = (0, 0);
+    for round in 0..50 {
+        let barrier = Arc::new(tokio::sync::Barrier::new(2));
+        let promote = {
+            let (stores, barrier) = (stores.clone(), Arc::clone(&barrier));
+            tokio::spawn(async move {
+                barrier.wait().await;
+                stores
+                    .users
+                    .update_guarded(target, Some(InstanceRole::Owner), Some(true), true)
+                    .await
+            })
+        };
+        let deactivate = {
+            let (stores, barrier) = (stores.clone(), Arc::clone(&barrier));
+            tokio::spawn(async move {
+                barrier.wait().await;
+                stores
+                    .users
+                    .update_guarded(target, None, Some(false), false)
+                    .await
+            })
+        };
+        let promoted = promote.await.unwrap().expect("the promotion succeeds");
+        assert_eq!(promoted.instance_role, InstanceRole::Owner, "round {round}");
+        match deactivate.await.unwrap() {
+            Ok(u) => {
+                assert_ne!(u.instance_role, InstanceRole::Owner, "round {round}: {u:?}");
+                applied += 1;
+            }
+            Err(AdminUserRepoError::TargetIsOwner) => refused += 1,
+            Err(other) => panic!("round {round}: {other:?}"),
+        }
+        let now = stores.users.get(target).await.unwrap().unwrap();
+        assert_eq!(
+            (now.instance_role, now.is_active),
+            (InstanceRole::Owner, true),
+            "round {round}: an owner was changed"
+        );
+        stores
+            .users
+            .update_guarded(target, Some(InstanceRole::Member), Some(true), true)
+            .await
+            .unwrap();
+    }
+    assert_eq!(applied + refused, 50);
 }
 
 /// Two owners left, and each is demoted (or deactivated) by a concurrent
@@ -519,7 +646,10 @@ pub async fn concurrent_demotions_of_the_last_two_owners_leave_one(stores: Store
             let (stores, barrier) = (stores.clone(), Arc::clone(&barrier));
             set.spawn(async move {
                 barrier.wait().await;
-                (user, stores.users.update_guarded(user, role, active).await)
+                (
+                    user,
+                    stores.users.update_guarded(user, role, active, true).await,
+                )
             });
         }
         let mut ok = Vec::new();
@@ -577,7 +707,7 @@ pub async fn concurrent_promotions_and_demotions_never_fail_or_lose_every_owner(
             let (stores, barrier) = (stores.clone(), Arc::clone(&barrier));
             set.spawn(async move {
                 barrier.wait().await;
-                stores.users.update_guarded(user, role, active).await
+                stores.users.update_guarded(user, role, active, true).await
             });
         }
         while let Some(joined) = set.join_next().await {
@@ -1364,6 +1494,56 @@ pub async fn tokens_scoped_to_a_deleted_app_are_gone(stores: Stores) {
             .await
             .unwrap()
             .is_some()
+    );
+}
+
+/// An expired token is never taken for a live one: `find_by_hash` returns
+/// it with its past expiry (the caller refuses it) or not at all. The next
+/// `create`, by any user, purges it: it is gone from `find_by_hash` and from
+/// the listing, while live and non-expiring tokens stay.
+pub async fn tokens_expired_are_refused_then_purged_by_a_later_create(stores: Stores) {
+    let fx = Fixture::new(stores.clone());
+    let ann = fx.user("ann", InstanceRole::Member).await;
+    let bob = fx.user("bob", InstanceRole::Member).await;
+    let now = crate::clock::now();
+    let mut expired = Vec::new();
+    for minutes in [1, 30, 600] {
+        let mut t = new_token(ann.id, None);
+        t.token.created_at = now - chrono::Duration::hours(13);
+        t.token.expires_at = Some(now - chrono::Duration::minutes(minutes));
+        stores.tokens.create(t.clone()).await.unwrap();
+        expired.push(t);
+    }
+    let live = new_token(ann.id, None);
+    let mut forever = new_token(ann.id, None);
+    forever.token.expires_at = None;
+    for t in [&live, &forever] {
+        stores.tokens.create(t.clone()).await.unwrap();
+    }
+    for t in &expired {
+        if let Some((found, _)) = stores.tokens.find_by_hash(&t.token_hash).await.unwrap() {
+            assert!(
+                found.expires_at.is_some_and(|at| at <= crate::clock::now()),
+                "an expired token read back as live: {found:?}"
+            );
+        }
+    }
+    // Another user's token creation purges them.
+    stores.tokens.create(new_token(bob.id, None)).await.unwrap();
+    for t in &expired {
+        assert_eq!(
+            stores.tokens.find_by_hash(&t.token_hash).await.unwrap(),
+            None,
+            "expired {:?} was not purged",
+            t.token.expires_at
+        );
+    }
+    let listed = stores.tokens.list_for_user(ann.id).await.unwrap();
+    let ids: HashSet<TokenId> = listed.iter().map(|t| t.id).collect();
+    assert_eq!(
+        ids,
+        HashSet::from([live.token.id, forever.token.id]),
+        "{listed:?}"
     );
 }
 

@@ -61,6 +61,7 @@ pub enum RepoOp {
         user: Index,
         role: Option<InstanceRole>,
         is_active: Option<bool>,
+        may_touch_owner: bool,
     },
     DeleteApp {
         app: Index,
@@ -91,6 +92,8 @@ pub enum ErrKind {
     Conflict,
     /// The last active owner would be lost.
     LastOwner,
+    /// The target is an owner, and the caller may not change owners.
+    TargetIsOwner,
     /// Anything else.
     Backend,
 }
@@ -134,8 +137,8 @@ pub fn arb_repo_op() -> impl Strategy<Value = RepoOp> {
         1 => any::<Index>().prop_map(|user| RepoOp::ListForMember { user }),
         1 => (any::<Index>(), any::<bool>()).prop_map(|(user, is_active)| RepoOp::SetActive { user, is_active }),
         1 => (any::<Index>(), arb_instance_role()).prop_map(|(user, role)| RepoOp::SetInstanceRole { user, role }),
-        2 => (any::<Index>(), proptest::option::of(arb_instance_role()), proptest::option::of(any::<bool>()))
-            .prop_map(|(user, role, is_active)| RepoOp::UpdateGuarded { user, role, is_active }),
+        2 => (any::<Index>(), proptest::option::of(arb_instance_role()), proptest::option::of(any::<bool>()), any::<bool>())
+            .prop_map(|(user, role, is_active, may_touch_owner)| RepoOp::UpdateGuarded { user, role, is_active, may_touch_owner }),
         1 => any::<Index>().prop_map(|app| RepoOp::DeleteApp { app }),
         1 => any::<Index>().prop_map(|app| RepoOp::GetApp { app }),
         1 => any::<Index>().prop_map(|app| RepoOp::ResolveSlug { app }),
@@ -165,6 +168,7 @@ fn user_err(e: AdminUserRepoError) -> ErrKind {
         AdminUserRepoError::NotFound => ErrKind::NotFound,
         AdminUserRepoError::Conflict(_) => ErrKind::Conflict,
         AdminUserRepoError::LastOwner => ErrKind::LastOwner,
+        AdminUserRepoError::TargetIsOwner => ErrKind::TargetIsOwner,
         _ => ErrKind::Backend,
     }
 }
@@ -291,9 +295,14 @@ pub async fn apply(stores: &Stores, world: &World, ops: &[RepoOp]) -> Vec<Observ
                 user,
                 role,
                 is_active,
+                may_touch_owner,
             } => {
                 let u = &world.users[user.index(nu)];
-                match stores.users.update_guarded(u.id, role, is_active).await {
+                match stores
+                    .users
+                    .update_guarded(u.id, role, is_active, may_touch_owner)
+                    .await
+                {
                     Ok(u) => Observation::Users(vec![(
                         user_idx(u.id).expect("world user"),
                         u.instance_role,
