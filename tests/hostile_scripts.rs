@@ -1,7 +1,13 @@
-//! A hostile-script corpus over HTTP: each script ends with a clear JSON
-//! error, a 422 at deploy or a 5xx naming the limit at run time, within 2 s,
-//! and the server keeps serving. (`tests/no_starvation.rs` floods the pool.)
+//! A hostile-script corpus over HTTP, on both stores: each script ends with
+//! a clear JSON error, a 422 at deploy or a 5xx naming the limit at run
+//! time, within 2 s, and the server keeps serving. It includes every script
+//! of the hardening issue's findings 1 and 2 (closures and curried pointers
+//! that crashed the process or hid memory from the limits), run twice, so
+//! that a script the store keeps live is also served the second time.
+//! (`tests/no_starvation.rs` floods the pool; `tests/memory_bound.rs`
+//! measures the binary's RSS.)
 
+#[macro_use]
 mod support;
 
 use std::time::{Duration, Instant};
@@ -125,6 +131,55 @@ fn corpus() -> Vec<(&'static str, String, Ends)> {
             AtDeploy(&["import", "module"]),
         ),
     ];
+    // Finding 1: a closure chain millions deep, dropped recursively, killed
+    // the process; closures now capture nothing.
+    let big = "let s = \"y\"; for i in 0..19 { s += s; } ";
+    c.push((
+        "closure chain",
+        "let f = 0; loop { let g = f; f = || g; }".into(),
+        Ends::AtRun(TIME),
+    ));
+    // Finding 2: closures and curried pointers held data no limit saw.
+    c.push((
+        "closures holding fresh strings",
+        format!("{big} let f = 0; loop {{ let g = [f, s + request.path]; f = || g; }}"),
+        Ends::AtRun(&["wall clock", "operations", "string", "memory"]),
+    ));
+    c.push((
+        "a closure cycle through a map",
+        "let a = #{ big: \"x\" + request.path }; let f = || a; a.f = f; a.f.call()".into(),
+        Ends::AtRun(&["not found"]),
+    ));
+    c.push((
+        "a closure chain with a cycle",
+        "let f = 0; for i in 0..300 { let g = f; f = || g; } let a = #{ f: f }; a.me = a; a.f.call()".into(),
+        Ends::AtRun(&["not found"]),
+    ));
+    c.push((
+        "curry in a loop",
+        format!("{big} let f = Fn(\"x\"); loop {{ f = f.curry(s + request.path); }}"),
+        Ends::AtDeploy(&["curry"]),
+    ));
+    c.push((
+        "a native loop building big strings",
+        format!("{big} let a = []; a.pad(2000, 1); let b = a.map(|x| {{ let t = \"y\"; for i in 0..19 {{ t += t; }} t + x }}); b.len()"),
+        Ends::AtRun(&["memory"]),
+    ));
+    c.push((
+        "responses kept in an array",
+        format!("{big} let a = []; loop {{ a.push(response(200, s + a.len())); }}"),
+        Ends::AtRun(&["memory", "string"]),
+    ));
+    c.push((
+        "big strings in every frame",
+        format!("fn f(n) {{ {big} let a = s + n; let b = s + n; if n > 0 {{ f(n - 1) }} else {{ loop {{ a.len(); }} }} }} f(60)"),
+        Ends::AtRun(&["memory"]),
+    ));
+    c.push((
+        "a long function name",
+        format!("{big} Fn(s)"),
+        Ends::AtRun(&["at most 256 bytes"]),
+    ));
     c.push((
         "huge string literal",
         format!("let s = \"{}\"; s.len()", "x".repeat(1_500_000)),
@@ -169,13 +224,16 @@ fn corpus() -> Vec<(&'static str, String, Ends)> {
     c
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn every_hostile_script_ends_in_a_clear_json_error_within_two_seconds() {
-    let s = TestServer::memory().await;
+async fn every_hostile_script_ends_in_a_clear_json_error_within_two_seconds(s: TestServer) {
     s.create_app("evil").await;
     let corpus = corpus();
-    assert!(corpus.len() >= 20);
-    for (i, (what, source, ends)) in corpus.into_iter().enumerate() {
+    assert!(corpus.len() >= 30);
+    let runs = corpus
+        .iter()
+        .cloned()
+        .enumerate()
+        .chain(corpus.iter().cloned().enumerate());
+    for (i, (what, source, ends)) in runs {
         let name = format!("s{i}");
         let started = Instant::now();
         let resp = s
@@ -191,7 +249,10 @@ async fn every_hostile_script_ends_in_a_clear_json_error_within_two_seconds() {
         let (status, body) = match ends {
             Ends::AtDeploy(_) => (deploy_status, deploy_body),
             Ends::AtRun(_) => {
-                assert_eq!(deploy_status, 201, "{what}: deploy failed: {deploy_body}");
+                assert!(
+                    deploy_status == 201 || deploy_status == 200,
+                    "{what}: deploy failed: {deploy_body}"
+                );
                 let started = Instant::now();
                 let resp = s
                     .client
@@ -237,3 +298,5 @@ async fn every_hostile_script_ends_in_a_clear_json_error_within_two_seconds() {
     let resp = s.client.get(s.url("/healthz")).send().await.unwrap();
     assert_eq!(resp.status(), 200);
 }
+
+on_both_stores!(every_hostile_script_ends_in_a_clear_json_error_within_two_seconds);

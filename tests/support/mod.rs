@@ -3,6 +3,12 @@
 #![allow(dead_code)]
 
 use picloud::server::{self, RunningServer, ServerConfig};
+
+/// jemalloc, metered, as in the `picloud` binary: every test server's
+/// script runs are bounded in memory the way the released server's are.
+#[global_allocator]
+static ALLOCATOR: picloud_core::executor::meter::MeteredAllocator =
+    picloud_core::executor::meter::MeteredAllocator;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
