@@ -936,7 +936,16 @@ impl Sandbox {
             self.state.meter_base.store(base, Ordering::Relaxed);
         }
         let request = Dynamic::from_map(request.into_rhai());
-        *lock(&self.state.request_sizes) = values::data_sizes(&request);
+        let request_sizes = values::data_sizes(&request);
+        *lock(&self.state.request_sizes) = request_sizes;
+        // rhai checks a value whole whenever a method is called on it, so a
+        // request within the body limit (a 200k-element JSON array, a 600 KB
+        // string, which `body` and `json` hold twice) would fail the script
+        // by itself: a run's size limits are at least what its request holds.
+        self.engine
+            .set_max_string_size(limits.max_string_bytes.max(request_sizes.strings))
+            .set_max_array_size(limits.max_array_len.max(request_sizes.arrays))
+            .set_max_map_size(limits.max_map_len.max(request_sizes.maps));
         lock(&self.state.frame_memory).clear();
         self.state
             .max_memory
