@@ -19,23 +19,6 @@ struct Running {
     lines: Vec<String>,
 }
 
-fn strip_ansi(s: &str) -> String {
-    let mut out = String::new();
-    let mut chars = s.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            for c in chars.by_ref() {
-                if c.is_ascii_alphabetic() {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
 async fn spawn(database_url: Option<&str>, bootstrap_token: Option<&str>) -> Running {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_picloud"));
     cmd.env("PICLOUD_LISTEN", "127.0.0.1:0")
@@ -64,7 +47,7 @@ async fn spawn(database_url: Option<&str>, bootstrap_token: Option<&str>) -> Run
             .expect("the server became ready in time")
             .expect("stdout readable")
             .expect("the server did not exit");
-        let line = strip_ansi(&line);
+        let line = support::strip_ansi(&line);
         if let Some(rest) = line.split("picloud ready on ").nth(1) {
             base = Some(rest.split_whitespace().next().unwrap().to_owned());
         }

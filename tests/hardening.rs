@@ -43,7 +43,7 @@ async fn a_slow_compile_stalls_no_other_app(s: TestServer) {
     let started = Instant::now();
     let (status, _) = s.deploy("quick", "hello", r#""hi""#).await;
     assert_eq!(status, StatusCode::CREATED);
-    let (status, _, body) = s_run(&s, "/run/quick/hello").await;
+    let (status, _, body) = s.run(reqwest::Method::GET, "/run/quick/hello", None).await;
     assert_eq!((status, body.as_str()), (StatusCode::OK, "hi"));
     assert!(
         started.elapsed() < Duration::from_secs(2),
@@ -87,17 +87,6 @@ async fn an_abandoned_compile_is_cancelled(s: TestServer) {
         "the deploy waited {:?} behind abandoned compiles",
         started.elapsed()
     );
-}
-
-async fn s_run(s: &TestServer, path: &str) -> (StatusCode, String, String) {
-    let resp = s.client.get(s.url(path)).send().await.unwrap();
-    let status = resp.status();
-    let ct = resp
-        .headers()
-        .get("content-type")
-        .map(|v| v.to_str().unwrap().to_owned())
-        .unwrap_or_default();
-    (status, ct, resp.text().await.unwrap())
 }
 
 /// Finding 6: `/run` checks the route before it reads a byte of the body,
@@ -175,15 +164,15 @@ async fn a_large_request_body_is_not_the_scripts_fault(s: TestServer) {
 async fn no_body_statuses_and_encoded_paths(s: TestServer) {
     s.create_app("evil").await;
     s.deploy("evil", "reset", r#"response(205, "body")"#).await;
-    let (status, ct, body) = s_run(&s, "/run/evil/reset").await;
+    let (status, ct, body) = s.run(reqwest::Method::GET, "/run/evil/reset", None).await;
     assert_eq!(
         (status, ct.as_str(), body.as_str()),
         (StatusCode::RESET_CONTENT, "", "")
     );
     s.deploy("evil", "x", r#""decoded""#).await;
-    let (status, _, body) = s_run(&s, "/run/ev%69l/%78").await;
+    let (status, _, body) = s.run(reqwest::Method::GET, "/run/ev%69l/%78", None).await;
     assert_eq!((status, body.as_str()), (StatusCode::OK, "decoded"));
-    let (status, _, _) = s_run(&s, "/run/%FF/x").await;
+    let (status, _, _) = s.run(reqwest::Method::GET, "/run/%FF/x", None).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
 

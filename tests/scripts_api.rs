@@ -18,31 +18,6 @@ const ROUTER: &str = include_str!("../examples/scripts/router.rhai");
 const COUNT_ARGS: &str = include_str!("../examples/scripts/count_args.rhai");
 const NOTHING: &str = include_str!("../examples/scripts/nothing.rhai");
 
-impl TestServer {
-    /// Calls a script; returns status, content type and body text.
-    async fn run(
-        &self,
-        method: Method,
-        path: &str,
-        body: Option<&str>,
-    ) -> (StatusCode, String, String) {
-        let mut req = self.client.request(method, self.url(path));
-        if let Some(b) = body {
-            req = req
-                .header("content-type", "application/json")
-                .body(b.to_owned());
-        }
-        let resp = req.send().await.unwrap();
-        let status = resp.status();
-        let ct = resp
-            .headers()
-            .get("content-type")
-            .map(|v| v.to_str().unwrap().to_owned())
-            .unwrap_or_default();
-        (status, ct, resp.text().await.unwrap())
-    }
-}
-
 async fn every_output_form(s: TestServer) {
     s.create_app("shop").await;
     for (name, src) in [

@@ -4,6 +4,8 @@
 //! statuses of over-long URIs and headers (JSON where the router answers,
 //! hyper's empty body where hyper does).
 
+mod support;
+
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -15,23 +17,6 @@ use tokio::process::{Child, Command};
 struct Server {
     child: Child,
     addr: String,
-}
-
-fn strip_ansi(s: &str) -> String {
-    let mut out = String::new();
-    let mut chars = s.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            for c in chars.by_ref() {
-                if c.is_ascii_alphabetic() {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
 }
 
 /// Starts the binary on the memory store with `env`, and waits for its
@@ -60,7 +45,10 @@ async fn spawn(env: &[(&str, &str)]) -> Server {
             .expect("the server became ready in time")
             .expect("stdout readable")
             .expect("the server did not exit");
-        if let Some(rest) = strip_ansi(&line).split("picloud ready on http://").nth(1) {
+        if let Some(rest) = support::strip_ansi(&line)
+            .split("picloud ready on http://")
+            .nth(1)
+        {
             break rest.split_whitespace().next().unwrap().to_owned();
         }
     };
