@@ -18,6 +18,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::Criterion;
+
+/// The binary's allocator: the sandbox's memory meter is then part of what
+/// is measured (plain `eval_ast` runs on the same allocator).
+#[global_allocator]
+static ALLOCATOR: picloud_core::executor::meter::MeteredAllocator =
+    picloud_core::executor::meter::MeteredAllocator;
 use picloud_core::executor::rhai::packages::{Package, StandardPackage};
 use picloud_core::executor::rhai::{Dynamic, Engine, Scope};
 use picloud_core::executor::{

@@ -85,6 +85,12 @@ const CLOCK_CHECK_EVERY: u64 = 256;
 /// build, far below the headroom the stack limit leaves.
 const STACK_CHECK_EVERY: u64 = 16;
 
+/// How often (in operations, a power of two between [`STACK_CHECK_EVERY`]
+/// and [`CLOCK_CHECK_EVERY`]) the memory meter is read: one operation
+/// allocates at most about one string or collection within the limits, so
+/// a run passes `max_memory_bytes` by at most that many of them.
+const METER_CHECK_EVERY: u64 = 64;
+
 /// The shortest time between two size scans of the variables.
 const SCAN_EVERY_NS: u64 = 1_000_000;
 
@@ -818,7 +824,10 @@ impl Sandbox {
                 return Some(Dynamic::from(StackExhausted));
             }
             // Every allocation of this run, wherever it is held.
-            if metered && let Some(balance) = meter_balance() {
+            if metered
+                && ops.is_multiple_of(METER_CHECK_EVERY)
+                && let Some(balance) = meter_balance()
+            {
                 let used = balance.wrapping_sub(progress_state.meter_base.load(Ordering::Relaxed));
                 // A balance below the start (values freed) wraps to a huge
                 // number: only a positive difference is a use.

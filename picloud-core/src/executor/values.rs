@@ -221,6 +221,9 @@ pub(crate) fn data_sizes(value: &Dynamic) -> DataSizes {
 
 fn add_sizes(sizes: &mut DataSizes, value: &Dynamic) {
     sizes.memory += SLOT_BYTES;
+    if value.is_int() || value.is_float() || value.is_bool() || value.is_unit() || value.is_char() {
+        return;
+    }
     if let Ok(s) = value.as_immutable_string_ref() {
         sizes.strings += s.len();
         sizes.memory += s.len();
