@@ -573,18 +573,28 @@ async fn compile_off_thread(
 /// knows, like the bootstrap token), and the session cookie. A bearer
 /// token PiCloud does not know stays: it is the script's own business.
 async fn strip_credentials(stores: &Stores, headers: &mut BTreeMap<String, String>) {
+    // Any word of these headers (repeated headers arrive joined by ", ";
+    // a scheme may be missing or odd) that PiCloud would accept removes the
+    // whole header.
     for name in ["authorization", "proxy-authorization"] {
         let Some(value) = headers.get(name) else {
             continue;
         };
-        let (scheme, token) = value.trim().split_once(' ').unwrap_or((value.as_str(), ""));
-        if scheme.eq_ignore_ascii_case("bearer") && is_picloud_token(stores, token.trim()).await {
-            headers.remove(name);
+        let words: Vec<String> = value
+            .split(|c: char| c == ',' || c.is_whitespace())
+            .filter(|w| !w.is_empty())
+            .map(str::to_owned)
+            .collect();
+        for word in words {
+            if is_picloud_token(stores, &word).await {
+                headers.remove(name);
+                break;
+            }
         }
     }
     if let Some(cookie) = headers.get_mut("cookie") {
         let kept: Vec<&str> = cookie
-            .split(';')
+            .split([';', ','])
             .map(str::trim)
             .filter(|pair| {
                 let name = pair.split_once('=').map_or(*pair, |(n, _)| n).trim();
