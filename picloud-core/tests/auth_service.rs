@@ -69,8 +69,8 @@ async fn wrong_passwords_are_throttled_per_client_not_per_user() {
         }),
     );
     user_with_password(&stores, "mia", "correct horse battery").await;
-    let attacker: IpAddr = "10.0.0.66".parse().unwrap();
-    let home: IpAddr = "10.0.0.1".parse().unwrap();
+    let attacker: IpAddr = "127.0.0.66".parse().unwrap();
+    let home: IpAddr = "127.0.0.2".parse().unwrap();
     for _ in 0..3 {
         let err = auth
             .login_from(Some(attacker), "mia", "wrong password")
