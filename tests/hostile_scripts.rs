@@ -175,6 +175,21 @@ fn corpus() -> Vec<(&'static str, String, Ends)> {
         format!("fn f(n) {{ {big} let a = s + n; let b = s + n; if n > 0 {{ f(n - 1) }} else {{ loop {{ a.len(); }} }} }} f(60)"),
         Ends::AtRun(&["memory"]),
     ));
+    // The second attack: one native call that multiplies its input, which
+    // nothing between operations can stop (11 GB from the first).
+    let mb = "let s = \"a\"; while s.len < 1000000 { s += s; } ";
+    for (what, source) in [
+        ("replace multiplying a string", format!("{mb} let t = \"a\"; while t.len < 4096 {{ t += t; }} t.replace(\"a\", s)")),
+        ("replace a char by a string", format!("{mb} let t = \"a\"; while t.len < 4096 {{ t += t; }} t.replace('a', s)")),
+        ("split between characters", format!("{mb} s.split(\"\").len()")),
+        ("split_rev on a dense delimiter", format!("{mb} s.replace(\"a\", \",\"); s.split_rev(',').len()")),
+        ("to_chars of a big string", format!("{mb} s.to_chars().len()")),
+        ("parse_json of empty maps", "let s = \"{},\"; while s.len < 500000 { s += s; } parse_json(\"[\" + s + \"{}]\").len()".into()),
+        ("printing a shared string", format!("{mb} let a = []; a.pad(9000, 0); for i in 0..9000 {{ a[i] = s; }} a.to_string().len()")),
+        ("answering a shared string", format!("{mb} let a = []; a.pad(3000, 0); for i in 0..3000 {{ a[i] = s; }} a")),
+    ] {
+        c.push((what, source, Ends::AtRun(&["string", "array", "memory"])));
+    }
     c.push((
         "a long function name",
         format!("{big} Fn(s)"),

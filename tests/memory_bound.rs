@@ -90,15 +90,25 @@ impl Server {
         format!("{}{path}", self.base)
     }
 
+    /// The resident set now.
     fn rss_mb(&self) -> f64 {
+        self.status_mb("VmRSS:")
+    }
+
+    /// The resident set's high-water mark: catches a peak between samples.
+    fn peak_rss_mb(&self) -> f64 {
+        self.status_mb("VmHWM:")
+    }
+
+    fn status_mb(&self, field: &str) -> f64 {
         let pid = self.child.id().expect("running");
         let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
         let kb: f64 = status
             .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .find_map(|l| l.strip_prefix(field))
             .and_then(|v| v.split_whitespace().next())
             .and_then(|v| v.parse().ok())
-            .expect("VmRSS");
+            .expect("a memory figure in /proc");
         kb / 1024.0
     }
 
@@ -114,8 +124,12 @@ impl Server {
     }
 
     async fn deploy(&self, name: &str, source: &str) -> u16 {
+        self.deploy_to("mem", name, source).await
+    }
+
+    async fn deploy_to(&self, app: &str, name: &str, source: &str) -> u16 {
         self.client
-            .put(self.url(&format!("/api/v1/admin/apps/mem/scripts/{name}")))
+            .put(self.url(&format!("/api/v1/admin/apps/{app}/scripts/{name}")))
             .bearer_auth(TOKEN)
             .body(source.to_owned())
             .send()
@@ -187,6 +201,20 @@ fn finding_two() -> Vec<(&'static str, String)> {
             "responses",
             format!("{big} let a = []; loop {{ a.push(response(200, s + a.len())); }}"),
         ),
+        // One native call that multiplies its input (found by the second
+        // attack: 11 GB of RSS from the first of these).
+        (
+            "replace",
+            "let s = \"a\"; while s.len < 1000000 { s += s; } let t = \"a\"; while t.len < 4096 { t += t; } t.replace(\"a\", s)".into(),
+        ),
+        (
+            "split",
+            "let s = \"a\"; while s.len < 1000000 { s += s; } s.split(\"\").len()".into(),
+        ),
+        (
+            "shared-print",
+            "let s = \"y\"; while s.len < 1000000 { s += s; } let a = []; a.pad(9000, 0); for i in 0..9000 { a[i] = s; } a.to_string().len()".into(),
+        ),
         (
             "native-loop",
             format!(
@@ -245,6 +273,7 @@ async fn memory_stays_bounded(database_url: Option<&str>, times: usize) {
         println!("after {times} runs of {name:<16} RSS {now:7.1} MB");
     }
     let after = server.rss_mb();
+    peak = peak.max(server.peak_rss_mb());
     println!(
         "RSS before {before:.1} MB, peak {peak:.1} MB, after {after:.1} MB (growth {:.1} MB)",
         peak - before
@@ -309,4 +338,66 @@ async fn finding_two_scripts_run_1000_times_on_postgres() {
         return;
     };
     memory_stays_bounded(Some(&url), 1000).await;
+}
+
+/// Under the largest limits an app may set (64 MiB strings, 512 MiB of
+/// memory per run), one `split("")` of a 64 MiB string once took 6.4 GB.
+/// The result's size is checked before it is built now: the peak stays
+/// within the run's memory limit, plus the strings the script builds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_largest_limits_bound_a_native_call_that_multiplies_its_input() {
+    let server = spawn(None).await;
+    let app = json!({"slug": "max", "name": "Max"});
+    assert_eq!(
+        server
+            .admin(reqwest::Method::POST, "/apps", Some(app))
+            .await,
+        201
+    );
+    let limits = json!({
+        "max_string_bytes": 64 * 1024 * 1024,
+        "max_memory_bytes": 512 * 1024 * 1024,
+        "max_array_len": 100_000,
+    });
+    assert_eq!(
+        server
+            .admin(reqwest::Method::PUT, "/apps/max/limits", Some(limits))
+            .await,
+        200
+    );
+    let big = "let s = \"a\"; while s.len < 64 * 1024 * 1024 { s += s; }";
+    let scripts = [
+        ("split", format!("{big} s.split(\"\").len()")),
+        ("chars", format!("{big} s.to_chars().len()")),
+        ("replace", format!("{big} let t = s.sub_string(0, 1024); t.replace(\"a\", s).len()")),
+        (
+            "json",
+            "let s = \"[],\"; while s.len < 32 * 1024 * 1024 { s += s; } parse_json(\"[\" + s + \"[]]\").len()".to_owned(),
+        ),
+    ];
+    for (name, source) in &scripts {
+        assert_eq!(server.deploy_to("max", name, source).await, 201, "{name}");
+    }
+    let before = server.rss_mb();
+    for (name, _) in &scripts {
+        for _ in 0..3 {
+            let resp = server
+                .client
+                .get(server.url(&format!("/run/max/{name}")))
+                .send()
+                .await
+                .expect("the server answers");
+            let status = resp.status().as_u16();
+            let body: Value = resp.json().await.expect("a JSON answer");
+            assert_eq!(status, 500, "{name}: {body}");
+            assert!(
+                body["limit"].is_string(),
+                "{name}: not a limit error: {body}"
+            );
+        }
+        println!("{name:<8} peak RSS {:7.1} MB", server.peak_rss_mb());
+    }
+    let growth = server.peak_rss_mb() - before;
+    println!("RSS before {before:.1} MB, peak growth {growth:.1} MB");
+    assert!(growth < 1024.0, "the peak RSS grew by {growth:.1} MB");
 }

@@ -168,6 +168,53 @@ fn corpus() -> Vec<(&'static str, String, Expect)> {
             "let a = []; a.pad(2000, \"x\"); let b = a.map(|x| { let s = \"y\"; for i in 0..19 { s += s; } s + x }); b.len()".into(),
             Limit(&[Memory]),
         ),
+        // One native call that multiplies its input: nothing between
+        // operations can stop it, so each checks its result's size first.
+        (
+            "replace multiplying a string",
+            "let s = \"a\"; while s.len < 1000000 { s += s; } let t = \"a\"; while t.len < 4096 { t += t; } t.replace(\"a\", s)".into(),
+            Limit(&[StringSize]),
+        ),
+        (
+            "replace a char by a big string",
+            "let s = \"a\"; while s.len < 100000 { s += s; } let t = \"a\"; while t.len < 4096 { t += t; } t.replace('a', s)".into(),
+            Limit(&[StringSize]),
+        ),
+        ("replace the empty string", "let s = \"a\"; while s.len < 1000 { s += s; } let t = \"a\"; while t.len < 100000 { t += t; } t.replace(\"\", s)".into(), Limit(&[StringSize])),
+        ("split between every character", "let s = \"a\"; while s.len < 1000000 { s += s; } s.split(\"\")".into(), Limit(&[ArraySize])),
+        ("split on a dense delimiter", "let s = \",\"; while s.len < 1000000 { s += s; } s.split(',').len()".into(), Limit(&[ArraySize])),
+        ("split_rev with segments", "let s = \",\"; while s.len < 1000000 { s += s; } s.split_rev(\",\", 1000000).len()".into(), Limit(&[ArraySize])),
+        ("split on whitespace", "let s = \" a\"; while s.len < 1000000 { s += s; } s.split().len()".into(), Limit(&[ArraySize])),
+        ("to_chars of a big string", "let s = \"a\"; while s.len < 1000000 { s += s; } s.to_chars().len()".into(), Limit(&[ArraySize])),
+        ("to_blob of a big string", "let s = \"a\"; while s.len < 1000000 { s += s; } s.to_blob().len()".into(), Limit(&[ArraySize])),
+        ("parse_json of many empty maps", "let s = \"{},\"; while s.len < 500000 { s += s; } parse_json(\"[\" + s + \"{}]\").len()".into(), Limit(&[ArraySize])),
+        // rhai shares strings: an array can hold one big string many times,
+        // and printing it writes every copy.
+        (
+            "printing one big string held many times",
+            "let s = \"y\"; while s.len < 1000000 { s += s; } let a = []; a.pad(9000, 0); for i in 0..9000 { a[i] = s; } a.to_string().len()".into(),
+            Limit(&[StringSize, Memory]),
+        ),
+        (
+            "interpolating one big string held many times",
+            "let s = \"y\"; while s.len < 1000000 { s += s; } let a = []; a.pad(9000, 0); for i in 0..9000 { a[i] = s; } `${a}`.len()".into(),
+            Limit(&[StringSize, Memory]),
+        ),
+        (
+            "to_json of one big string held many times",
+            "let s = \"y\"; while s.len < 1000000 { s += s; } let m = #{}; for i in 0..9000 { m[`k${i}`] = s; } m.to_json().len()".into(),
+            Limit(&[StringSize, Memory]),
+        ),
+        (
+            "answering with one big string held many times",
+            "let s = \"y\"; while s.len < 1000000 { s += s; } let a = []; a.pad(3000, 0); for i in 0..3000 { a[i] = s; } a".into(),
+            Limit(&[StringSize, Memory]),
+        ),
+        (
+            "responding with one big string held many times",
+            "let s = \"y\"; while s.len < 1000000 { s += s; } let a = []; a.pad(3000, 0); for i in 0..3000 { a[i] = s; } response(200, a)".into(),
+            Limit(&[StringSize, Memory]),
+        ),
         ("map keys of big strings", "let s = \"y\"; for i in 0..19 { s += s; } let m = #{}; for i in 0..1000 { m[s + i] = 1; } 1".into(), Limit(&[StringSize, Memory])),
     ]
 }

@@ -34,6 +34,7 @@
 //! - [`values`]: printing and comparing script data without deep native
 //!   recursion.
 
+mod bounded;
 pub mod error;
 pub mod limits;
 #[cfg(feature = "meter")]

@@ -70,10 +70,11 @@ use rhai::{
 };
 
 use super::Invocation;
+use super::bounded::{self, check_sizes, too_large};
 use super::error::{CompileError, ExecError};
 use super::limits::LimitKind;
 use super::limits::Limits;
-use super::request::{ResponseValue, ScriptRequest, into_response, json_text};
+use super::request::{ResponseValue, ScriptRequest, into_response};
 use super::values::{self, DataSizes};
 
 /// How often (in operations, a power of two) the wall clock is read.
@@ -454,19 +455,8 @@ fn sandbox_engine() -> Engine {
     engine.register_fn("sleep", |_seconds: f64| -> Result<(), Box<EvalAltResult>> {
         Err(NO_SLEEP.into())
     });
-    engine.register_fn(
-        "parse_json",
-        |text: &str| -> Result<Dynamic, Box<EvalAltResult>> {
-            serde_json::from_str::<Dynamic>(text).map_err(|e| format!("invalid JSON: {e}").into())
-        },
-    );
-    // Printing and comparing arrays and maps recurse once per level of
-    // nesting; rhai's versions use a few KiB of native stack per level,
-    // these (see `values`) stop at a fixed depth.
-    for name in ["print", "to_string", "debug", "to_debug"] {
-        engine.register_fn(name, values::array_to_string);
-        engine.register_fn(name, values::map_to_string);
-    }
+    // Functions whose result can dwarf their input check its size first.
+    bounded::register(&mut engine);
     engine.register_fn("==", |ctx: NativeCallContext, a: &mut Array, b: Array| {
         values::arrays_equal(&ctx, a, &b)
     });
@@ -479,12 +469,6 @@ fn sandbox_engine() -> Engine {
     engine.register_fn("!=", |ctx: NativeCallContext, a: &mut Map, b: Map| {
         values::maps_equal(&ctx, a, &b).map(|eq| !eq)
     });
-    engine.register_fn(
-        "to_json",
-        |map: &mut Map| -> Result<String, Box<EvalAltResult>> {
-            json_text(&Dynamic::from_map(map.clone())).map_err(Into::into)
-        },
-    );
     // rhai's `pad` grows the string a character at a time, one reallocation
     // each (smartstring reallocates even when the capacity suffices): about
     // a second for 1 MiB under jemalloc, in one operation the wall clock
@@ -554,26 +538,6 @@ fn pad_string(
     }
     out.push_str(&tail);
     *string = out.into();
-    Ok(())
-}
-
-/// The error a size check raises; `what` names the limit the way rhai's own
-/// errors do, so that [`ExecError::from_eval`] classifies both alike.
-fn too_large(what: &str) -> Box<EvalAltResult> {
-    EvalAltResult::ErrorDataTooLarge(what.into(), Position::NONE).into()
-}
-
-/// Checks one variable's sizes against the engine's limits.
-fn check_sizes(engine: &Engine, sizes: DataSizes) -> Result<(), Box<EvalAltResult>> {
-    if sizes.strings > engine.max_string_size() {
-        return Err(too_large("Length of string"));
-    }
-    if sizes.arrays > engine.max_array_size() {
-        return Err(too_large("Size of array"));
-    }
-    if sizes.maps > engine.max_map_size() {
-        return Err(too_large("Size of object map"));
-    }
     Ok(())
 }
 
@@ -980,15 +944,27 @@ impl Sandbox {
 
         self.state.deadline_ns.store(u64::MAX, Ordering::Relaxed);
         self.scope.clear();
+        let result = match result {
+            Err(err) => match *err {
+                EvalAltResult::Exit(value, _) | EvalAltResult::Return(value, _) => Ok(value),
+                other => Err(other.into()),
+            },
+            ok => ok,
+        };
+        // The answer is written out whole (as JSON or text): a value that
+        // holds one string many times would be that many times larger.
+        let result = result.and_then(|value| {
+            let sizes = values::data_sizes(&value);
+            check_sizes(&self.engine, sizes)?;
+            if sizes.memory > limits.max_memory_bytes.max(request_sizes.memory) {
+                return Err(too_large("Memory of the answer"));
+            }
+            Ok(value)
+        });
         let runtime = |message: String| ExecError::runtime(message, None);
         let outcome = match result {
             Ok(value) => into_response(value).map_err(runtime),
-            Err(err) => match *err {
-                EvalAltResult::Exit(value, _) | EvalAltResult::Return(value, _) => {
-                    into_response(value).map_err(runtime)
-                }
-                other => Err(ExecError::from_eval(&other, &limits)),
-            },
+            Err(err) => Err(ExecError::from_eval(&err, &limits)),
         };
         self.finish(start, outcome)
     }

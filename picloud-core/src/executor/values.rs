@@ -198,6 +198,14 @@ pub(crate) struct DataSizes {
 }
 
 impl DataSizes {
+    /// Adds `other` to these sizes.
+    fn add(&mut self, other: DataSizes) {
+        self.arrays += other.arrays;
+        self.maps += other.maps;
+        self.strings += other.strings;
+        self.memory += other.memory;
+    }
+
     /// These sizes less an allowance (each field saturating at zero).
     pub fn less(self, allowance: DataSizes) -> DataSizes {
         DataSizes {
@@ -219,6 +227,34 @@ pub(crate) fn data_sizes(value: &Dynamic) -> DataSizes {
     sizes
 }
 
+/// The sizes of an array's elements (as [`data_sizes`] of the array, less
+/// the array's own slot).
+pub(crate) fn array_sizes(array: &Array) -> DataSizes {
+    let mut sizes = DataSizes {
+        arrays: array.len(),
+        ..DataSizes::default()
+    };
+    for item in array {
+        add_sizes(&mut sizes, item);
+    }
+    sizes
+}
+
+/// The sizes of a map's entries (as [`data_sizes`] of the map, less the
+/// map's own slot).
+pub(crate) fn map_sizes(map: &Map) -> DataSizes {
+    let mut sizes = DataSizes {
+        maps: map.len(),
+        ..DataSizes::default()
+    };
+    for (key, item) in map {
+        sizes.strings += key.len();
+        sizes.memory += key.len() + ENTRY_BYTES;
+        add_sizes(&mut sizes, item);
+    }
+    sizes
+}
+
 fn add_sizes(sizes: &mut DataSizes, value: &Dynamic) {
     sizes.memory += SLOT_BYTES;
     if value.is_int() || value.is_float() || value.is_bool() || value.is_unit() || value.is_char() {
@@ -228,17 +264,9 @@ fn add_sizes(sizes: &mut DataSizes, value: &Dynamic) {
         sizes.strings += s.len();
         sizes.memory += s.len();
     } else if let Ok(array) = value.as_array_ref() {
-        sizes.arrays += array.len();
-        for item in array.iter() {
-            add_sizes(sizes, item);
-        }
+        sizes.add(array_sizes(&array));
     } else if let Ok(map) = value.as_map_ref() {
-        sizes.maps += map.len();
-        for (key, item) in map.iter() {
-            sizes.strings += key.len();
-            sizes.memory += key.len() + ENTRY_BYTES;
-            add_sizes(sizes, item);
-        }
+        sizes.add(map_sizes(&map));
     } else if let Ok(blob) = value.as_blob_ref() {
         sizes.arrays += blob.len();
         sizes.memory += blob.len();
