@@ -341,6 +341,42 @@ async fn scripts_cannot_break_framing_or_read_picloud_tokens(s: TestServer) {
             .unwrap();
         assert_eq!(resp.text().await.unwrap(), "none");
     }
+    // Nor in any other header: a client may send its token as an API key.
+    s.deploy(
+        "shop",
+        "keys",
+        r#"`${request.headers["x-api-key"] ?? "none"} ${request.headers["x-auth-token"] ?? "none"} ${request.headers["x-other"] ?? "none"}`"#,
+    )
+    .await;
+    let key_sent = |key: String, auth: String, other: String| {
+        s.client
+            .get(s.url("/run/shop/keys"))
+            .header("x-api-key", key)
+            .header("x-auth-token", auth)
+            .header("x-other", other)
+            .send()
+    };
+    let resp = key_sent(pc.to_owned(), s.owner_token.clone(), format!("x {pc}"))
+        .await
+        .unwrap();
+    assert_eq!(resp.text().await.unwrap(), "none none none");
+    let resp = key_sent("k1".into(), "k2".into(), s.owner_token.clone())
+        .await
+        .unwrap();
+    assert_eq!(
+        resp.text().await.unwrap(),
+        format!("k1 k2 {}", s.owner_token),
+        "only credential-named headers are looked up in the token store"
+    );
+    // More words to look up than a request may cost: removed unchecked.
+    let many = (0..20)
+        .map(|i| format!("w{i}"))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let resp = key_sent(many.clone(), "k2".into(), "o".into())
+        .await
+        .unwrap();
+    assert_eq!(resp.text().await.unwrap(), "none none o");
     // A token PiCloud does not know is the script's own business.
     let resp = s
         .client

@@ -568,26 +568,48 @@ async fn compile_off_thread(
 }
 
 /// Removes from a request every credential PiCloud accepts, before a script
-/// (any editor's code) sees it: an `Authorization` or `Proxy-Authorization`
-/// bearer token that is PiCloud's (`pc_…`, or any value the token store
-/// knows, like the bootstrap token), and the session cookie. A bearer
-/// token PiCloud does not know stays: it is the script's own business.
+/// (any editor's code) sees it:
+///
+/// - any header with a word in PiCloud's token form (`pc_…`), whatever its
+///   name (a client may send its token as `X-Api-Key`);
+/// - an `Authorization`, `Proxy-Authorization` or other credential-named
+///   header (its name says `auth`, `token` or `key`) with a word the token
+///   store knows, like the bootstrap token. At most
+///   [`MAX_CREDENTIAL_LOOKUPS`] words are looked up per request; a header
+///   with more words than that left to check is removed unchecked;
+/// - the session cookie.
+///
+/// A bearer token PiCloud does not know stays: it is the script's own
+/// business.
 async fn strip_credentials(stores: &Stores, headers: &mut BTreeMap<String, String>) {
-    // Any word of these headers (repeated headers arrive joined by ", ";
-    // a scheme may be missing or odd) that PiCloud would accept removes the
-    // whole header.
-    for name in ["authorization", "proxy-authorization"] {
-        let Some(value) = headers.get(name) else {
-            continue;
-        };
-        let words: Vec<String> = value
+    let words = |value: &str| -> Vec<String> {
+        value
             .split(|c: char| c == ',' || c.is_whitespace())
             .filter(|w| !w.is_empty())
             .map(str::to_owned)
-            .collect();
-        for word in words {
+            .collect()
+    };
+    headers.retain(|_, value| !words(value).iter().any(|w| has_token_form(w)));
+    let credential_named =
+        |name: &str| name.contains("auth") || name.contains("token") || name.contains("key");
+    let names: Vec<String> = headers
+        .keys()
+        .filter(|name| credential_named(name))
+        .cloned()
+        .collect();
+    let mut lookups = 0_usize;
+    for name in names {
+        let Some(value) = headers.get(&name) else {
+            continue;
+        };
+        for word in words(value) {
+            if lookups == MAX_CREDENTIAL_LOOKUPS {
+                headers.remove(&name);
+                break;
+            }
+            lookups += 1;
             if is_picloud_token(stores, &word).await {
-                headers.remove(name);
+                headers.remove(&name);
                 break;
             }
         }
@@ -609,11 +631,28 @@ async fn strip_credentials(stores: &Stores, headers: &mut BTreeMap<String, Strin
     }
 }
 
+/// How many words of credential-named headers one request may have looked
+/// up in the token store: each is a store round trip, and anyone may call
+/// `/run`.
+pub const MAX_CREDENTIAL_LOOKUPS: usize = 8;
+
+/// Whether `word` has the form of PiCloud's own tokens.
+fn has_token_form(word: &str) -> bool {
+    word.starts_with(TOKEN_FORM)
+}
+
+#[cfg(feature = "auth")]
+const TOKEN_FORM: &str = crate::auth::TOKEN_PREFIX;
+/// Without the `auth` feature PiCloud accepts no tokens of its own; the
+/// `pc_` form is withheld all the same, in case an embedder issues them.
+#[cfg(not(feature = "auth"))]
+const TOKEN_FORM: &str = "pc_";
+
 /// Whether PiCloud would accept `token` (or might: a store that cannot be
 /// asked counts as yes, so a credential is never passed on by accident).
 #[cfg(feature = "auth")]
 async fn is_picloud_token(stores: &Stores, token: &str) -> bool {
-    if token.starts_with(crate::auth::TOKEN_PREFIX) {
+    if has_token_form(token) {
         return true;
     }
     !matches!(
@@ -625,11 +664,10 @@ async fn is_picloud_token(stores: &Stores, token: &str) -> bool {
     )
 }
 
-/// Without the `auth` feature PiCloud accepts no tokens of its own; only
-/// the `pc_` form is withheld, in case an embedder issues them.
+/// Without the `auth` feature there is no token store to ask.
 #[cfg(not(feature = "auth"))]
 async fn is_picloud_token(_stores: &Stores, token: &str) -> bool {
-    token.starts_with("pc_")
+    has_token_form(token)
 }
 
 impl std::fmt::Debug for ScriptService {
