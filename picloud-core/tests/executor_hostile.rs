@@ -215,6 +215,31 @@ fn corpus() -> Vec<(&'static str, String, Expect)> {
             "let s = \"y\"; while s.len < 1000000 { s += s; } let a = []; a.pad(3000, 0); for i in 0..3000 { a[i] = s; } response(200, a)".into(),
             Limit(&[StringSize, Memory]),
         ),
+        (
+            "searching one big string held many times",
+            "let s = \"y\"; while s.len < 1000000 { s += s; } let a = []; a.pad(9000, 0); for i in 0..9000 { a[i] = s; } a.contains(\"x\")".into(),
+            Limit(&[StringSize, Memory]),
+        ),
+        (
+            "sorting one big string held many times",
+            "let s = \"y\"; while s.len < 1000000 { s += s; } let a = []; a.pad(9000, 0); for i in 0..9000 { a[i] = s; } a.sort(); 1".into(),
+            Limit(&[StringSize, Memory]),
+        ),
+        (
+            "comparing one big string held many times",
+            "let s = \"y\"; while s.len < 1000000 { s += s; } let a = []; a.pad(9000, 0); for i in 0..9000 { a[i] = s; } a == a".into(),
+            Limit(&[StringSize, Memory]),
+        ),
+        (
+            "a comparer past the wall clock",
+            "let a = []; for i in 0..10000 { a.push(i) } loop { a.sort(|x, y| { let j = 0; while j < 300 { j += 1; } y - x }) }".into(),
+            Limit(TIME),
+        ),
+        (
+            "a dedup comparer past the wall clock",
+            "let a = []; a.pad(10000, 1); loop { let b = a; b.dedup(|x, y| { let j = 0; while j < 3000 { j += 1; } false }) }".into(),
+            Limit(TIME),
+        ),
         ("map keys of big strings", "let s = \"y\"; for i in 0..19 { s += s; } let m = #{}; for i in 0..1000 { m[s + i] = 1; } 1".into(), Limit(&[StringSize, Memory])),
     ]
 }

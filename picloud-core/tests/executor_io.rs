@@ -499,3 +499,92 @@ fn error_kinds_for_the_transport() {
         ExecErrorKind::Internal
     );
 }
+
+/// The sandbox replaces the standard functions that compare, search, sort,
+/// split and replace (see `executor::bounded`): their answers are rhai's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_bounded_standard_functions_keep_rhais_semantics() {
+    let cases = [
+        ("let a = [3, 1, 2]; a.sort(); a", json!([1, 2, 3])),
+        (
+            "let a = [\"b\", \"c\", \"a\"]; a.sort_desc(); a",
+            json!(["c", "b", "a"]),
+        ),
+        ("let a = [1.5, -2.0]; a.order()", json!([-2.0, 1.5])),
+        ("[true, false].order_desc()", json!([true, false])),
+        (
+            "let a = [3, 1, 2]; a.sort(|x, y| y - x); a",
+            json!([3, 2, 1]),
+        ),
+        ("[3, 1, 2].order(|x, y| x < y)", json!([1, 2, 3])),
+        ("let a = [1, 1, 2, 1]; a.dedup(); a", json!([1, 2, 1])),
+        (
+            "let a = [1, 2, 3, 4]; a.dedup(|x, y| x + 1 == y); a",
+            json!([1, 3]),
+        ),
+        ("[1, 2, 3].index_of(2)", json!(1)),
+        ("[1, 2, 3, 2].index_of(2, 2)", json!(3)),
+        ("[1, 2, 3, 2].index_of(2, -1)", json!(3)),
+        ("[1, 2, 3].index_of(9)", json!(-1)),
+        ("[1, 2, 3].index_of(1, 7)", json!(-1)),
+        ("[1, 2, 3].index_of(|x| x > 1)", json!(1)),
+        ("[[1], \"a\"].contains([1])", json!(true)),
+        ("2 in [1, 2]", json!(true)),
+        ("1.0 in [1, 2]", json!(true)),
+        ("\"x\" in [1, 2]", json!(false)),
+        ("[1, [2]] == [1, [2]]", json!(true)),
+        ("#{a: 1} != #{a: 2}", json!(true)),
+        ("\"a,b,,c\".split(\",\")", json!(["a", "b", "", "c"])),
+        ("\"a,b,c\".split(\",\", 2)", json!(["a", "b,c"])),
+        ("\"a,b,c\".split_rev(',')", json!(["c", "b", "a"])),
+        ("\"a,b,c\".split_rev(\",\", 2)", json!(["c", "a,b"])),
+        ("\"ab\".split(\"\")", json!(["", "a", "b", ""])),
+        ("\"  a  b \".split()", json!(["a", "b"])),
+        ("\"abc\".split(\"x\")", json!(["abc"])),
+        ("\"\".split(\",\")", json!([""])),
+        ("\"héllo\".to_chars().len()", json!(5)),
+        ("\"ab\".to_blob().len()", json!(2)),
+        (
+            "let s = \"a-b-c\"; s.replace(\"-\", \"+=\"); s",
+            json!("a+=b+=c"),
+        ),
+        ("let s = \"aXa\"; s.replace('a', \"bb\"); s", json!("bbXbb")),
+        ("let s = \"ab\"; s.replace(\"\", \"-\"); s", json!("-a-b-")),
+        ("let s = \"abc\"; s.replace('b', 'x'); s", json!("axc")),
+        (
+            "parse_json(\"[1, {\\\"a\\\": [true]}]\")",
+            json!([1, {"a": [true]}]),
+        ),
+        ("`${[1, \"a\"]}`", json!("[1, \"a\"]")),
+        ("#{a: [1]}.to_json()", json!("{\"a\":[1]}")),
+    ];
+    let ex = executor();
+    for (source, expected) in cases {
+        let inv = run_with(&ex, source, get("/")).await;
+        let response = inv.outcome.unwrap_or_else(|e| panic!("{source}: {e:?}"));
+        let body: Value = if response.content_type.as_deref() == Some("text/plain; charset=utf-8") {
+            Value::String(String::from_utf8(response.body.clone()).unwrap())
+        } else {
+            json_body(&response)
+        };
+        assert_eq!(body, expected, "{source}");
+    }
+    let mixed = run_with(&ex, "let a = [1, \"a\"]; a.sort(); a", get("/")).await;
+    assert!(
+        matches!(&mixed.outcome, Err(ExecError::Runtime { message, .. }) if message.contains("different types")),
+        "{:?}",
+        mixed.outcome
+    );
+    // A comparer's error ends the sort (rhai's own sort ignored it).
+    let failing = run_with(
+        &ex,
+        "let a = [3, 1, 2]; a.sort(|x, y| throw \"no\"); a",
+        get("/"),
+    )
+    .await;
+    assert!(
+        matches!(&failing.outcome, Err(ExecError::Runtime { message, .. }) if message.contains("no")),
+        "{:?}",
+        failing.outcome
+    );
+}

@@ -14,15 +14,33 @@
 //! - `parse_json`: `[{},{},…]` is dozens of bytes per input byte;
 //! - printing (`print`, `to_string`, `debug`, `to_debug`, interpolation) and
 //!   `to_json`: a value can hold the same string many times (rhai shares
-//!   strings), and printing writes each copy out.
+//!   strings), and printing writes each copy out;
+//! - comparing, searching and sorting (`==`, `!=`, `in`, `contains`,
+//!   `index_of`, `dedup`, `sort`, `order`): each copy of a shared string is
+//!   compared byte by byte.
+//!
+//! The sandbox's variable scan catches a container that outgrows the limits
+//! through index assignment (`a[i] = s`, which rhai checks element by
+//! element) within about a millisecond; these checks close the window
+//! before it for every function that reads a container whole. (`switch`
+//! on such a container hashes it whole, and is the one reader left to that
+//! window.)
+//!
+//! `sort`, `order` and `dedup` with a comparer stop at the comparer's first
+//! error (rhai's versions ignore it and keep sorting, so a run past its
+//! wall clock went on calling the comparer).
 //!
 //! Each replacement computes the result's size first (one linear pass, no
 //! allocation) and fails with the same "data too large" error rhai's own
 //! checks raise, so the run ends in a clear `LimitExceeded` error. The
 //! semantics are otherwise rhai's.
 
+use std::cmp::Ordering;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+
 use rhai::{
-    Array, Blob, Dynamic, Engine, EvalAltResult, ImmutableString, Map, NativeCallContext, Position,
+    Array, Blob, Dynamic, Engine, EvalAltResult, FnPtr, ImmutableString, Map, NativeCallContext,
+    Position,
 };
 
 use super::request::json_text;
@@ -165,6 +183,130 @@ fn check_printable(ctx: &NativeCallContext, sizes: DataSizes) -> Fallible<()> {
     check_sizes(ctx.engine(), sizes)
 }
 
+/// Fails unless comparing against every element of `array` stays within the
+/// string limit (each comparison reads the strings it compares).
+fn check_comparable(ctx: &NativeCallContext, array: &Array) -> Fallible<()> {
+    check_sizes(ctx.engine(), values::array_sizes(array))
+}
+
+/// The ordering a comparer's answer stands for (rhai's rules: a number's
+/// sign, `true` for "less"; anything else orders by type).
+fn ordering_of(answer: &Dynamic, x: &Dynamic, y: &Dynamic) -> Ordering {
+    match answer
+        .as_int()
+        .or_else(|_| answer.as_bool().map(|b| if b { -1 } else { 1 }))
+    {
+        Ok(n) => n.cmp(&0),
+        Err(_) => x.type_id().cmp(&y.type_id()),
+    }
+}
+
+/// Sorts `array` with `compare`, stopping at its first error; a comparer
+/// that is not a total order (the sort panics) is the script's error.
+fn sort_with(
+    array: &mut Array,
+    mut compare: impl FnMut(&Dynamic, &Dynamic) -> Fallible<Ordering>,
+) -> Fallible<()> {
+    if array.len() <= 1 {
+        return Ok(());
+    }
+    let mut failed = None;
+    let sorted = catch_unwind(AssertUnwindSafe(|| {
+        array.sort_by(|x, y| {
+            if failed.is_some() {
+                return Ordering::Equal;
+            }
+            compare(x, y).unwrap_or_else(|err| {
+                failed = Some(err);
+                Ordering::Equal
+            })
+        });
+    }));
+    if let Some(err) = failed {
+        return Err(err);
+    }
+    sorted.map_err(|_| "error in comparer for sorting: it is not a total order".into())
+}
+
+/// `array.sort(comparer)`.
+fn sort_by(ctx: &NativeCallContext, array: &mut Array, comparer: &FnPtr) -> Fallible<()> {
+    sort_with(array, |x, y| {
+        let answer = comparer.call_raw(ctx, None, [x.clone(), y.clone()])?;
+        Ok(ordering_of(&answer, x, y))
+    })
+}
+
+/// `array.sort()` / `sort_desc()`: every element of one type (numbers,
+/// characters, strings, booleans or `()`), as rhai's.
+fn sort_builtin(ctx: &NativeCallContext, array: &mut Array, descending: bool) -> Fallible<()> {
+    check_comparable(ctx, array)?;
+    let Some(first) = array.first() else {
+        return Ok(());
+    };
+    let type_id = first.type_id();
+    if array.iter().any(|a| a.type_id() != type_id) {
+        return Err(EvalAltResult::ErrorFunctionNotFound(
+            "elements of different types cannot be sorted".into(),
+            Position::NONE,
+        )
+        .into());
+    }
+    let order = |o: Ordering| if descending { o.reverse() } else { o };
+    let key = |a: &Dynamic, b: &Dynamic| -> Option<Ordering> {
+        if let (Ok(a), Ok(b)) = (a.as_int(), b.as_int()) {
+            return Some(a.cmp(&b));
+        }
+        if let (Ok(a), Ok(b)) = (a.as_float(), b.as_float()) {
+            return Some(a.partial_cmp(&b).unwrap_or(Ordering::Equal));
+        }
+        if let (Ok(a), Ok(b)) = (a.as_char(), b.as_char()) {
+            return Some(a.cmp(&b));
+        }
+        if let (Ok(a), Ok(b)) = (a.as_immutable_string_ref(), b.as_immutable_string_ref()) {
+            return Some(a.as_str().cmp(b.as_str()));
+        }
+        if let (Ok(a), Ok(b)) = (a.as_bool(), b.as_bool()) {
+            return Some(a.cmp(&b));
+        }
+        (a.is_unit() && b.is_unit()).then_some(Ordering::Equal)
+    };
+    if array.len() > 1 && key(&array[0], &array[0]).is_none() {
+        return Err(EvalAltResult::ErrorFunctionNotFound(
+            format!("elements of {} cannot be sorted", array[0].type_name()),
+            Position::NONE,
+        )
+        .into());
+    }
+    sort_with(array, |a, b| {
+        Ok(order(key(a, b).unwrap_or(Ordering::Equal)))
+    })
+}
+
+/// `==` on two leaves or containers, with rhai's semantics.
+fn equal(ctx: &NativeCallContext, x: &Dynamic, y: &Dynamic) -> Fallible<bool> {
+    values::values_equal(ctx, x, y, 0)
+}
+
+/// Where `value` is in `array`, from `start` (rhai's rules: negative counts
+/// from the end; out of range is "not found").
+fn index_of(ctx: &NativeCallContext, array: &Array, value: &Dynamic, start: i64) -> Fallible<i64> {
+    check_comparable(ctx, array)?;
+    let len = i64::try_from(array.len()).unwrap_or(i64::MAX);
+    let start = if start < 0 {
+        len.saturating_add(start).max(0)
+    } else if start >= len {
+        return Ok(-1);
+    } else {
+        start
+    };
+    for (i, item) in array.iter().enumerate().skip(start as usize) {
+        if equal(ctx, item, value)? {
+            return Ok(i64::try_from(i).unwrap_or(i64::MAX));
+        }
+    }
+    Ok(-1)
+}
+
 /// Registers the bounded functions on `engine`; functions registered on the
 /// engine are found before the standard package's.
 pub(crate) fn register(engine: &mut Engine) {
@@ -266,6 +408,83 @@ pub(crate) fn register(engine: &mut Engine) {
             |ctx: NativeCallContext, m: &mut Map| -> Fallible<ImmutableString> {
                 check_printable(&ctx, values::map_sizes(m))?;
                 Ok(values::map_to_string(m))
+            },
+        );
+    }
+    engine.register_fn(
+        "contains",
+        |ctx: NativeCallContext, a: &mut Array, value: Dynamic| -> Fallible<bool> {
+            Ok(index_of(&ctx, a, &value, 0)? >= 0)
+        },
+    );
+    engine.register_fn(
+        "index_of",
+        |ctx: NativeCallContext, a: &mut Array, value: Dynamic| index_of(&ctx, a, &value, 0),
+    );
+    engine.register_fn(
+        "index_of",
+        |ctx: NativeCallContext, a: &mut Array, value: Dynamic, start: i64| {
+            index_of(&ctx, a, &value, start)
+        },
+    );
+    engine.register_fn(
+        "dedup",
+        |ctx: NativeCallContext, a: &mut Array| -> Fallible<()> {
+            check_comparable(&ctx, a)?;
+            let mut failed = None;
+            a.dedup_by(|x, y| {
+                failed.is_none()
+                    && equal(&ctx, y, x).unwrap_or_else(|err| {
+                        failed = Some(err);
+                        false
+                    })
+            });
+            failed.map_or(Ok(()), Err)
+        },
+    );
+    engine.register_fn(
+        "dedup",
+        |ctx: NativeCallContext, a: &mut Array, comparer: FnPtr| -> Fallible<()> {
+            let mut failed = None;
+            a.dedup_by(|x, y| {
+                if failed.is_some() {
+                    return false;
+                }
+                match comparer.call_raw(&ctx, None, [y.clone(), x.clone()]) {
+                    Ok(answer) => answer.as_bool().unwrap_or(false),
+                    Err(err) => {
+                        failed = Some(err);
+                        false
+                    }
+                }
+            });
+            failed.map_or(Ok(()), Err)
+        },
+    );
+    engine.register_fn(
+        "sort",
+        |ctx: NativeCallContext, a: &mut Array, comparer: FnPtr| sort_by(&ctx, a, &comparer),
+    );
+    engine.register_fn(
+        "order",
+        |ctx: NativeCallContext, a: &mut Array, comparer: FnPtr| -> Fallible<Array> {
+            let mut sorted = a.clone();
+            sort_by(&ctx, &mut sorted, &comparer)?;
+            Ok(sorted)
+        },
+    );
+    for (name, descending) in [("sort", false), ("sort_desc", true)] {
+        engine.register_fn(name, move |ctx: NativeCallContext, a: &mut Array| {
+            sort_builtin(&ctx, a, descending)
+        });
+    }
+    for (name, descending) in [("order", false), ("order_desc", true)] {
+        engine.register_fn(
+            name,
+            move |ctx: NativeCallContext, a: &mut Array| -> Fallible<Array> {
+                let mut sorted = a.clone();
+                sort_builtin(&ctx, &mut sorted, descending)?;
+                Ok(sorted)
             },
         );
     }

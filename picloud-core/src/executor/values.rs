@@ -148,7 +148,9 @@ fn maps_equal_at(
     Ok(true)
 }
 
-fn values_equal(
+/// `==` on two values of any kind (see [`arrays_equal`]), `depth` levels
+/// down.
+pub(crate) fn values_equal(
     ctx: &NativeCallContext,
     x: &Dynamic,
     y: &Dynamic,
