@@ -65,8 +65,8 @@ use std::time::{Duration, Instant};
 
 use rhai::packages::{Package, StandardPackage};
 use rhai::{
-    AST, Array, Dynamic, Engine, EvalAltResult, FnPtr, ImmutableString, LexError, Map, Module,
-    NativeCallContext, Position, Scope, Shared, Token,
+    AST, ASTNode, Array, Dynamic, Engine, EvalAltResult, Expr, FnPtr, ImmutableString, LexError,
+    Map, Module, NativeCallContext, Position, Scope, Shared, Stmt, Token,
 };
 
 use super::Invocation;
@@ -160,6 +160,7 @@ fn stack_position() -> usize {
 #[derive(Debug, Clone)]
 pub struct CompiledScript {
     ast: Arc<AST>,
+    needs_scan: bool,
 }
 
 impl CompiledScript {
@@ -167,6 +168,16 @@ impl CompiledScript {
     /// compares against a plain engine on the same AST).
     pub fn ast(&self) -> &AST {
         &self.ast
+    }
+
+    /// Whether a run needs the sandbox's periodic variable scan: the script
+    /// assigns into an element or property (`a[i] = v`, `m.k[i] = v`), the
+    /// one way a value outgrows the size limits without rhai checking it
+    /// whole. Other scripts run without the scan when allocations are
+    /// metered (the meter bounds their memory), which saves its hook on
+    /// every variable access.
+    pub fn needs_scan(&self) -> bool {
+        self.needs_scan
     }
 
     /// The number of functions (and closures) the script defines.
@@ -333,7 +344,10 @@ fn compile_here(
         });
     }
     compiled
-        .map(|ast| CompiledScript { ast: Arc::new(ast) })
+        .map(|ast| CompiledScript {
+            needs_scan: assigns_into_values(&ast),
+            ast: Arc::new(ast),
+        })
         .map_err(|err| {
             let mut error = CompileError::from_parse(&err, limits);
             if curried.load(Ordering::Relaxed) {
@@ -343,6 +357,21 @@ fn compile_here(
             }
             error
         })
+}
+
+/// Whether any assignment in `ast` (function bodies included) has a target
+/// other than a plain variable.
+fn assigns_into_values(ast: &AST) -> bool {
+    let mut found = false;
+    ast.walk(&mut |path: &[ASTNode]| {
+        if let Some(ASTNode::Stmt(Stmt::Assignment(assignment))) = path.last()
+            && !matches!(assignment.1.lhs, Expr::Variable(..))
+        {
+            found = true;
+        }
+        !found
+    });
+    found
 }
 
 /// Where the first string literal longer than `max` bytes starts (line and
@@ -708,7 +737,11 @@ impl LogBuffer {
 /// allowed call chain (the pool's workers get
 /// [`ExecutorConfig::stack_size`](super::ExecutorConfig::stack_size)).
 pub struct Sandbox {
-    engine: Engine,
+    /// The engine with the variable scan.
+    scanning: Engine,
+    /// The engine without it, for scripts that cannot outgrow the limits
+    /// unseen when allocations are metered (`None` when they are not).
+    plain: Option<Engine>,
     state: Arc<RunState>,
     scope: Scope<'static>,
     metered: bool,
@@ -753,141 +786,11 @@ impl Sandbox {
             log: Mutex::new(LogBuffer::default()),
         });
         install_quiet_panic_hook();
-        let mut engine = sandbox_engine();
-        // `response(...)` values are charged when they are made: they may be
-        // built inside a literal or a native loop, where no scan sees them.
-        let response_state = Arc::clone(&state);
-        engine.register_fn(
-            "response",
-            move |status: i64, body: Dynamic| -> Result<ResponseValue, Box<EvalAltResult>> {
-                response_state.charge_response(values::data_sizes(&body).memory)?;
-                ResponseValue::new(status, body, None)
-            },
-        );
-        let response_state = Arc::clone(&state);
-        engine.register_fn(
-            "response",
-            move |status: i64,
-                  body: Dynamic,
-                  headers: Map|
-                  -> Result<ResponseValue, Box<EvalAltResult>> {
-                let bytes = values::data_sizes(&body).memory
-                    + values::data_sizes(&Dynamic::from_map(headers.clone())).memory;
-                response_state.charge_response(bytes)?;
-                ResponseValue::new(status, body, Some(headers))
-            },
-        );
         let metered = meter_balance().is_some();
-        let progress_state = Arc::clone(&state);
-        if std::env::var_os("NO_PROGRESS").is_none() {
-            engine.on_progress(move |ops| {
-                // Every operation: is the script's recursion (calls, closures,
-                // nested expressions, native callbacks into the script) about to
-                // exhaust the thread's stack? The call-depth limit normally stops
-                // it first; this backs it up whatever the frame sizes (a debug
-                // build's are several times a release build's).
-                if ops % STACK_CHECK_EVERY != 0 {
-                    return None;
-                }
-                let base = progress_state.stack_base.load(Ordering::Relaxed);
-                if base.abs_diff(stack_position()) > progress_state.stack_limit {
-                    return Some(Dynamic::from(StackExhausted));
-                }
-                // Every allocation of this run, wherever it is held.
-                if metered
-                    && ops.is_multiple_of(METER_CHECK_EVERY)
-                    && let Some(balance) = meter_balance()
-                {
-                    let used =
-                        balance.wrapping_sub(progress_state.meter_base.load(Ordering::Relaxed));
-                    // A balance below the start (values freed) wraps to a huge
-                    // number: only a positive difference is a use.
-                    if (used as i64) > 0
-                        && used > progress_state.max_memory.load(Ordering::Relaxed) as u64
-                    {
-                        return Some(Dynamic::from(MemoryExhausted));
-                    }
-                }
-                if ops % CLOCK_CHECK_EVERY != 0 {
-                    return None;
-                }
-                let now = progress_state.now_ns();
-                if now >= progress_state.next_scan_ns.load(Ordering::Relaxed) {
-                    progress_state.scan_due.store(true, Ordering::Relaxed);
-                }
-                let deadline = progress_state.deadline_ns.load(Ordering::Relaxed);
-                (now >= deadline).then(|| Dynamic::from(WallClock))
-            });
-        }
-        // rhai checks the size of a whole array or map when it grows through
-        // a method (`push`, `+=`, a property set), but `m[key] = value` and
-        // `a[i] = value` only check the new element: a loop of index
-        // assignments can build a map of millions of keys, or an array of
-        // thousands of 1 MiB strings, unchecked, until the value is next used
-        // whole. So about once a millisecond of running (and never more than
-        // a tenth of the time), the next variable access re-checks every
-        // variable in scope against the size limits. Variable access is the
-        // one hook that sees the scope.
-        let scan_state = Arc::clone(&state);
-        #[allow(deprecated)] // `on_var` is stable, only flagged as "volatile".
-        if std::env::var_os("NO_VAR").is_none() {
-            engine.on_var(move |_name, _index, context| {
-                if !scan_state.scan_due.load(Ordering::Relaxed) {
-                    return Ok(None);
-                }
-                scan_state.scan_due.store(false, Ordering::Relaxed);
-                let started = scan_state.now_ns();
-                let engine = context.engine();
-                let level = context.call_level();
-                let allowance = *lock(&scan_state.request_sizes);
-                let mut frame = 0_usize;
-                for (name, _, value) in context.scope().iter_raw() {
-                    let mut sizes = values::data_sizes(value);
-                    if level == 0 && name == "request" {
-                        sizes = sizes.less(allowance);
-                    }
-                    check_sizes(engine, sizes)?;
-                    frame = frame.saturating_add(sizes.memory);
-                }
-                if let Some(this) = context.this_ptr() {
-                    let sizes = values::data_sizes(this);
-                    check_sizes(engine, sizes)?;
-                    frame = frame.saturating_add(sizes.memory);
-                }
-                let total = {
-                    let mut frames = lock(&scan_state.frame_memory);
-                    // Deeper frames measured earlier have returned since.
-                    frames.resize(level + 1, 0);
-                    frames[level] = frame;
-                    frames.iter().fold(0_usize, |a, b| a.saturating_add(*b))
-                };
-                let total = total.saturating_add(scan_state.response_bytes.load(Ordering::Relaxed));
-                if total > scan_state.max_memory.load(Ordering::Relaxed) {
-                    return Err(too_large("Memory of variables"));
-                }
-                let now = scan_state.now_ns();
-                let pause = (now - started)
-                    .saturating_mul(10)
-                    .clamp(SCAN_EVERY_NS, SCAN_AT_MOST_EVERY_NS);
-                scan_state
-                    .next_scan_ns
-                    .store(now.saturating_add(pause), Ordering::Relaxed);
-                Ok(None)
-            });
-        }
-        let print_state = Arc::clone(&state);
-        engine.on_print(move |text| print_state.log().push(text));
-        let debug_state = Arc::clone(&state);
-        engine.on_debug(move |text, _source, pos: Position| {
-            let line = match pos.line() {
-                Some(line) => format!("[debug line {line}] {text}"),
-                None => format!("[debug] {text}"),
-            };
-            debug_state.log().push(&line);
-        });
-
         Self {
-            engine,
+            scanning: run_engine(&state, metered, true),
+            // Unmetered, the scan is the only bound on memory: always scan.
+            plain: (metered).then(|| run_engine(&state, metered, false)),
             state,
             scope: Scope::new(),
             metered,
@@ -910,7 +813,11 @@ impl Sandbox {
         limits: &Limits,
     ) -> Invocation {
         let limits = limits.clamped();
-        configure(&mut self.engine, &limits);
+        let engine = match (&mut self.plain, script.needs_scan) {
+            (Some(plain), false) => plain,
+            _ => &mut self.scanning,
+        };
+        configure(engine, &limits);
         self.state.log().reset(limits.max_output_bytes);
 
         let start = Instant::now();
@@ -925,7 +832,7 @@ impl Sandbox {
         // request within the body limit (a 200k-element JSON array, a 600 KB
         // string, which `body` and `json` hold twice) would fail the script
         // by itself: a run's size limits are at least what its request holds.
-        self.engine
+        engine
             .set_max_string_size(limits.max_string_bytes.max(request_sizes.strings))
             .set_max_array_size(limits.max_array_len.max(request_sizes.arrays))
             .set_max_map_size(limits.max_map_len.max(request_sizes.maps));
@@ -948,9 +855,7 @@ impl Sandbox {
             .next_scan_ns
             .store(self.state.now_ns() + SCAN_EVERY_NS, Ordering::Relaxed);
 
-        let result = self
-            .engine
-            .eval_ast_with_scope::<Dynamic>(&mut self.scope, &script.ast);
+        let result = engine.eval_ast_with_scope::<Dynamic>(&mut self.scope, &script.ast);
 
         self.state.deadline_ns.store(u64::MAX, Ordering::Relaxed);
         self.scope.clear();
@@ -965,7 +870,7 @@ impl Sandbox {
         // holds one string many times would be that many times larger.
         let result = result.and_then(|value| {
             let sizes = values::data_sizes(&value);
-            check_sizes(&self.engine, sizes)?;
+            check_sizes(engine, sizes)?;
             if sizes.memory > limits.max_memory_bytes.max(request_sizes.memory) {
                 return Err(too_large("Memory of the answer"));
             }
@@ -995,9 +900,158 @@ impl Sandbox {
     }
 }
 
+/// The engine of one [`Sandbox`], its callbacks sharing `state`; with
+/// `scan`, the variable scan (see [`Sandbox::with_stack_limit`]'s comments
+/// and [`CompiledScript::needs_scan`]).
+fn run_engine(state: &Arc<RunState>, metered: bool, scan: bool) -> Engine {
+    let mut engine = sandbox_engine();
+
+    // `response(...)` values are charged when they are made: they may be
+    // built inside a literal or a native loop, where no scan sees them.
+    let response_state = Arc::clone(state);
+    engine.register_fn(
+        "response",
+        move |status: i64, body: Dynamic| -> Result<ResponseValue, Box<EvalAltResult>> {
+            response_state.charge_response(values::data_sizes(&body).memory)?;
+            ResponseValue::new(status, body, None)
+        },
+    );
+    let response_state = Arc::clone(state);
+    engine.register_fn(
+        "response",
+        move |status: i64,
+              body: Dynamic,
+              headers: Map|
+              -> Result<ResponseValue, Box<EvalAltResult>> {
+            let bytes = values::data_sizes(&body).memory
+                + values::data_sizes(&Dynamic::from_map(headers.clone())).memory;
+            response_state.charge_response(bytes)?;
+            ResponseValue::new(status, body, Some(headers))
+        },
+    );
+    let progress_state = Arc::clone(state);
+    engine.on_progress(move |ops| {
+        // Every operation: is the script's recursion (calls, closures,
+        // nested expressions, native callbacks into the script) about to
+        // exhaust the thread's stack? The call-depth limit normally stops
+        // it first; this backs it up whatever the frame sizes (a debug
+        // build's are several times a release build's).
+        if ops % STACK_CHECK_EVERY != 0 {
+            return None;
+        }
+        let base = progress_state.stack_base.load(Ordering::Relaxed);
+        if base.abs_diff(stack_position()) > progress_state.stack_limit {
+            return Some(Dynamic::from(StackExhausted));
+        }
+        // Every allocation of this run, wherever it is held.
+        if metered
+            && ops.is_multiple_of(METER_CHECK_EVERY)
+            && let Some(balance) = meter_balance()
+        {
+            let used = balance.wrapping_sub(progress_state.meter_base.load(Ordering::Relaxed));
+            // A balance below the start (values freed) wraps to a huge
+            // number: only a positive difference is a use.
+            if (used as i64) > 0 && used > progress_state.max_memory.load(Ordering::Relaxed) as u64
+            {
+                return Some(Dynamic::from(MemoryExhausted));
+            }
+        }
+        if ops % CLOCK_CHECK_EVERY != 0 {
+            return None;
+        }
+        let now = progress_state.now_ns();
+        if now >= progress_state.next_scan_ns.load(Ordering::Relaxed) {
+            progress_state.scan_due.store(true, Ordering::Relaxed);
+        }
+        let deadline = progress_state.deadline_ns.load(Ordering::Relaxed);
+        (now >= deadline).then(|| Dynamic::from(WallClock))
+    });
+    if scan {
+        // rhai checks the size of a whole array or map when it grows through
+        // a method (`push`, `+=`, a property set), but `m[key] = value` and
+        // `a[i] = value` only check the new element: a loop of index
+        // assignments can build a map of millions of keys, or an array of
+        // thousands of 1 MiB strings, unchecked, until the value is next used
+        // whole. So about once a millisecond of running (and never more than
+        // a tenth of the time), the next variable access re-checks every
+        // variable in scope against the size limits. Variable access is the
+        // one hook that sees the scope.
+        let scan_state = Arc::clone(state);
+        #[allow(deprecated)] // `on_var` is stable, only flagged as "volatile".
+        engine.on_var(move |_name, _index, context| {
+            if !scan_state.scan_due.load(Ordering::Relaxed) {
+                return Ok(None);
+            }
+            scan_state.scan_due.store(false, Ordering::Relaxed);
+            let started = scan_state.now_ns();
+            let engine = context.engine();
+            let level = context.call_level();
+            let allowance = *lock(&scan_state.request_sizes);
+            let mut frame = 0_usize;
+            for (name, _, value) in context.scope().iter_raw() {
+                let mut sizes = values::data_sizes(value);
+                if level == 0 && name == "request" {
+                    sizes = sizes.less(allowance);
+                }
+                check_sizes(engine, sizes)?;
+                frame = frame.saturating_add(sizes.memory);
+            }
+            if let Some(this) = context.this_ptr() {
+                let sizes = values::data_sizes(this);
+                check_sizes(engine, sizes)?;
+                frame = frame.saturating_add(sizes.memory);
+            }
+            let total = {
+                let mut frames = lock(&scan_state.frame_memory);
+                // Deeper frames measured earlier have returned since.
+                frames.resize(level + 1, 0);
+                frames[level] = frame;
+                frames.iter().fold(0_usize, |a, b| a.saturating_add(*b))
+            };
+            let total = total.saturating_add(scan_state.response_bytes.load(Ordering::Relaxed));
+            if total > scan_state.max_memory.load(Ordering::Relaxed) {
+                return Err(too_large("Memory of variables"));
+            }
+            let now = scan_state.now_ns();
+            let pause = (now - started)
+                .saturating_mul(10)
+                .clamp(SCAN_EVERY_NS, SCAN_AT_MOST_EVERY_NS);
+            scan_state
+                .next_scan_ns
+                .store(now.saturating_add(pause), Ordering::Relaxed);
+            Ok(None)
+        });
+    }
+    let print_state = Arc::clone(state);
+    engine.on_print(move |text| print_state.log().push(text));
+    let debug_state = Arc::clone(state);
+    engine.on_debug(move |text, _source, pos: Position| {
+        let line = match pos.line() {
+            Some(line) => format!("[debug line {line}] {text}"),
+            None => format!("[debug] {text}"),
+        };
+        debug_state.log().push(&line);
+    });
+
+    engine
+}
+
 #[cfg(test)]
 mod tests {
     use super::literal_longer_than;
+    use crate::executor::{Limits, compile};
+
+    #[test]
+    fn assignments_into_values_need_the_scan() {
+        let scans = |src: &str| compile(src, &Limits::default()).unwrap().needs_scan();
+        assert!(!scans("let x = 1; x = 2; x += 3; let a = [1]; a.push(2); a"));
+        assert!(scans("let a = [1]; a[0] = 2;"));
+        assert!(scans("let m = #{}; m.k = 1;"));
+        assert!(scans("let m = #{k: [1]}; m.k[0] += 1;"));
+        assert!(scans("fn f(m) { m[\"k\"] = 1 } 1"));
+        assert!(scans("let f = |m| { m[0] = 1; m }; 1"));
+        assert!(scans("fn grow() { this[\"k\"] = 1 } 1"));
+    }
 
     #[test]
     fn long_literals_are_found_without_the_tokenizer() {
