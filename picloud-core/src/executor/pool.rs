@@ -216,6 +216,14 @@ impl Shared {
                 } else {
                     tenant.ready = false;
                 }
+                // One wake-up per ready tenant: a tenant put back on the
+                // queue here (or made ready by `finish`) sent none, and the
+                // one another tenant's `submit` sent may have been taken by
+                // this worker for an older entry. Pass it on, or that
+                // tenant waits for a busy worker while others sleep.
+                if !q.ready.is_empty() && q.idle > 0 {
+                    self.work.notify_one();
+                }
                 return Some((name, job));
             }
             if q.shutdown {

@@ -1044,7 +1044,9 @@ mod tests {
     #[test]
     fn assignments_into_values_need_the_scan() {
         let scans = |src: &str| compile(src, &Limits::default()).unwrap().needs_scan();
-        assert!(!scans("let x = 1; x = 2; x += 3; let a = [1]; a.push(2); a"));
+        assert!(!scans(
+            "let x = 1; x = 2; x += 3; let a = [1]; a.push(2); a"
+        ));
         assert!(scans("let a = [1]; a[0] = 2;"));
         assert!(scans("let m = #{}; m.k = 1;"));
         assert!(scans("let m = #{k: [1]}; m.k[0] += 1;"));
