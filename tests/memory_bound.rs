@@ -236,14 +236,16 @@ async fn memory_stays_bounded(database_url: Option<&str>, times: usize) {
             .await,
         201
     );
-    // A short wall clock, so that the loops end quickly; every other limit
-    // is the default.
+    // A short wall clock, so that the loops end quickly, and 16 MiB of
+    // memory per run: the bound is the per-run limit times the workers
+    // running at once (4 here), so the default 64 MiB would allow 256 MB
+    // in flight; every other limit is the default.
     assert_eq!(
         server
             .admin(
                 reqwest::Method::PUT,
                 "/apps/mem/limits",
-                Some(json!({"wall_clock_ms": 100}))
+                Some(json!({"wall_clock_ms": 100, "max_memory_bytes": 16 * 1024 * 1024}))
             )
             .await,
         200

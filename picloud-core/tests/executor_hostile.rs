@@ -240,6 +240,33 @@ fn corpus() -> Vec<(&'static str, String, Expect)> {
             "let a = []; a.pad(10000, 1); loop { let b = a; b.dedup(|x, y| { let j = 0; while j < 3000 { j += 1; } false }) }".into(),
             Limit(TIME),
         ),
+        // Escaping writes up to six bytes for one.
+        ("an answer of control characters", "let s = \"\"; s.pad(1000000, \"\\x01\"); [s]".into(), Limit(&[StringSize])),
+        ("a response of control characters", "let s = \"\"; s.pad(1000000, \"\\x01\"); response(200, #{ s: s })".into(), Limit(&[StringSize])),
+        ("debug of control characters", "let s = \"\"; s.pad(1000000, \"\\x01\"); debug(s); 1".into(), Limit(&[StringSize])),
+        ("printing an array of control characters", "let s = \"\"; s.pad(500000, \"\\x01\"); [s, s].to_string().len()".into(), Limit(&[StringSize])),
+        // The second attack: heavy native work in a callback whose errors
+        // rhai ignores went on for minutes past the wall clock.
+        (
+            "a heavy dedup comparer",
+            "fn cmp(x, y) { let u = \"ΐ\"; u.pad(150000, \"ΐ\"); loop { u.to_upper(); } } let a = []; a.pad(50, 1); a.dedup(|x, y| cmp(x, y)); 1".into(),
+            Limit(TIME),
+        ),
+        (
+            "a heavy sort comparer",
+            "fn cmp(x, y) { let u = \"ΐ\"; u.pad(150000, \"ΐ\"); loop { u.to_upper(); } } let a = []; a.pad(50, 1); a.sort(|x, y| cmp(x, y)); 1".into(),
+            Limit(TIME),
+        ),
+        (
+            "a heavy map drain filter",
+            "fn f() { let u = \"ΐ\"; u.pad(150000, \"ΐ\"); loop { u.to_upper(); } } let m = #{}; for i in 0..500 { m[`k${i}`] = i; } m.drain(|k, v| f()); 1".into(),
+            Limit(TIME),
+        ),
+        (
+            "a size error caught in a loop",
+            "let s = \"y\"; while s.len < 1000000 { s += s; } let m = #{}; let i = 0; loop { try { m[`k${i}`] = s; i += 1; } catch (e) { } }".into(),
+            Limit(&[StringSize, Memory, WallClock, Operations]),
+        ),
         ("map keys of big strings", "let s = \"y\"; for i in 0..19 { s += s; } let m = #{}; for i in 0..1000 { m[s + i] = 1; } 1".into(), Limit(&[StringSize, Memory])),
     ]
 }

@@ -400,14 +400,30 @@ pub(crate) fn register(engine: &mut Engine) {
             name,
             |ctx: NativeCallContext, a: &mut Array| -> Fallible<ImmutableString> {
                 check_printable(&ctx, values::array_sizes(a))?;
-                Ok(values::array_to_string(a))
+                values::array_to_string(a, limit(ctx.engine().max_string_size()))
+                    .ok_or_else(|| too_large("Length of string"))
             },
         );
         engine.register_fn(
             name,
             |ctx: NativeCallContext, m: &mut Map| -> Fallible<ImmutableString> {
                 check_printable(&ctx, values::map_sizes(m))?;
-                Ok(values::map_to_string(m))
+                values::map_to_string(m, limit(ctx.engine().max_string_size()))
+                    .ok_or_else(|| too_large("Length of string"))
+            },
+        );
+    }
+    // A string's debug form escapes it (up to six bytes for one): sized
+    // first, like the rest.
+    for name in ["debug", "to_debug"] {
+        engine.register_fn(
+            name,
+            |ctx: NativeCallContext, s: &mut ImmutableString| -> Fallible<ImmutableString> {
+                let escaped = s.chars().map(|c| c.escape_debug().len()).sum::<usize>() + 2;
+                if escaped > limit(ctx.engine().max_string_size()) {
+                    return Err(too_large("Length of string"));
+                }
+                Ok(format!("{:?}", s.as_str()).into())
             },
         );
     }

@@ -261,7 +261,10 @@ impl ExecError {
                     value.to_string()
                 } else {
                     // Not `Display`: a thrown value may be nested deep.
-                    format!("exception thrown: {}", super::values::debug_string(value))
+                    format!(
+                        "exception thrown: {}",
+                        super::values::debug_string(value, MAX_THROWN_BYTES)
+                    )
                 };
                 Self::runtime(with_function(text, function), line)
             }
@@ -303,3 +306,6 @@ fn message_of(err: &EvalAltResult) -> String {
         None => text,
     }
 }
+
+/// How much of a thrown value an error message shows.
+const MAX_THROWN_BYTES: usize = 4096;

@@ -77,6 +77,9 @@ pub struct Limits {
 impl Limits {
     /// The highest wall clock [`Limits::validate`] accepts: 60 s.
     pub const MAX_WALL_CLOCK: Duration = Duration::from_secs(60);
+    /// The highest operation count accepted: more than a script can run
+    /// within [`Limits::MAX_WALL_CLOCK`], so the wall clock is what ends it.
+    pub const MAX_OPERATIONS: u64 = 5_000_000_000;
     /// The highest call depth accepted. The worker's stack check stops
     /// recursion that would not fit anyway; this keeps the limit meaningful.
     pub const MAX_CALL_DEPTH: usize = 256;
@@ -131,6 +134,12 @@ impl Limits {
             });
         }
         positive("max_operations", self.max_operations)?;
+        if self.max_operations > Self::MAX_OPERATIONS {
+            return Err(LimitsError {
+                field: "max_operations",
+                reason: format!("must be at most {}", Self::MAX_OPERATIONS),
+            });
+        }
         at_most("max_call_depth", self.max_call_depth, Self::MAX_CALL_DEPTH)?;
         at_most("max_expr_depth", self.max_expr_depth, Self::MAX_EXPR_DEPTH)?;
         at_most(
@@ -175,7 +184,7 @@ impl Limits {
             wall_clock: self
                 .wall_clock
                 .clamp(Duration::from_millis(1), Self::MAX_WALL_CLOCK),
-            max_operations: self.max_operations.max(1),
+            max_operations: self.max_operations.clamp(1, Self::MAX_OPERATIONS),
             max_call_depth: within(self.max_call_depth, Self::MAX_CALL_DEPTH),
             max_expr_depth: within(self.max_expr_depth, Self::MAX_EXPR_DEPTH),
             max_function_expr_depth: within(self.max_function_expr_depth, Self::MAX_EXPR_DEPTH),

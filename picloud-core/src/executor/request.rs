@@ -186,11 +186,11 @@ fn is_token_byte(b: u8) -> bool {
 }
 
 /// Turns the script's result into a response, or a message saying why not.
-pub(crate) fn into_response(value: Dynamic) -> Result<ScriptResponse, String> {
+pub(crate) fn into_response(value: Dynamic, max_json: usize) -> Result<ScriptResponse, String> {
     let value = value.flatten();
     if value.is::<ResponseValue>() {
         let r = value.cast::<ResponseValue>();
-        let (content_type, body) = body_of(r.body)?;
+        let (content_type, body) = body_of(r.body, max_json)?;
         let mut content_type = content_type.map(str::to_owned);
         let mut headers = Vec::with_capacity(r.headers.len());
         for (name, value) in r.headers {
@@ -221,7 +221,7 @@ pub(crate) fn into_response(value: Dynamic) -> Result<ScriptResponse, String> {
             body: Vec::new(),
         });
     }
-    let (content_type, body) = body_of(value)?;
+    let (content_type, body) = body_of(value, max_json)?;
     Ok(ScriptResponse {
         status: 200,
         content_type: content_type.map(str::to_owned),
@@ -232,7 +232,7 @@ pub(crate) fn into_response(value: Dynamic) -> Result<ScriptResponse, String> {
 
 /// A body and its default content type: string as text, BLOB as bytes,
 /// unit as nothing, anything else as JSON.
-fn body_of(value: Dynamic) -> Result<(Option<&'static str>, Vec<u8>), String> {
+fn body_of(value: Dynamic, max_json: usize) -> Result<(Option<&'static str>, Vec<u8>), String> {
     let value = value.flatten();
     if value.is_unit() {
         return Ok((None, Vec::new()));
@@ -244,8 +244,42 @@ fn body_of(value: Dynamic) -> Result<(Option<&'static str>, Vec<u8>), String> {
     if value.is_blob() {
         return Ok((Some(OCTET_STREAM), value.into_blob().unwrap_or_default()));
     }
-    let body = serde_json::to_vec(&StrictJson(&value, 0)).map_err(|e| e.to_string())?;
-    Ok((Some(APPLICATION_JSON), body))
+    let mut body = CappedBuffer {
+        bytes: Vec::new(),
+        max: max_json,
+    };
+    serde_json::to_writer(&mut body, &StrictJson(&value, 0)).map_err(|e| {
+        if e.is_io() {
+            format!("{ANSWER_TOO_LARGE} ({max_json} bytes of JSON)")
+        } else {
+            e.to_string()
+        }
+    })?;
+    Ok((Some(APPLICATION_JSON), body.bytes))
+}
+
+/// What an answer whose JSON text passes its bound fails with.
+pub(crate) const ANSWER_TOO_LARGE: &str = "the answer is larger than its limit";
+
+/// A buffer that refuses to grow past `max` bytes: JSON text can be six
+/// times its strings (`"\u0001"`), so it is bounded while it is written.
+struct CappedBuffer {
+    bytes: Vec<u8>,
+    max: usize,
+}
+
+impl std::io::Write for CappedBuffer {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.bytes.len() + buf.len() > self.max {
+            return Err(std::io::Error::other(ANSWER_TOO_LARGE));
+        }
+        self.bytes.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// A value as JSON text, strictly (see [`StrictJson`]): the script's

@@ -58,7 +58,7 @@
 //! keeps the sandbox self-contained instead of relying on thread-locals.
 
 use std::cell::Cell;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -74,7 +74,7 @@ use super::bounded::{self, check_sizes, too_large};
 use super::error::{CompileError, ExecError};
 use super::limits::LimitKind;
 use super::limits::Limits;
-use super::request::{ResponseValue, ScriptRequest, into_response};
+use super::request::{ANSWER_TOO_LARGE, ResponseValue, ScriptRequest, into_response};
 use super::values::{self, DataSizes};
 
 /// How often (in operations, a power of two) the wall clock is read.
@@ -633,6 +633,8 @@ struct RunState {
     deadline_ns: AtomicU64,
     /// The native stack position when the run started.
     stack_base: AtomicUsize,
+    /// Why the run was stopped ([`NOT_STOPPED`] while it may go on).
+    stopped: AtomicU8,
     /// How many bytes of native stack the script may use below `stack_base`.
     stack_limit: usize,
     /// Set by the clock check when the variables are due for a size scan.
@@ -653,7 +655,23 @@ struct RunState {
     log: Mutex<LogBuffer>,
 }
 
+/// [`RunState::stopped`]: the run goes on.
+const NOT_STOPPED: u8 = 0;
+/// [`RunState::stopped`]: past the wall clock.
+const STOPPED_BY_CLOCK: u8 = 1;
+/// [`RunState::stopped`]: past the stack limit.
+const STOPPED_BY_STACK: u8 = 2;
+/// [`RunState::stopped`]: past a memory or size limit.
+const STOPPED_BY_MEMORY: u8 = 3;
+
 impl RunState {
+    /// Records why the run stopped; the first reason stays.
+    fn stop(&self, why: u8) {
+        let _ =
+            self.stopped
+                .compare_exchange(NOT_STOPPED, why, Ordering::Relaxed, Ordering::Relaxed);
+    }
+
     fn now_ns(&self) -> u64 {
         u64::try_from(self.origin.elapsed().as_nanos()).unwrap_or(u64::MAX)
     }
@@ -775,6 +793,7 @@ impl Sandbox {
             origin: Instant::now(),
             deadline_ns: AtomicU64::new(u64::MAX),
             stack_base: AtomicUsize::new(0),
+            stopped: AtomicU8::new(NOT_STOPPED),
             stack_limit: bytes,
             scan_due: AtomicBool::new(false),
             next_scan_ns: AtomicU64::new(0),
@@ -851,6 +870,7 @@ impl Sandbox {
             .stack_base
             .store(stack_position(), Ordering::Relaxed);
         self.state.scan_due.store(false, Ordering::Relaxed);
+        self.state.stopped.store(NOT_STOPPED, Ordering::Relaxed);
         self.state
             .next_scan_ns
             .store(self.state.now_ns() + SCAN_EVERY_NS, Ordering::Relaxed);
@@ -866,6 +886,12 @@ impl Sandbox {
             },
             ok => ok,
         };
+        // An answer's JSON text is at most twice the string limit plus
+        // 1 MiB: quoting and structure, not six-fold escapes.
+        let max_json = engine
+            .max_string_size()
+            .saturating_mul(2)
+            .saturating_add(1024 * 1024);
         // The answer is written out whole (as JSON or text): a value that
         // holds one string many times would be that many times larger.
         let result = result.and_then(|value| {
@@ -878,7 +904,13 @@ impl Sandbox {
         });
         let runtime = |message: String| ExecError::runtime(message, None);
         let outcome = match result {
-            Ok(value) => into_response(value).map_err(runtime),
+            Ok(value) => into_response(value, max_json).map_err(|message| {
+                if message.starts_with(ANSWER_TOO_LARGE) {
+                    ExecError::from_eval(&too_large("Length of string"), &limits)
+                } else {
+                    runtime(message)
+                }
+            }),
             Err(err) => Err(ExecError::from_eval(&err, &limits)),
         };
         self.finish(start, outcome)
@@ -936,11 +968,23 @@ fn run_engine(state: &Arc<RunState>, metered: bool, scan: bool) -> Engine {
         // exhaust the thread's stack? The call-depth limit normally stops
         // it first; this backs it up whatever the frame sizes (a debug
         // build's are several times a release build's).
+        //
+        // A run stopped once stays stopped: every later operation stops it
+        // again, so a native function that calls back into the script and
+        // ignores the error (or a `try`/`catch` around a size error) cannot
+        // carry on past a limit.
+        match progress_state.stopped.load(Ordering::Relaxed) {
+            NOT_STOPPED => {}
+            STOPPED_BY_CLOCK => return Some(Dynamic::from(WallClock)),
+            STOPPED_BY_STACK => return Some(Dynamic::from(StackExhausted)),
+            _ => return Some(Dynamic::from(MemoryExhausted)),
+        }
         if ops % STACK_CHECK_EVERY != 0 {
             return None;
         }
         let base = progress_state.stack_base.load(Ordering::Relaxed);
         if base.abs_diff(stack_position()) > progress_state.stack_limit {
+            progress_state.stop(STOPPED_BY_STACK);
             return Some(Dynamic::from(StackExhausted));
         }
         // Every allocation of this run, wherever it is held.
@@ -953,6 +997,7 @@ fn run_engine(state: &Arc<RunState>, metered: bool, scan: bool) -> Engine {
             // number: only a positive difference is a use.
             if (used as i64) > 0 && used > progress_state.max_memory.load(Ordering::Relaxed) as u64
             {
+                progress_state.stop(STOPPED_BY_MEMORY);
                 return Some(Dynamic::from(MemoryExhausted));
             }
         }
@@ -964,7 +1009,10 @@ fn run_engine(state: &Arc<RunState>, metered: bool, scan: bool) -> Engine {
             progress_state.scan_due.store(true, Ordering::Relaxed);
         }
         let deadline = progress_state.deadline_ns.load(Ordering::Relaxed);
-        (now >= deadline).then(|| Dynamic::from(WallClock))
+        (now >= deadline).then(|| {
+            progress_state.stop(STOPPED_BY_CLOCK);
+            Dynamic::from(WallClock)
+        })
     });
     if scan {
         // rhai checks the size of a whole array or map when it grows through
@@ -988,29 +1036,38 @@ fn run_engine(state: &Arc<RunState>, metered: bool, scan: bool) -> Engine {
             let level = context.call_level();
             let allowance = *lock(&scan_state.request_sizes);
             let mut frame = 0_usize;
-            for (name, _, value) in context.scope().iter_raw() {
-                let mut sizes = values::data_sizes(value);
-                if level == 0 && name == "request" {
-                    sizes = sizes.less(allowance);
+            // A size error stops the run for good (see `stopped`): a script's
+            // `try`/`catch` cannot keep it going.
+            let checked = (|| {
+                for (name, _, value) in context.scope().iter_raw() {
+                    let mut sizes = values::data_sizes(value);
+                    if level == 0 && name == "request" {
+                        sizes = sizes.less(allowance);
+                    }
+                    check_sizes(engine, sizes)?;
+                    frame = frame.saturating_add(sizes.memory);
                 }
-                check_sizes(engine, sizes)?;
-                frame = frame.saturating_add(sizes.memory);
-            }
-            if let Some(this) = context.this_ptr() {
-                let sizes = values::data_sizes(this);
-                check_sizes(engine, sizes)?;
-                frame = frame.saturating_add(sizes.memory);
-            }
-            let total = {
-                let mut frames = lock(&scan_state.frame_memory);
-                // Deeper frames measured earlier have returned since.
-                frames.resize(level + 1, 0);
-                frames[level] = frame;
-                frames.iter().fold(0_usize, |a, b| a.saturating_add(*b))
-            };
-            let total = total.saturating_add(scan_state.response_bytes.load(Ordering::Relaxed));
-            if total > scan_state.max_memory.load(Ordering::Relaxed) {
-                return Err(too_large("Memory of variables"));
+                if let Some(this) = context.this_ptr() {
+                    let sizes = values::data_sizes(this);
+                    check_sizes(engine, sizes)?;
+                    frame = frame.saturating_add(sizes.memory);
+                }
+                let total = {
+                    let mut frames = lock(&scan_state.frame_memory);
+                    // Deeper frames measured earlier have returned since.
+                    frames.resize(level + 1, 0);
+                    frames[level] = frame;
+                    frames.iter().fold(0_usize, |a, b| a.saturating_add(*b))
+                };
+                let total = total.saturating_add(scan_state.response_bytes.load(Ordering::Relaxed));
+                if total > scan_state.max_memory.load(Ordering::Relaxed) {
+                    return Err(too_large("Memory of variables"));
+                }
+                Ok(())
+            })();
+            if let Err(err) = checked {
+                scan_state.stop(STOPPED_BY_MEMORY);
+                return Err(err);
             }
             let now = scan_state.now_ns();
             let pause = (now - started)

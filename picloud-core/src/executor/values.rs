@@ -19,43 +19,60 @@ use rhai::{Array, Dynamic, EvalAltResult, ImmutableString, Map, NativeCallContex
 pub const MAX_DATA_DEPTH: usize = 64;
 
 /// rhai's `to_debug` form of a value (`[1, "a", #{"k": ()}]`), elided past
-/// [`MAX_DATA_DEPTH`].
-pub(crate) fn debug_string(value: &Dynamic) -> String {
+/// [`MAX_DATA_DEPTH`], and cut (ending in `…`) past `max` bytes.
+pub(crate) fn debug_string(value: &Dynamic, max: usize) -> String {
     let mut out = String::new();
-    write_debug(&mut out, value, 0);
+    if !write_debug(&mut out, value, 0, max) || out.len() > max {
+        let mut cut = max.min(out.len());
+        while !out.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        out.truncate(cut);
+        out.push('…');
+    }
     out
 }
 
-fn write_debug(out: &mut String, value: &Dynamic, depth: usize) {
+/// Writes `value`; `false` once `out` holds more than `max` bytes (the
+/// text is then incomplete). A leaf is written whole, so `out` may end up
+/// to one leaf's escaped form past `max`.
+fn write_debug(out: &mut String, value: &Dynamic, depth: usize, max: usize) -> bool {
+    if out.len() > max {
+        return false;
+    }
     if let Ok(array) = value.as_array_ref() {
-        write_array(out, &array, depth);
+        write_array(out, &array, depth, max)
     } else if let Ok(map) = value.as_map_ref() {
-        write_map(out, &map, depth);
+        write_map(out, &map, depth, max)
     } else {
         // A leaf: rhai's own Debug form, which does not recurse.
         let _ = write!(out, "{value:?}");
+        out.len() <= max
     }
 }
 
-fn write_array(out: &mut String, array: &Array, depth: usize) {
+fn write_array(out: &mut String, array: &Array, depth: usize, max: usize) -> bool {
     if depth >= MAX_DATA_DEPTH {
         out.push_str("[...]");
-        return;
+        return out.len() <= max;
     }
     out.push('[');
     for (i, item) in array.iter().enumerate() {
         if i > 0 {
             out.push_str(", ");
         }
-        write_debug(out, item, depth + 1);
+        if !write_debug(out, item, depth + 1, max) {
+            return false;
+        }
     }
     out.push(']');
+    out.len() <= max
 }
 
-fn write_map(out: &mut String, map: &Map, depth: usize) {
+fn write_map(out: &mut String, map: &Map, depth: usize, max: usize) -> bool {
     if depth >= MAX_DATA_DEPTH {
         out.push_str("#{...}");
-        return;
+        return out.len() <= max;
     }
     out.push_str("#{");
     for (i, (key, item)) in map.iter().enumerate() {
@@ -63,23 +80,26 @@ fn write_map(out: &mut String, map: &Map, depth: usize) {
             out.push_str(", ");
         }
         let _ = write!(out, "{:?}: ", key.as_str());
-        write_debug(out, item, depth + 1);
+        if !write_debug(out, item, depth + 1, max) {
+            return false;
+        }
     }
     out.push('}');
+    out.len() <= max
 }
 
-/// `print`/`to_string`/`debug`/`to_debug` of an array.
-pub(crate) fn array_to_string(array: &mut Array) -> ImmutableString {
+/// `print`/`to_string`/`debug`/`to_debug` of an array; `None` past `max`
+/// bytes.
+pub(crate) fn array_to_string(array: &Array, max: usize) -> Option<ImmutableString> {
     let mut out = String::new();
-    write_array(&mut out, array, 0);
-    out.into()
+    write_array(&mut out, array, 0, max).then(|| out.into())
 }
 
-/// `print`/`to_string`/`debug`/`to_debug` of a map.
-pub(crate) fn map_to_string(map: &mut Map) -> ImmutableString {
+/// `print`/`to_string`/`debug`/`to_debug` of a map; `None` past `max`
+/// bytes.
+pub(crate) fn map_to_string(map: &Map, max: usize) -> Option<ImmutableString> {
     let mut out = String::new();
-    write_map(&mut out, map, 0);
-    out.into()
+    write_map(&mut out, map, 0, max).then(|| out.into())
 }
 
 /// `==` on two arrays, with rhai's semantics for the leaves (`1 == 1.0`,
