@@ -59,6 +59,11 @@ struct ServeArgs {
     #[arg(long, env = "PICLOUD_MAX_CONNECTIONS", default_value_t = 1024,
           value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     max_connections: u32,
+    /// Milliseconds a write to a client may make no progress before the
+    /// connection closes (a client that stops reading).
+    #[arg(long, env = "PICLOUD_WRITE_TIMEOUT_MS", default_value_t = 30_000,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    write_timeout_ms: u64,
     /// Milliseconds requests in flight may take to finish after SIGINT/SIGTERM.
     #[arg(long, env = "PICLOUD_SHUTDOWN_GRACE_MS", default_value_t = 10_000)]
     shutdown_grace_ms: u64,
@@ -87,6 +92,7 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
             header_read_timeout: Duration::from_millis(args.header_timeout_ms),
             max_connections: args.max_connections as usize,
             shutdown_grace: Duration::from_millis(args.shutdown_grace_ms),
+            write_timeout: Duration::from_millis(args.write_timeout_ms),
         },
         ..ServerConfig::default()
     };

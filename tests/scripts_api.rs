@@ -356,6 +356,17 @@ async fn scripts_cannot_break_framing_or_read_picloud_tokens(s: TestServer) {
             .header("x-other", other)
             .send()
     };
+    for other in [
+        format!("session={pc}"),
+        format!("\"{pc}\""),
+        format!("a;{pc}"),
+        format!("{{\"t\":\"{pc}\"}}"),
+    ] {
+        let resp = key_sent("k".into(), "k".into(), other.clone())
+            .await
+            .unwrap();
+        assert_eq!(resp.text().await.unwrap(), "k k none", "{other}");
+    }
     let resp = key_sent(pc.to_owned(), s.owner_token.clone(), format!("x {pc}"))
         .await
         .unwrap();

@@ -347,3 +347,55 @@ async fn oversized_heads_get_json_from_the_router_and_empty_bodies_from_hyper() 
 
     server.healthy().await;
 }
+
+/// A client that stops reading an answer: once a write has made no
+/// progress for the write timeout, the connection closes and the answer it
+/// held is freed (the second attack held 1 GB with 500 such clients).
+#[tokio::test]
+async fn a_client_that_stops_reading_is_cut_off_after_the_write_timeout() {
+    let server = spawn(&[("PICLOUD_WRITE_TIMEOUT_MS", "500")]).await;
+    let token = "slow_clients_test_token_0123456789abcdef";
+    let client = reqwest::Client::new();
+    let base = format!("http://{}", server.addr);
+    let status = |r: reqwest::Response| r.status().as_u16();
+    let created = client
+        .post(format!("{base}/api/v1/admin/apps"))
+        .bearer_auth(token)
+        .json(&serde_json::json!({"slug": "big", "name": "Big"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(status(created), 201);
+    let limits = client
+        .put(format!("{base}/api/v1/admin/apps/big/limits"))
+        .bearer_auth(token)
+        .json(&serde_json::json!({"max_string_bytes": 16 * 1024 * 1024}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(status(limits), 200);
+    let deployed = client
+        .put(format!("{base}/api/v1/admin/apps/big/scripts/answer"))
+        .bearer_auth(token)
+        .body("let s = \"x\"; s.pad(16000000, \"x\"); s")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(status(deployed), 201);
+
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut s = socket.connect(server.addr.parse().unwrap()).await.unwrap();
+    s.write_all(b"GET /run/big/answer HTTP/1.1\r\nHost: t\r\n\r\n")
+        .await
+        .unwrap();
+    // Read nothing while the server's writes stall, then drain.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let sent = within(10, read_until_closed(&mut s)).await;
+    assert!(
+        sent.len() < 16_000_000,
+        "the whole answer was sent ({} bytes): the connection was not cut",
+        sent.len()
+    );
+    server.healthy().await;
+}

@@ -589,7 +589,13 @@ async fn strip_credentials(stores: &Stores, headers: &mut BTreeMap<String, Strin
             .map(str::to_owned)
             .collect()
     };
-    headers.retain(|_, value| !words(value).iter().any(|w| has_token_form(w)));
+    // The token form is looked for in any word, whatever delimits it
+    // (`session=pc_…`, `"pc_…"`, `a;pc_…`).
+    headers.retain(|_, value| {
+        !value
+            .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '-'))
+            .any(has_token_form)
+    });
     let credential_named =
         |name: &str| name.contains("auth") || name.contains("token") || name.contains("key");
     let names: Vec<String> = headers
