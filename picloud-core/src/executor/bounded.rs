@@ -545,7 +545,7 @@ mod tests {
     fn json_values_are_bounded_from_above() {
         assert_eq!(json_values_at_most("1"), 1);
         assert_eq!(json_values_at_most("[1,2,3]"), 4);
-        assert_eq!(json_values_at_most(r#"{"a,[{":[],"b":"\",{"}"#), 3);
+        assert_eq!(json_values_at_most(r#"{"a,[{":[],"b":"\",{"}"#), 4);
         assert_eq!(json_values_at_most(&"[{},".repeat(10)), 31);
     }
 }
