@@ -373,6 +373,10 @@ async fn the_largest_limits_bound_a_native_call_that_multiplies_its_input() {
         ("chars", format!("{big} s.to_chars().len()")),
         ("replace", format!("{big} let t = s.sub_string(0, 1024); t.replace(\"a\", s).len()")),
         (
+            "print",
+            "let s = \"\"; s.pad(64 * 1024 * 1024 - 16, \"\\x01\"); let t = \"\" + [s]; 1".to_owned(),
+        ),
+        (
             "json",
             "let s = \"[],\"; while s.len < 32 * 1024 * 1024 { s += s; } parse_json(\"[\" + s + \"[]]\").len()".to_owned(),
         ),

@@ -245,6 +245,12 @@ fn corpus() -> Vec<(&'static str, String, Expect)> {
         ("a response of control characters", "let s = \"\"; s.pad(1000000, \"\\x01\"); response(200, #{ s: s })".into(), Limit(&[StringSize])),
         ("debug of control characters", "let s = \"\"; s.pad(1000000, \"\\x01\"); debug(s); 1".into(), Limit(&[StringSize])),
         ("printing an array of control characters", "let s = \"\"; s.pad(500000, \"\\x01\"); [s, s].to_string().len()".into(), Limit(&[StringSize])),
+        // rhai prints with its own unbounded code when `to_string` fails:
+        // interpolation and `+` once went round the checks that way.
+        ("concatenating an array of control characters", "let s = \"\"; s.pad(500000, \"\\x01\"); let t = \"\" + [s, s]; 1".into(), Limit(&[StringSize])),
+        ("interpolating a map of control characters", "let s = \"\"; s.pad(500000, \"\\x01\"); `${#{a: s, b: s}}`".into(), Limit(&[StringSize])),
+        ("appending an array of control characters", "let s = \"\"; s.pad(500000, \"\\x01\"); let t = \"\"; t += [s, s]; 1".into(), Limit(&[StringSize])),
+        ("answering with an interpolated shared string", "let s = \"y\"; while s.len < 1000000 { s += s; } let a = []; a.pad(3000, 0); for i in 0..3000 { a[i] = s; } return `${a}`;".into(), Limit(&[StringSize, Memory])),
         // The second attack: heavy native work in a callback whose errors
         // rhai ignores went on for minutes past the wall clock.
         (

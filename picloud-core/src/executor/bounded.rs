@@ -307,6 +307,55 @@ fn index_of(ctx: &NativeCallContext, array: &Array, value: &Dynamic, start: i64)
     Ok(-1)
 }
 
+/// Registers printing (`print`, `to_string`, `debug`, `to_debug`, which
+/// string interpolation and `+` use) of arrays, maps and strings.
+///
+/// rhai prints a value with its own unbounded code when these fail, so
+/// they never fail: past the limits they call `stop` (which must end the
+/// run at its next operation, and fail it if none comes) and return the
+/// text cut short.
+pub(crate) fn register_printing(
+    engine: &mut Engine,
+    stop: impl Fn() + Clone + Send + Sync + 'static,
+) {
+    for name in ["print", "to_string", "debug", "to_debug"] {
+        let on_overflow = stop.clone();
+        engine.register_fn(name, move |ctx: NativeCallContext, a: &mut Array| {
+            let max = limit(ctx.engine().max_string_size());
+            let fits = check_printable(&ctx, values::array_sizes(a)).is_ok();
+            let (text, whole) = values::array_to_string(a, if fits { max } else { 0 });
+            if !whole {
+                on_overflow();
+            }
+            text
+        });
+        let on_overflow = stop.clone();
+        engine.register_fn(name, move |ctx: NativeCallContext, m: &mut Map| {
+            let max = limit(ctx.engine().max_string_size());
+            let fits = check_printable(&ctx, values::map_sizes(m)).is_ok();
+            let (text, whole) = values::map_to_string(m, if fits { max } else { 0 });
+            if !whole {
+                on_overflow();
+            }
+            text
+        });
+    }
+    // A string's debug form escapes it (up to six bytes for one).
+    for name in ["debug", "to_debug"] {
+        let on_overflow = stop.clone();
+        engine.register_fn(
+            name,
+            move |ctx: NativeCallContext, s: &mut ImmutableString| {
+                if values::quoted_len(s) > limit(ctx.engine().max_string_size()) {
+                    on_overflow();
+                    return ImmutableString::from("\"…\"");
+                }
+                ImmutableString::from(format!("{:?}", s.as_str()))
+            },
+        );
+    }
+}
+
 /// Registers the bounded functions on `engine`; functions registered on the
 /// engine are found before the standard package's.
 pub(crate) fn register(engine: &mut Engine) {
@@ -395,38 +444,6 @@ pub(crate) fn register(engine: &mut Engine) {
     // Printing and comparing arrays and maps recurse once per level of
     // nesting; rhai's versions use a few KiB of native stack per level,
     // these (see `values`) stop at a fixed depth, and check the size first.
-    for name in ["print", "to_string", "debug", "to_debug"] {
-        engine.register_fn(
-            name,
-            |ctx: NativeCallContext, a: &mut Array| -> Fallible<ImmutableString> {
-                check_printable(&ctx, values::array_sizes(a))?;
-                values::array_to_string(a, limit(ctx.engine().max_string_size()))
-                    .ok_or_else(|| too_large("Length of string"))
-            },
-        );
-        engine.register_fn(
-            name,
-            |ctx: NativeCallContext, m: &mut Map| -> Fallible<ImmutableString> {
-                check_printable(&ctx, values::map_sizes(m))?;
-                values::map_to_string(m, limit(ctx.engine().max_string_size()))
-                    .ok_or_else(|| too_large("Length of string"))
-            },
-        );
-    }
-    // A string's debug form escapes it (up to six bytes for one): sized
-    // first, like the rest.
-    for name in ["debug", "to_debug"] {
-        engine.register_fn(
-            name,
-            |ctx: NativeCallContext, s: &mut ImmutableString| -> Fallible<ImmutableString> {
-                let escaped = s.chars().map(|c| c.escape_debug().len()).sum::<usize>() + 2;
-                if escaped > limit(ctx.engine().max_string_size()) {
-                    return Err(too_large("Length of string"));
-                }
-                Ok(format!("{:?}", s.as_str()).into())
-            },
-        );
-    }
     engine.register_fn(
         "contains",
         |ctx: NativeCallContext, a: &mut Array, value: Dynamic| -> Fallible<bool> {

@@ -221,6 +221,15 @@ impl ExecError {
                     line,
                 )
             }
+            EvalAltResult::ErrorTerminated(token, _)
+                if token.is::<super::sandbox::TextExhausted>() =>
+            {
+                Self::limit_hit(
+                    LimitKind::StringSize,
+                    format!("{} bytes", limits.max_string_bytes),
+                    line,
+                )
+            }
             EvalAltResult::ErrorTooManyOperations(_) => Self::limit_hit(
                 LimitKind::Operations,
                 limits.max_operations.to_string(),

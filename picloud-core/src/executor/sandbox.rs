@@ -127,6 +127,11 @@ pub(crate) struct WallClock;
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct StackExhausted;
 
+/// The termination token for a value printed past the string limit (see
+/// [`bounded::register_printing`]).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct TextExhausted;
+
 /// The termination token the memory meter hands to rhai.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct MemoryExhausted;
@@ -663,6 +668,8 @@ const STOPPED_BY_CLOCK: u8 = 1;
 const STOPPED_BY_STACK: u8 = 2;
 /// [`RunState::stopped`]: past a memory or size limit.
 const STOPPED_BY_MEMORY: u8 = 3;
+/// [`RunState::stopped`]: printing a value past the string limit.
+const STOPPED_BY_TEXT: u8 = 4;
 
 impl RunState {
     /// Records why the run stopped; the first reason stays.
@@ -886,6 +893,16 @@ impl Sandbox {
             },
             ok => ok,
         };
+        // A run stopped by a callback that could not fail (printing) and
+        // then ended without another operation still fails.
+        let result = match (result, self.state.stopped.load(Ordering::Relaxed)) {
+            (Ok(_), STOPPED_BY_TEXT) => Err(EvalAltResult::ErrorTerminated(
+                Dynamic::from(TextExhausted),
+                Position::NONE,
+            )
+            .into()),
+            (result, _) => result,
+        };
         // An answer's JSON text is at most twice the string limit plus
         // 1 MiB: quoting and structure, not six-fold escapes.
         let max_json = engine
@@ -937,6 +954,8 @@ impl Sandbox {
 /// and [`CompiledScript::needs_scan`]).
 fn run_engine(state: &Arc<RunState>, metered: bool, scan: bool) -> Engine {
     let mut engine = sandbox_engine();
+    let print_stop = Arc::clone(state);
+    bounded::register_printing(&mut engine, move || print_stop.stop(STOPPED_BY_TEXT));
 
     // `response(...)` values are charged when they are made: they may be
     // built inside a literal or a native loop, where no scan sees them.
@@ -977,6 +996,7 @@ fn run_engine(state: &Arc<RunState>, metered: bool, scan: bool) -> Engine {
             NOT_STOPPED => {}
             STOPPED_BY_CLOCK => return Some(Dynamic::from(WallClock)),
             STOPPED_BY_STACK => return Some(Dynamic::from(StackExhausted)),
+            STOPPED_BY_TEXT => return Some(Dynamic::from(TextExhausted)),
             _ => return Some(Dynamic::from(MemoryExhausted)),
         }
         if ops % STACK_CHECK_EVERY != 0 {

@@ -45,7 +45,13 @@ fn write_debug(out: &mut String, value: &Dynamic, depth: usize, max: usize) -> b
     } else if let Ok(map) = value.as_map_ref() {
         write_map(out, &map, depth, max)
     } else {
-        // A leaf: rhai's own Debug form, which does not recurse.
+        // A leaf: rhai's own Debug form, which does not recurse. A string
+        // escapes to up to six bytes per byte: sized before it is written.
+        if let Ok(text) = value.as_immutable_string_ref()
+            && out.len().saturating_add(quoted_len(&text)) > max
+        {
+            return false;
+        }
         let _ = write!(out, "{value:?}");
         out.len() <= max
     }
@@ -79,6 +85,9 @@ fn write_map(out: &mut String, map: &Map, depth: usize, max: usize) -> bool {
         if i > 0 {
             out.push_str(", ");
         }
+        if out.len().saturating_add(quoted_len(key)) > max {
+            return false;
+        }
         let _ = write!(out, "{:?}: ", key.as_str());
         if !write_debug(out, item, depth + 1, max) {
             return false;
@@ -88,18 +97,38 @@ fn write_map(out: &mut String, map: &Map, depth: usize, max: usize) -> bool {
     out.len() <= max
 }
 
-/// `print`/`to_string`/`debug`/`to_debug` of an array; `None` past `max`
-/// bytes.
-pub(crate) fn array_to_string(array: &Array, max: usize) -> Option<ImmutableString> {
-    let mut out = String::new();
-    write_array(&mut out, array, 0, max).then(|| out.into())
+/// The length of `text`'s debug form (`"…"` with escapes), at most: each
+/// character as `char::escape_debug` writes it (which also escapes `'`).
+pub(crate) fn quoted_len(text: &str) -> usize {
+    text.chars().map(|c| c.escape_debug().len()).sum::<usize>() + 2
 }
 
-/// `print`/`to_string`/`debug`/`to_debug` of a map; `None` past `max`
-/// bytes.
-pub(crate) fn map_to_string(map: &Map, max: usize) -> Option<ImmutableString> {
+/// `print`/`to_string`/`debug`/`to_debug` of an array: the text, and
+/// whether it is whole (else it was cut past `max` bytes and ends in `…`).
+pub(crate) fn array_to_string(array: &Array, max: usize) -> (ImmutableString, bool) {
     let mut out = String::new();
-    write_map(&mut out, map, 0, max).then(|| out.into())
+    let whole = write_array(&mut out, array, 0, max);
+    finish_text(out, whole, max)
+}
+
+/// `print`/`to_string`/`debug`/`to_debug` of a map; see [`array_to_string`].
+pub(crate) fn map_to_string(map: &Map, max: usize) -> (ImmutableString, bool) {
+    let mut out = String::new();
+    let whole = write_map(&mut out, map, 0, max);
+    finish_text(out, whole, max)
+}
+
+fn finish_text(mut out: String, whole: bool, max: usize) -> (ImmutableString, bool) {
+    if whole && out.len() <= max {
+        return (out.into(), true);
+    }
+    let mut cut = max.min(out.len()).min(1024);
+    while !out.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    out.truncate(cut);
+    out.push('…');
+    (out.into(), false)
 }
 
 /// `==` on two arrays, with rhai's semantics for the leaves (`1 == 1.0`,
