@@ -361,12 +361,20 @@ async fn scripts_cannot_break_framing_or_read_picloud_tokens(s: TestServer) {
         format!("\"{pc}\""),
         format!("a;{pc}"),
         format!("{{\"t\":\"{pc}\"}}"),
+        format!("a%3D{pc}"),
+        format!("a-{pc}"),
+        format!("x{pc}"),
+        pc[..40].to_owned(),
     ] {
         let resp = key_sent("k".into(), "k".into(), other.clone())
             .await
             .unwrap();
         assert_eq!(resp.text().await.unwrap(), "k k none", "{other}");
     }
+    let resp = key_sent("k".into(), "k".into(), "npc_id=3".into())
+        .await
+        .unwrap();
+    assert_eq!(resp.text().await.unwrap(), "k k npc_id=3", "not a token");
     let resp = key_sent(pc.to_owned(), s.owner_token.clone(), format!("x {pc}"))
         .await
         .unwrap();

@@ -589,13 +589,7 @@ async fn strip_credentials(stores: &Stores, headers: &mut BTreeMap<String, Strin
             .map(str::to_owned)
             .collect()
     };
-    // The token form is looked for in any word, whatever delimits it
-    // (`session=pc_…`, `"pc_…"`, `a;pc_…`).
-    headers.retain(|_, value| {
-        !value
-            .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '-'))
-            .any(has_token_form)
-    });
+    headers.retain(|_, value| !contains_token_form(value));
     let credential_named =
         |name: &str| name.contains("auth") || name.contains("token") || name.contains("key");
     let names: Vec<String> = headers
@@ -641,6 +635,24 @@ async fn strip_credentials(stores: &Stores, headers: &mut BTreeMap<String, Strin
 /// up in the token store: each is a store round trip, and anyone may call
 /// `/run`.
 pub const MAX_CREDENTIAL_LOOKUPS: usize = 8;
+
+/// Whether `value` holds PiCloud's token form anywhere, whatever delimits
+/// or encodes around it (`session=pc_…`, `"pc_…"`, `a%3Dpc_…`, `xpc_…`):
+/// the prefix followed by at least [`TOKEN_FORM_MIN_DIGITS`] hex digits
+/// (a token has 64; `npc_id` is not one).
+fn contains_token_form(value: &str) -> bool {
+    value.match_indices(TOKEN_FORM).any(|(at, prefix)| {
+        value[at + prefix.len()..]
+            .bytes()
+            .take_while(u8::is_ascii_hexdigit)
+            .count()
+            >= TOKEN_FORM_MIN_DIGITS
+    })
+}
+
+/// How many hex digits after `pc_` make a header value hold a token (or
+/// enough of one to matter).
+const TOKEN_FORM_MIN_DIGITS: usize = 16;
 
 /// Whether `word` has the form of PiCloud's own tokens.
 fn has_token_form(word: &str) -> bool {
