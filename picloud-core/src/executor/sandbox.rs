@@ -987,20 +987,19 @@ fn run_engine(state: &Arc<RunState>, metered: bool, scan: bool) -> Engine {
         // exhaust the thread's stack? The call-depth limit normally stops
         // it first; this backs it up whatever the frame sizes (a debug
         // build's are several times a release build's).
-        //
-        // A run stopped once stays stopped: every later operation stops it
+        if ops % STACK_CHECK_EVERY != 0 {
+            return None;
+        }
+        // A run stopped once stays stopped: every later check stops it
         // again, so a native function that calls back into the script and
         // ignores the error (or a `try`/`catch` around a size error) cannot
-        // carry on past a limit.
+        // carry on past a limit for more than a few operations per call.
         match progress_state.stopped.load(Ordering::Relaxed) {
             NOT_STOPPED => {}
             STOPPED_BY_CLOCK => return Some(Dynamic::from(WallClock)),
             STOPPED_BY_STACK => return Some(Dynamic::from(StackExhausted)),
             STOPPED_BY_TEXT => return Some(Dynamic::from(TextExhausted)),
             _ => return Some(Dynamic::from(MemoryExhausted)),
-        }
-        if ops % STACK_CHECK_EVERY != 0 {
-            return None;
         }
         let base = progress_state.stack_base.load(Ordering::Relaxed);
         if base.abs_diff(stack_position()) > progress_state.stack_limit {
