@@ -377,6 +377,10 @@ async fn the_largest_limits_bound_a_native_call_that_multiplies_its_input() {
             "let s = \"\"; s.pad(64 * 1024 * 1024 - 16, \"\\x01\"); let t = \"\" + [s]; 1".to_owned(),
         ),
         (
+            "to_json",
+            "let s = \"\"; s.pad(64 * 1024 * 1024 - 16, \"\\x01\"); #{ a: s }.to_json().len()".to_owned(),
+        ),
+        (
             "json",
             "let s = \"[],\"; while s.len < 32 * 1024 * 1024 { s += s; } parse_json(\"[\" + s + \"[]]\").len()".to_owned(),
         ),

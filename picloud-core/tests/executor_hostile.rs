@@ -251,6 +251,20 @@ fn corpus() -> Vec<(&'static str, String, Expect)> {
         ("interpolating a map of control characters", "let s = \"\"; s.pad(500000, \"\\x01\"); `${#{a: s, b: s}}`".into(), Limit(&[StringSize])),
         ("appending an array of control characters", "let s = \"\"; s.pad(500000, \"\\x01\"); let t = \"\"; t += [s, s]; 1".into(), Limit(&[StringSize])),
         ("answering with an interpolated shared string", "let s = \"y\"; while s.len < 1000000 { s += s; } let a = []; a.pad(3000, 0); for i in 0..3000 { a[i] = s; } return `${a}`;".into(), Limit(&[StringSize, Memory])),
+        // The third attack: rhai re-checks `to_string`'s argument after the
+        // call and prints it its own (unbounded) way when that fails; and
+        // `to_json` wrote escapes before any check.
+        (
+            "interpolating a shared string of control characters",
+            "let s = \"\"; s.pad(1048576, \"\\x01\"); let a = []; a.pad(14, 0); for i in 0..14 { a[i] = s; } let t = `${a}`; \"ok\"".into(),
+            Limit(&[StringSize, Memory]),
+        ),
+        (
+            "concatenating a shared map of control characters",
+            "let s = \"\"; s.pad(1048576, \"\\x01\"); let m = #{}; for i in 0..14 { m[`k${i}`] = s; } let t = \"\" + m; \"ok\"".into(),
+            Limit(&[StringSize, Memory]),
+        ),
+        ("to_json of control characters", "let s = \"\"; s.pad(1000000, \"\\x01\"); #{a: s}.to_json().len()".into(), Limit(&[StringSize])),
         // The second attack: heavy native work in a callback whose errors
         // rhai ignores went on for minutes past the wall clock.
         (

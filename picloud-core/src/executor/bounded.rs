@@ -43,7 +43,7 @@ use rhai::{
     Position,
 };
 
-use super::request::json_text;
+use super::request::{ANSWER_TOO_LARGE, json_text_at_most};
 use super::values::{self, DataSizes};
 
 /// What a size check raises; `what` names the limit the way rhai's own
@@ -326,6 +326,10 @@ pub(crate) fn register_printing(
             let (text, whole) = values::array_to_string(a, if fits { max } else { 0 });
             if !whole {
                 on_overflow();
+                // rhai re-checks the argument after the call and, when it
+                // fails, prints it with its own unbounded code: the run is
+                // stopped, so empty it.
+                a.clear();
             }
             text
         });
@@ -336,6 +340,7 @@ pub(crate) fn register_printing(
             let (text, whole) = values::map_to_string(m, if fits { max } else { 0 });
             if !whole {
                 on_overflow();
+                m.clear();
             }
             text
         });
@@ -525,7 +530,19 @@ pub(crate) fn register(engine: &mut Engine) {
         "to_json",
         |ctx: NativeCallContext, map: &mut Map| -> Fallible<String> {
             check_printable(&ctx, values::map_sizes(map))?;
-            json_text(&Dynamic::from_map(map.clone())).map_err(Into::into)
+            // Escapes can make the text six times its strings: capped
+            // while it is written.
+            json_text_at_most(
+                &Dynamic::from_map(map.clone()),
+                limit(ctx.engine().max_string_size()),
+            )
+            .map_err(|e| {
+                if e.starts_with(ANSWER_TOO_LARGE) {
+                    too_large("Length of string")
+                } else {
+                    e.into()
+                }
+            })
         },
     );
 }

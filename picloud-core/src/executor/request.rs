@@ -244,18 +244,8 @@ fn body_of(value: Dynamic, max_json: usize) -> Result<(Option<&'static str>, Vec
     if value.is_blob() {
         return Ok((Some(OCTET_STREAM), value.into_blob().unwrap_or_default()));
     }
-    let mut body = CappedBuffer {
-        bytes: Vec::new(),
-        max: max_json,
-    };
-    serde_json::to_writer(&mut body, &StrictJson(&value, 0)).map_err(|e| {
-        if e.is_io() {
-            format!("{ANSWER_TOO_LARGE} ({max_json} bytes of JSON)")
-        } else {
-            e.to_string()
-        }
-    })?;
-    Ok((Some(APPLICATION_JSON), body.bytes))
+    let body = json_text_at_most(&value, max_json)?.into_bytes();
+    Ok((Some(APPLICATION_JSON), body))
 }
 
 /// What an answer whose JSON text passes its bound fails with.
@@ -282,10 +272,23 @@ impl std::io::Write for CappedBuffer {
     }
 }
 
-/// A value as JSON text, strictly (see [`StrictJson`]): the script's
+/// A value as JSON text, strictly (see [`StrictJson`]), of at most `max`
+/// bytes (else an error starting with [`ANSWER_TOO_LARGE`]): the script's
 /// `map.to_json()`.
-pub(crate) fn json_text(value: &Dynamic) -> Result<String, String> {
-    serde_json::to_string(&StrictJson(value, 0)).map_err(|e| e.to_string())
+pub(crate) fn json_text_at_most(value: &Dynamic, max: usize) -> Result<String, String> {
+    let mut text = CappedBuffer {
+        bytes: Vec::new(),
+        max,
+    };
+    serde_json::to_writer(&mut text, &StrictJson(value, 0)).map_err(|e| {
+        if e.is_io() {
+            format!("{ANSWER_TOO_LARGE} ({max} bytes of JSON)")
+        } else {
+            e.to_string()
+        }
+    })?;
+    // serde_json writes only valid UTF-8.
+    String::from_utf8(text.bytes).map_err(|e| e.to_string())
 }
 
 /// Serializes a `Dynamic` as JSON, refusing what has no JSON form (rhai's
