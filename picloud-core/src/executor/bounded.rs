@@ -189,6 +189,11 @@ fn check_comparable(ctx: &NativeCallContext, array: &Array) -> Fallible<()> {
     check_sizes(ctx.engine(), values::array_sizes(array))
 }
 
+/// [`check_comparable`] for a map.
+fn check_comparable_map(ctx: &NativeCallContext, map: &Map) -> Fallible<()> {
+    check_sizes(ctx.engine(), values::map_sizes(map))
+}
+
 /// The ordering a comparer's answer stands for (rhai's rules: a number's
 /// sign, `true` for "less"; anything else orders by type).
 fn ordering_of(answer: &Dynamic, x: &Dynamic, y: &Dynamic) -> Ordering {
@@ -449,6 +454,23 @@ pub(crate) fn register(engine: &mut Engine) {
     // Printing and comparing arrays and maps recurse once per level of
     // nesting; rhai's versions use a few KiB of native stack per level,
     // these (see `values`) stop at a fixed depth, and check the size first.
+    // Comparing reads the strings of one side at most.
+    engine.register_fn("==", |ctx: NativeCallContext, a: &mut Array, b: Array| {
+        check_comparable(&ctx, a)?;
+        values::arrays_equal(&ctx, a, &b)
+    });
+    engine.register_fn("!=", |ctx: NativeCallContext, a: &mut Array, b: Array| {
+        check_comparable(&ctx, a)?;
+        values::arrays_equal(&ctx, a, &b).map(|eq| !eq)
+    });
+    engine.register_fn("==", |ctx: NativeCallContext, a: &mut Map, b: Map| {
+        check_comparable_map(&ctx, a)?;
+        values::maps_equal(&ctx, a, &b)
+    });
+    engine.register_fn("!=", |ctx: NativeCallContext, a: &mut Map, b: Map| {
+        check_comparable_map(&ctx, a)?;
+        values::maps_equal(&ctx, a, &b).map(|eq| !eq)
+    });
     engine.register_fn(
         "contains",
         |ctx: NativeCallContext, a: &mut Array, value: Dynamic| -> Fallible<bool> {

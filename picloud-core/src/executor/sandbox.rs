@@ -65,8 +65,8 @@ use std::time::{Duration, Instant};
 
 use rhai::packages::{Package, StandardPackage};
 use rhai::{
-    AST, ASTNode, Array, Dynamic, Engine, EvalAltResult, Expr, FnPtr, ImmutableString, LexError,
-    Map, Module, NativeCallContext, Position, Scope, Shared, Stmt, Token,
+    AST, ASTNode, Dynamic, Engine, EvalAltResult, Expr, FnPtr, ImmutableString, LexError, Map,
+    Module, NativeCallContext, Position, Scope, Shared, Stmt, Token,
 };
 
 use super::Invocation;
@@ -491,23 +491,6 @@ fn sandbox_engine() -> Engine {
     });
     // Functions whose result can dwarf their input check its size first.
     bounded::register(&mut engine);
-    // Comparing reads the strings of one side at most.
-    engine.register_fn("==", |ctx: NativeCallContext, a: &mut Array, b: Array| {
-        check_sizes(ctx.engine(), values::array_sizes(a))?;
-        values::arrays_equal(&ctx, a, &b)
-    });
-    engine.register_fn("!=", |ctx: NativeCallContext, a: &mut Array, b: Array| {
-        check_sizes(ctx.engine(), values::array_sizes(a))?;
-        values::arrays_equal(&ctx, a, &b).map(|eq| !eq)
-    });
-    engine.register_fn("==", |ctx: NativeCallContext, a: &mut Map, b: Map| {
-        check_sizes(ctx.engine(), values::map_sizes(a))?;
-        values::maps_equal(&ctx, a, &b)
-    });
-    engine.register_fn("!=", |ctx: NativeCallContext, a: &mut Map, b: Map| {
-        check_sizes(ctx.engine(), values::map_sizes(a))?;
-        values::maps_equal(&ctx, a, &b).map(|eq| !eq)
-    });
     // rhai's `pad` grows the string a character at a time, one reallocation
     // each (smartstring reallocates even when the capacity suffices): about
     // a second for 1 MiB under jemalloc, in one operation the wall clock
@@ -736,10 +719,7 @@ impl LogBuffer {
             self.lines.push(line.to_owned());
             return;
         }
-        let mut cut = room;
-        while !line.is_char_boundary(cut) {
-            cut -= 1;
-        }
+        let cut = line.floor_char_boundary(room);
         if cut > 0 {
             self.lines.push(line[..cut].to_owned());
         }

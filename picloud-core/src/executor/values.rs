@@ -23,11 +23,7 @@ pub const MAX_DATA_DEPTH: usize = 64;
 pub(crate) fn debug_string(value: &Dynamic, max: usize) -> String {
     let mut out = String::new();
     if !write_debug(&mut out, value, 0, max) || out.len() > max {
-        let mut cut = max.min(out.len());
-        while !out.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        out.truncate(cut);
+        out.truncate(out.floor_char_boundary(max));
         out.push('…');
     }
     out
@@ -122,11 +118,7 @@ fn finish_text(mut out: String, whole: bool, max: usize) -> (ImmutableString, bo
     if whole && out.len() <= max {
         return (out.into(), true);
     }
-    let mut cut = max.min(out.len()).min(1024);
-    while !out.is_char_boundary(cut) {
-        cut -= 1;
-    }
-    out.truncate(cut);
+    out.truncate(out.floor_char_boundary(max.min(1024)));
     out.push('…');
     (out.into(), false)
 }

@@ -98,14 +98,7 @@ pub fn fit_record(record: &mut InvocationRecord, max_bytes: usize) -> bool {
 
 /// Truncates `text` to at most `max` bytes, at a character boundary.
 fn cut_at_char(text: &mut String, max: usize) {
-    if text.len() <= max {
-        return;
-    }
-    let mut cut = max;
-    while !text.is_char_boundary(cut) {
-        cut -= 1;
-    }
-    text.truncate(cut);
+    text.truncate(text.floor_char_boundary(max));
 }
 
 /// Errors of [`InvocationLog`].
