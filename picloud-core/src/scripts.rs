@@ -808,24 +808,8 @@ impl ScriptService {
                 {
                     continue; // compiled on demand already
                 }
-                let Some(version) = self
-                    .stores
-                    .scripts
-                    .version(app.id, &script.name, script.live_version)
-                    .await?
-                else {
-                    continue;
-                };
-                match self.compile_for(app.id, version.source, limits).await.1 {
-                    Ok(compiled) => self.cache.put(
-                        &app,
-                        script.name.as_str(),
-                        script.id,
-                        version.version,
-                        compiled,
-                        limits,
-                    ),
-                    Err(e) => failed.push((app.id, script.name.to_string(), e)),
+                if let Err(e) = self.cache_live(&app, &script, limits).await? {
+                    failed.push((app.id, script.name.to_string(), e));
                 }
             }
         }
@@ -855,25 +839,10 @@ impl ScriptService {
         let Some(script) = self.stores.scripts.get(app.id, &name).await? else {
             return Ok(None);
         };
-        let Some(version) = self
-            .stores
-            .scripts
-            .version(app.id, &name, script.live_version)
-            .await?
-        else {
-            return Ok(None);
-        };
         let limits = self.app_limits(app.id).await?;
-        let (_, compiled) = self.compile_for(app.id, version.source, limits).await;
-        let compiled = compiled.map_err(ScriptError::Compile)?;
-        self.cache.put(
-            &app,
-            name.as_str(),
-            script.id,
-            version.version,
-            compiled,
-            limits,
-        );
+        self.cache_live(&app, &script, limits)
+            .await?
+            .map_err(ScriptError::Compile)?;
         Ok(self.cache.get(app.slug.as_str(), name.as_str()))
     }
 
@@ -883,26 +852,40 @@ impl ScriptService {
         let Some(script) = self.stores.scripts.get(app.id, name).await? else {
             return Ok(());
         };
+        let limits = self.app_limits(app.id).await?;
+        self.cache_live(app, &script, limits)
+            .await?
+            .map_err(ScriptError::Compile)
+    }
+
+    /// Compiles `script`'s live version under `limits` into the cache. A
+    /// live version the store no longer has leaves the cache as it is; a
+    /// compile error is the inner `Err`.
+    async fn cache_live(
+        &self,
+        app: &App,
+        script: &Script,
+        limits: Limits,
+    ) -> Result<Result<(), CompileError>, ScriptError> {
         let Some(version) = self
             .stores
             .scripts
-            .version(app.id, name, script.live_version)
+            .version(app.id, &script.name, script.live_version)
             .await?
         else {
-            return Ok(());
+            return Ok(Ok(()));
         };
-        let limits = self.app_limits(app.id).await?;
         let (_, compiled) = self.compile_for(app.id, version.source, limits).await;
-        let compiled = compiled.map_err(ScriptError::Compile)?;
-        self.cache.put(
-            app,
-            name.as_str(),
-            script.id,
-            version.version,
-            compiled,
-            limits,
-        );
-        Ok(())
+        Ok(compiled.map(|compiled| {
+            self.cache.put(
+                app,
+                script.name.as_str(),
+                script.id,
+                version.version,
+                compiled,
+                limits,
+            );
+        }))
     }
 
     async fn app_limits(&self, app: AppId) -> Result<Limits, ScriptError> {
