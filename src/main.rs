@@ -94,6 +94,7 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
             shutdown_grace: Duration::from_millis(args.shutdown_grace_ms),
             write_timeout: Duration::from_millis(args.write_timeout_ms),
         },
+        executor: server::executor_config(),
         ..ServerConfig::default()
     };
     let running = server::start_with_signal(config, picloud::http::shutdown_signal())
@@ -106,10 +107,20 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     running.wait().await.map_err(|e| e.to_string())
 }
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
     init_logging();
     let cli = Cli::parse();
+    let runtime = match server::runtime() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("picloud: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(run(cli))
+}
+
+async fn run(cli: Cli) -> ExitCode {
     let result = match cli.command {
         Some(Command::Migrate { database_url }) => server::migrate(&database_url)
             .await

@@ -11,6 +11,7 @@ use picloud_axum::conn::ServeOptions;
 use picloud_axum::{ApiState, AppOptions, Readiness};
 use picloud_core::Stores;
 use picloud_core::auth::{AuthService, Bootstrap};
+use picloud_core::executor::{ExecutorConfig, ExecutorStats, InlineBudget};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -35,6 +36,34 @@ pub struct ServerConfig {
     /// Connection handling: the header read (and keep-alive idle) timeout,
     /// the connection cap and the shutdown grace period.
     pub serve: ServeOptions,
+    /// The script executor: its pool and its inline budget. The default
+    /// budget's stack slice fits tokio's default worker stacks; on a
+    /// [`runtime`] the binary uses [`executor_config`].
+    pub executor: ExecutorConfig,
+}
+
+/// The native stack of each async worker thread of [`runtime`]: room for
+/// the inline budget's slice of [`executor_config`].
+pub const WORKER_STACK_SIZE: usize = 8 * 1024 * 1024;
+
+/// The multi-threaded tokio runtime the `picloud` binary serves on: one
+/// worker per CPU, each with [`WORKER_STACK_SIZE`] of stack.
+pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("picloud-async")
+        .thread_stack_size(WORKER_STACK_SIZE)
+        .build()
+}
+
+/// The executor configuration for a [`runtime`]: the default pool, with
+/// an inline stack slice of an eighth of [`WORKER_STACK_SIZE`] (1 MiB: the
+/// default call depth fits in a release build).
+pub fn executor_config() -> ExecutorConfig {
+    ExecutorConfig {
+        inline: Some(InlineBudget::for_worker_stack(WORKER_STACK_SIZE)),
+        ..ExecutorConfig::default()
+    }
 }
 
 impl Default for ServerConfig {
@@ -46,6 +75,7 @@ impl Default for ServerConfig {
             body_limit: AppOptions::default().body_limit,
             body_timeout: AppOptions::default().body_timeout,
             serve: ServeOptions::default(),
+            executor: ExecutorConfig::default(),
         }
     }
 }
@@ -140,6 +170,7 @@ pub struct RunningServer {
     pub bootstrap: Bootstrap,
     shutdown: Option<oneshot::Sender<()>>,
     task: JoinHandle<std::io::Result<()>>,
+    state: ApiState,
 }
 
 impl RunningServer {
@@ -157,6 +188,12 @@ impl RunningServer {
         self.task
             .await
             .unwrap_or_else(|e| Err(std::io::Error::other(e)))
+    }
+
+    /// The script executor's load, and how many runs finished inline or
+    /// went to the pool.
+    pub fn executor_stats(&self) -> Option<ExecutorStats> {
+        self.state.scripts.executor_stats()
     }
 
     /// Waits until the server stops (after `signal` given to [`start_with_signal`]).
@@ -203,7 +240,7 @@ async fn start_on(
     bootstrap: Bootstrap,
     signal: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<RunningServer, StartError> {
-    let state = ApiState::new(opened.stores);
+    let state = ApiState::with_executor_config(opened.stores, config.executor.clone());
     let writer = state.scripts.writer().clone();
     let router = picloud_axum::app(
         state.clone(),
@@ -243,7 +280,9 @@ async fn start_on(
     // Compile the live scripts in the background: the listener is bound
     // already, `/readyz` answers 503 until this is done, and `/run` compiles
     // what it needs on demand meanwhile.
+    let warming = state.clone();
     tokio::spawn(async move {
+        let state = warming;
         loop {
             match state.warm().await {
                 Ok(scripts) => {
@@ -263,5 +302,6 @@ async fn start_on(
         bootstrap,
         shutdown: None,
         task,
+        state,
     })
 }

@@ -100,8 +100,18 @@ impl ApiState {
     ///
     /// If the executor's worker threads cannot be spawned.
     pub fn new(stores: Stores) -> Self {
-        let executor = RhaiExecutor::new(ExecutorConfig::default())
-            .expect("spawn the script executor's worker threads");
+        Self::with_executor_config(stores, ExecutorConfig::default())
+    }
+
+    /// Services over `stores`, with a Rhai executor sized by `config` (for
+    /// a runtime whose worker stacks fit a larger inline budget, say).
+    ///
+    /// # Panics
+    ///
+    /// If the executor's worker threads cannot be spawned.
+    pub fn with_executor_config(stores: Stores, config: ExecutorConfig) -> Self {
+        let executor =
+            RhaiExecutor::new(config).expect("spawn the script executor's worker threads");
         Self::with_executor(stores, Arc::new(executor))
     }
 

@@ -778,6 +778,12 @@ impl ScriptService {
         compile_off_thread(source, limits, slot).await
     }
 
+    /// The executor's load and the paths its runs took (inline or pool),
+    /// when it counts them.
+    pub fn executor_stats(&self) -> Option<crate::executor::ExecutorStats> {
+        self.executor.stats()
+    }
+
     /// The cache of live scripts.
     pub fn cache(&self) -> &ScriptCache {
         &self.cache

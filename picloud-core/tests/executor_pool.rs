@@ -38,6 +38,15 @@ fn spin_forever() -> picloud_core::executor::CompiledScript {
     compile("loop {}", &Limits::default()).unwrap()
 }
 
+/// A script that always passes the inline budget (its operations).
+fn over_budget() -> picloud_core::executor::CompiledScript {
+    compile(
+        "let n = 0; for i in 0..100000 { n += i } n",
+        &Limits::default(),
+    )
+    .unwrap()
+}
+
 fn trivial() -> picloud_core::executor::CompiledScript {
     compile(r#"#{ ok: true }"#, &Limits::default()).unwrap()
 }
@@ -172,15 +181,22 @@ async fn a_full_queue_answers_overloaded_at_once() {
     assert_eq!(full.workers, 2);
     assert_eq!(full.tenants, 2);
 
+    // A run that needs the pool (past the inline budget) is refused.
     let started = Instant::now();
     let result = ex
-        .execute("late", &trivial(), ScriptRequest::default(), &limits)
+        .execute("late", &over_budget(), ScriptRequest::default(), &limits)
         .await;
     let waited = started.elapsed();
     assert!(matches!(result, Err(ExecError::Overloaded)), "{result:?}");
     // "At once": far less than the wall clock it would wait for a worker.
     assert!(waited < Duration::from_millis(500), "{waited:?}");
     assert_eq!(ExecError::Overloaded.to_string(), "executor overloaded");
+    // A short script does not need the pool: it still answers, inline.
+    let inv = ex
+        .execute("late", &trivial(), ScriptRequest::default(), &limits)
+        .await
+        .unwrap();
+    assert!(inv.outcome.is_ok());
 
     // Everything admitted ran to its limit.
     for handle in busy {

@@ -27,6 +27,8 @@
 //! - [`limits`]: [`Limits`] and [`LimitKind`].
 //! - [`sandbox`]: the engine configuration, [`compile`], and [`Sandbox`] for
 //!   running synchronously on the current thread.
+//! - [`inline`]: the fast path, runs attempted inline under an
+//!   [`InlineBudget`] before they move to the pool.
 //! - [`pool`]: [`RhaiExecutor`], the worker pool, and its fairness rules.
 //! - [`request`]: [`ScriptRequest`] and [`ScriptResponse`], and the output rules.
 //! - [`error`]: [`CompileError`], [`ExecError`], and the suggested statuses.
@@ -36,6 +38,7 @@
 
 mod bounded;
 pub mod error;
+pub mod inline;
 pub mod limits;
 #[cfg(feature = "meter")]
 pub mod meter;
@@ -53,6 +56,7 @@ use async_trait::async_trait;
 pub use rhai;
 
 pub use error::{CompileError, ExecError, ExecErrorKind};
+pub use inline::InlineBudget;
 pub use limits::{LimitKind, Limits, LimitsError};
 pub use pool::{ExecutorConfig, ExecutorStats, RhaiExecutor};
 pub use request::{ScriptRequest, ScriptResponse};
@@ -95,4 +99,10 @@ pub trait Executor: Send + Sync {
         request: ScriptRequest,
         limits: &Limits,
     ) -> Result<Invocation, ExecError>;
+
+    /// The executor's load and which paths its runs took, when it keeps
+    /// such counts ([`RhaiExecutor`] does).
+    fn stats(&self) -> Option<ExecutorStats> {
+        None
+    }
 }

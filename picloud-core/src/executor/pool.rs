@@ -31,6 +31,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread;
 
@@ -38,6 +39,7 @@ use async_trait::async_trait;
 use tokio::sync::oneshot;
 
 use super::error::ExecError;
+use super::inline::{self, InlineBudget};
 use super::limits::Limits;
 use super::request::ScriptRequest;
 use super::sandbox::{CompiledScript, Sandbox};
@@ -66,6 +68,11 @@ pub struct ExecutorConfig {
     ///
     /// [`LimitKind::Stack`]: super::LimitKind::Stack
     pub stack_size: usize,
+    /// The fast path: each run is first attempted inline, on the calling
+    /// async task, under this budget, and moves to the pool only when it
+    /// passes it (see [`super::inline`]). `None` sends every run to the
+    /// pool. Default: [`InlineBudget::default`].
+    pub inline: Option<InlineBudget>,
 }
 
 impl Default for ExecutorConfig {
@@ -89,6 +96,7 @@ impl ExecutorConfig {
             per_tenant_max_in_flight: (workers / 2).max(1),
             per_tenant_max_queued: (queue_capacity / 2).max(1),
             stack_size: 64 * 1024 * 1024,
+            inline: Some(InlineBudget::default()),
         }
     }
 
@@ -103,6 +111,7 @@ impl ExecutorConfig {
             per_tenant_max_in_flight: self.per_tenant_max_in_flight.clamp(1, workers),
             per_tenant_max_queued: self.per_tenant_max_queued.clamp(1, queue_capacity),
             stack_size: self.stack_size.max(4 * 1024 * 1024),
+            inline: self.inline,
         }
     }
 }
@@ -143,6 +152,16 @@ struct Shared {
     config: ExecutorConfig,
     queue: Mutex<Queue>,
     work: Condvar,
+    paths: PathCounters,
+}
+
+/// How runs went, since the executor started (see [`ExecutorStats`]).
+#[derive(Default)]
+struct PathCounters {
+    inline_completed: AtomicU64,
+    inline_abandoned: AtomicU64,
+    inline_skipped: AtomicU64,
+    pool_runs: AtomicU64,
 }
 
 impl Shared {
@@ -268,6 +287,18 @@ pub struct ExecutorStats {
     pub queued: usize,
     /// Tenants with a job running or waiting.
     pub tenants: usize,
+    /// Runs that finished inline, within the budget (since start).
+    pub inline_completed: u64,
+    /// Inline attempts abandoned (past the budget, a limit, or an effect),
+    /// each followed by a run on the pool.
+    pub inline_abandoned: u64,
+    /// Runs sent straight to the pool without an attempt: the script was
+    /// cooling down after an abandoned attempt, or the request was too
+    /// large for the budget.
+    pub inline_skipped: u64,
+    /// Runs on the pool's workers (abandoned attempts, skipped ones, and
+    /// every run when the fast path is off).
+    pub pool_runs: u64,
 }
 
 /// Runs compiled scripts on a bounded pool of dedicated threads, fairly
@@ -301,6 +332,7 @@ impl RhaiExecutor {
                 shutdown: false,
             }),
             work: Condvar::new(),
+            paths: PathCounters::default(),
             config,
         });
         let executor = Self {
@@ -325,19 +357,31 @@ impl RhaiExecutor {
     /// The pool's load right now (one lock, no allocation).
     pub fn stats(&self) -> ExecutorStats {
         let q = self.shared.lock();
+        let paths = &self.shared.paths;
+        let count = |c: &AtomicU64| c.load(Ordering::Relaxed);
         ExecutorStats {
             workers: self.shared.config.workers,
             idle: q.idle,
             running: q.tenants.values().map(|t| t.running).sum(),
             queued: q.queued,
             tenants: q.tenants.len(),
+            inline_completed: count(&paths.inline_completed),
+            inline_abandoned: count(&paths.inline_abandoned),
+            inline_skipped: count(&paths.inline_skipped),
+            pool_runs: count(&paths.pool_runs),
         }
     }
 
     /// Runs `script` for `tenant` (an app id or slug: the unit of fairness).
     ///
-    /// - `Err(Overloaded)` at once when the queue or the tenant's share of
-    ///   it is full; `Err(Internal)` if the executor is gone.
+    /// The run is first attempted inline, on the calling task, under
+    /// [`ExecutorConfig::inline`]; past that budget it starts again on the
+    /// pool (see [`super::inline`]). Call it from a thread with the budget's
+    /// stack free (any tokio worker, with the default budget).
+    ///
+    /// - `Err(Overloaded)` at once when the run needs the pool and the
+    ///   queue or the tenant's share of it is full; `Err(Internal)` if the
+    ///   executor is gone.
     /// - Otherwise an [`Invocation`], whose `outcome` is the script's
     ///   response or its [`ExecError::Runtime`] / [`ExecError::LimitExceeded`].
     pub async fn execute(
@@ -347,6 +391,21 @@ impl RhaiExecutor {
         request: ScriptRequest,
         limits: &Limits,
     ) -> Result<Invocation, ExecError> {
+        if let Some(budget) = &self.shared.config.inline {
+            let paths = &self.shared.paths;
+            let route = script.route();
+            if route.inline_allowed() && budget.admits(&request) {
+                if let Some(invocation) = inline::attempt(script, &request, limits, budget) {
+                    route.completed();
+                    paths.inline_completed.fetch_add(1, Ordering::Relaxed);
+                    return Ok(invocation);
+                }
+                route.abandoned(budget.cooldown);
+                paths.inline_abandoned.fetch_add(1, Ordering::Relaxed);
+            } else {
+                paths.inline_skipped.fetch_add(1, Ordering::Relaxed);
+            }
+        }
         let (reply, answer) = oneshot::channel();
         self.shared.submit(
             tenant,
@@ -387,6 +446,10 @@ impl Executor for RhaiExecutor {
     ) -> Result<Invocation, ExecError> {
         RhaiExecutor::execute(self, tenant, script, request, limits).await
     }
+
+    fn stats(&self) -> Option<ExecutorStats> {
+        Some(RhaiExecutor::stats(self))
+    }
 }
 
 /// A worker's life: take a job, run it in this thread's sandbox, reply.
@@ -402,6 +465,7 @@ fn worker(shared: &Shared, stack_limit: usize) {
         } = job;
         // The caller gave up while the job waited: do not run it.
         if !reply.is_closed() {
+            shared.paths.pool_runs.fetch_add(1, Ordering::Relaxed);
             let run = catch_unwind(AssertUnwindSafe(|| sandbox.run(&script, request, &limits)));
             let answer = match run {
                 Ok(invocation) => Ok(invocation),

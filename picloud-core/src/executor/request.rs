@@ -85,24 +85,72 @@ impl ScriptRequest {
             Dynamic::from_map(map)
         }
         let json = parse_json_body(&self.body);
-        let mut map = Map::new();
-        map.insert(
-            "method".into(),
-            Dynamic::from(ImmutableString::from(self.method)),
-        );
-        map.insert(
-            "path".into(),
-            Dynamic::from(ImmutableString::from(self.path)),
-        );
-        map.insert("query".into(), string_map(self.query));
-        map.insert("headers".into(), string_map(self.headers));
-        map.insert(
-            "body".into(),
-            Dynamic::from(ImmutableString::from(self.body)),
-        );
-        map.insert("json".into(), json);
-        map
+        request_map(
+            self.method.into(),
+            self.path.into(),
+            string_map(self.query),
+            string_map(self.headers),
+            self.body.into(),
+            json,
+        )
     }
+
+    /// [`into_rhai`](Self::into_rhai), copying: an inline attempt keeps the
+    /// request for the pool, should it be abandoned.
+    pub(crate) fn to_rhai(&self) -> Map {
+        fn string_map(src: &BTreeMap<String, String>) -> Dynamic {
+            let map: Map = src
+                .iter()
+                .map(|(k, v)| {
+                    (
+                        k.as_str().into(),
+                        Dynamic::from(ImmutableString::from(v.as_str())),
+                    )
+                })
+                .collect();
+            Dynamic::from_map(map)
+        }
+        request_map(
+            self.method.as_str().into(),
+            self.path.as_str().into(),
+            string_map(&self.query),
+            string_map(&self.headers),
+            self.body.as_str().into(),
+            parse_json_body(&self.body),
+        )
+    }
+
+    /// The bytes of text the request holds (method, path, query, headers,
+    /// body): what converting it costs, roughly.
+    pub(crate) fn text_bytes(&self) -> usize {
+        let pairs = |m: &BTreeMap<String, String>| -> usize {
+            m.iter().map(|(k, v)| k.len() + v.len()).sum()
+        };
+        self.method.len()
+            + self.path.len()
+            + pairs(&self.query)
+            + pairs(&self.headers)
+            + self.body.len()
+    }
+}
+
+/// The `request` map from its parts.
+fn request_map(
+    method: ImmutableString,
+    path: ImmutableString,
+    query: Dynamic,
+    headers: Dynamic,
+    body: ImmutableString,
+    json: Dynamic,
+) -> Map {
+    let mut map = Map::new();
+    map.insert("method".into(), Dynamic::from(method));
+    map.insert("path".into(), Dynamic::from(path));
+    map.insert("query".into(), query);
+    map.insert("headers".into(), headers);
+    map.insert("body".into(), Dynamic::from(body));
+    map.insert("json".into(), json);
+    map
 }
 
 /// The body parsed as JSON, or `()`. serde_json refuses nesting deeper than

@@ -72,6 +72,7 @@ use rhai::{
 use super::Invocation;
 use super::bounded::{self, check_sizes, too_large};
 use super::error::{CompileError, ExecError};
+use super::inline::{InlineBudget, Route};
 use super::limits::LimitKind;
 use super::limits::Limits;
 use super::request::{ANSWER_TOO_LARGE, ResponseValue, ScriptRequest, into_response};
@@ -136,6 +137,11 @@ pub(crate) struct TextExhausted;
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct MemoryExhausted;
 
+/// The termination token that ends an inline attempt: past its budget, or
+/// about to call a host function with an effect outside the run.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct OverBudget;
+
 /// This thread's allocation balance (see `meter`), when metered.
 #[cfg(feature = "meter")]
 fn meter_balance() -> Option<u64> {
@@ -166,6 +172,9 @@ fn stack_position() -> usize {
 pub struct CompiledScript {
     ast: Arc<AST>,
     needs_scan: bool,
+    /// Which path this version's runs take (see [`super::inline`]): shared
+    /// by every clone, so the cache entry of a live version holds it.
+    route: Arc<Route>,
 }
 
 impl CompiledScript {
@@ -188,6 +197,12 @@ impl CompiledScript {
     /// The number of functions (and closures) the script defines.
     pub fn function_count(&self) -> usize {
         self.ast.iter_functions().count()
+    }
+
+    /// Where this version's next run starts: inline, or straight on the
+    /// pool while it cools down after an abandoned inline attempt.
+    pub(crate) fn route(&self) -> &Route {
+        &self.route
     }
 }
 
@@ -352,6 +367,7 @@ fn compile_here(
         .map(|ast| CompiledScript {
             needs_scan: assigns_into_values(&ast),
             ast: Arc::new(ast),
+            route: Arc::default(),
         })
         .map_err(|err| {
             let mut error = CompileError::from_parse(&err, limits);
@@ -624,7 +640,10 @@ struct RunState {
     /// Why the run was stopped ([`NOT_STOPPED`] while it may go on).
     stopped: AtomicU8,
     /// How many bytes of native stack the script may use below `stack_base`.
-    stack_limit: usize,
+    stack_limit: AtomicUsize,
+    /// Nanoseconds after `origin` at which an inline attempt is abandoned;
+    /// `u64::MAX` for a run on the pool (which is never abandoned).
+    inline_deadline_ns: AtomicU64,
     /// Set by the clock check when the variables are due for a size scan.
     scan_due: AtomicBool,
     /// Nanoseconds after `origin` before which no new scan is due.
@@ -653,6 +672,9 @@ const STOPPED_BY_STACK: u8 = 2;
 const STOPPED_BY_MEMORY: u8 = 3;
 /// [`RunState::stopped`]: printing a value past the string limit.
 const STOPPED_BY_TEXT: u8 = 4;
+/// [`RunState::stopped`]: an inline attempt past its budget, or about to
+/// have an effect; it is abandoned and runs again on the pool.
+const STOPPED_BY_BUDGET: u8 = 5;
 
 impl RunState {
     /// Records why the run stopped; the first reason stays.
@@ -664,6 +686,32 @@ impl RunState {
 
     fn now_ns(&self) -> u64 {
         u64::try_from(self.origin.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    /// Whether the run is an inline attempt.
+    #[cfg_attr(not(test), allow(dead_code))] // Until the first effectful host function.
+    fn is_inline(&self) -> bool {
+        self.inline_deadline_ns.load(Ordering::Relaxed) != u64::MAX
+    }
+
+    /// The gate every host function with an effect outside the run (a
+    /// store write, a network call, `emit`) passes before it acts. On the
+    /// pool it lets the call through. In an inline attempt it stops the
+    /// run (for good, like every stop) so that the attempt is abandoned
+    /// and the run starts again on the pool, before anything happened that
+    /// a rerun would repeat.
+    ///
+    /// No host function has an effect yet (`print` and `debug` are
+    /// captured in the run's log, which an abandoned attempt drops); the
+    /// event engine's `emit` and the store and network calls will pass
+    /// here first.
+    #[cfg_attr(not(test), allow(dead_code))] // Until the first effectful host function.
+    pub(crate) fn before_effect(&self) -> Result<(), Box<EvalAltResult>> {
+        if !self.is_inline() {
+            return Ok(());
+        }
+        self.stop(STOPPED_BY_BUDGET);
+        Err(EvalAltResult::ErrorTerminated(Dynamic::from(OverBudget), Position::NONE).into())
     }
 
     /// Charges `bytes` of `response(...)` values against the memory limit.
@@ -781,7 +829,8 @@ impl Sandbox {
             deadline_ns: AtomicU64::new(u64::MAX),
             stack_base: AtomicUsize::new(0),
             stopped: AtomicU8::new(NOT_STOPPED),
-            stack_limit: bytes,
+            stack_limit: AtomicUsize::new(bytes),
+            inline_deadline_ns: AtomicU64::new(u64::MAX),
             scan_due: AtomicBool::new(false),
             next_scan_ns: AtomicU64::new(0),
             max_memory: AtomicUsize::new(usize::MAX),
@@ -819,11 +868,56 @@ impl Sandbox {
         limits: &Limits,
     ) -> Invocation {
         let limits = limits.clamped();
+        let request = Dynamic::from_map(request.into_rhai());
+        self.evaluate(script, request, &limits, None)
+    }
+
+    /// Attempts `script` inline, under `budget` (see [`super::inline`]):
+    /// the run's own limits, lowered to the budget's operations, sizes and
+    /// memory, with the budget's wall clock and native stack.
+    ///
+    /// `Some` when the run finished within the budget: its answer or its
+    /// script error, exactly what a run on the pool would give. `None` when
+    /// it was **abandoned**: past the budget, past any limit (the pool's
+    /// limits are higher, and the pool's run says what the answer is), or
+    /// about to have an effect outside the run. An abandoned attempt keeps
+    /// nothing: its logs are dropped and it had no effect, so the run can
+    /// start again from the beginning elsewhere.
+    pub fn try_inline(
+        &mut self,
+        script: &CompiledScript,
+        request: &ScriptRequest,
+        limits: &Limits,
+        budget: &InlineBudget,
+    ) -> Option<Invocation> {
+        let limits = budget.lower(&limits.clamped());
+        let request = Dynamic::from_map(request.to_rhai());
+        let pool_stack = self.state.stack_limit.swap(budget.stack, Ordering::Relaxed);
+        let invocation = self.evaluate(script, request, &limits, Some(budget.time));
+        self.state.stack_limit.store(pool_stack, Ordering::Relaxed);
+        let abandoned = self.state.stopped.load(Ordering::Relaxed) == STOPPED_BY_BUDGET
+            || matches!(
+                invocation.outcome,
+                Err(ExecError::LimitExceeded { .. } | ExecError::Internal(_))
+            );
+        (!abandoned).then_some(invocation)
+    }
+
+    /// Runs `script` with `request` as its `request` variable, under
+    /// `limits` (already clamped); `inline` is the wall clock of an inline
+    /// attempt.
+    fn evaluate(
+        &mut self,
+        script: &CompiledScript,
+        request: Dynamic,
+        limits: &Limits,
+        inline: Option<Duration>,
+    ) -> Invocation {
         let engine = match (&mut self.plain, script.needs_scan) {
             (Some(plain), false) => plain,
             _ => &mut self.scanning,
         };
-        configure(engine, &limits);
+        configure(engine, limits);
         self.state.log().reset(limits.max_output_bytes);
 
         let start = Instant::now();
@@ -831,7 +925,6 @@ impl Sandbox {
         if let Some(base) = meter_balance() {
             self.state.meter_base.store(base, Ordering::Relaxed);
         }
-        let request = Dynamic::from_map(request.into_rhai());
         let request_sizes = values::data_sizes(&request);
         *lock(&self.state.request_sizes) = request_sizes;
         // rhai checks a value whole whenever a method is called on it, so a
@@ -849,10 +942,19 @@ impl Sandbox {
         self.state.response_bytes.store(0, Ordering::Relaxed);
         self.scope.clear();
         self.scope.push_dynamic("request", request);
+        // One clock read sets every time of the run.
+        let now = self.state.now_ns();
         let wall = u64::try_from(limits.wall_clock.as_nanos()).unwrap_or(u64::MAX);
         self.state
             .deadline_ns
-            .store(self.state.now_ns().saturating_add(wall), Ordering::Relaxed);
+            .store(now.saturating_add(wall), Ordering::Relaxed);
+        let inline_deadline = inline.map_or(u64::MAX, |time| {
+            let time = u64::try_from(time.as_nanos()).unwrap_or(u64::MAX);
+            now.saturating_add(time).min(u64::MAX - 1)
+        });
+        self.state
+            .inline_deadline_ns
+            .store(inline_deadline, Ordering::Relaxed);
         self.state
             .stack_base
             .store(stack_position(), Ordering::Relaxed);
@@ -860,11 +962,14 @@ impl Sandbox {
         self.state.stopped.store(NOT_STOPPED, Ordering::Relaxed);
         self.state
             .next_scan_ns
-            .store(self.state.now_ns() + SCAN_EVERY_NS, Ordering::Relaxed);
+            .store(now + SCAN_EVERY_NS, Ordering::Relaxed);
 
         let result = engine.eval_ast_with_scope::<Dynamic>(&mut self.scope, &script.ast);
 
         self.state.deadline_ns.store(u64::MAX, Ordering::Relaxed);
+        self.state
+            .inline_deadline_ns
+            .store(u64::MAX, Ordering::Relaxed);
         self.scope.clear();
         let result = match result {
             Err(err) => match *err {
@@ -903,12 +1008,12 @@ impl Sandbox {
         let outcome = match result {
             Ok(value) => into_response(value, max_json).map_err(|message| {
                 if message.starts_with(ANSWER_TOO_LARGE) {
-                    ExecError::from_eval(&too_large("Length of string"), &limits)
+                    ExecError::from_eval(&too_large("Length of string"), limits)
                 } else {
                     runtime(message)
                 }
             }),
-            Err(err) => Err(ExecError::from_eval(&err, &limits)),
+            Err(err) => Err(ExecError::from_eval(&err, limits)),
         };
         self.finish(start, outcome)
     }
@@ -979,12 +1084,21 @@ fn run_engine(state: &Arc<RunState>, metered: bool, scan: bool) -> Engine {
             STOPPED_BY_CLOCK => return Some(Dynamic::from(WallClock)),
             STOPPED_BY_STACK => return Some(Dynamic::from(StackExhausted)),
             STOPPED_BY_TEXT => return Some(Dynamic::from(TextExhausted)),
+            STOPPED_BY_BUDGET => return Some(Dynamic::from(OverBudget)),
             _ => return Some(Dynamic::from(MemoryExhausted)),
         }
         let base = progress_state.stack_base.load(Ordering::Relaxed);
-        if base.abs_diff(stack_position()) > progress_state.stack_limit {
+        if base.abs_diff(stack_position()) > progress_state.stack_limit.load(Ordering::Relaxed) {
             progress_state.stop(STOPPED_BY_STACK);
             return Some(Dynamic::from(StackExhausted));
+        }
+        // An inline attempt reads the clock at every stack check: its
+        // budget is about a hundred microseconds, and the async worker it
+        // holds serves other requests.
+        let inline_deadline = progress_state.inline_deadline_ns.load(Ordering::Relaxed);
+        if inline_deadline != u64::MAX && progress_state.now_ns() >= inline_deadline {
+            progress_state.stop(STOPPED_BY_BUDGET);
+            return Some(Dynamic::from(OverBudget));
         }
         // Every allocation of this run, wherever it is held.
         if metered
@@ -1094,8 +1208,69 @@ fn run_engine(state: &Arc<RunState>, metered: bool, scan: bool) -> Engine {
 
 #[cfg(test)]
 mod tests {
-    use super::literal_longer_than;
-    use crate::executor::{Limits, compile};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::{Sandbox, literal_longer_than};
+    use crate::executor::{InlineBudget, Limits, ScriptRequest, compile};
+
+    /// A sandbox with a host function `effect()` that has an effect (a
+    /// count), behind the effect gate, on both its engines.
+    fn with_effect() -> (Sandbox, Arc<AtomicUsize>) {
+        let mut sandbox = Sandbox::new();
+        let effects = Arc::new(AtomicUsize::new(0));
+        let engines = std::iter::once(&mut sandbox.scanning).chain(sandbox.plain.as_mut());
+        for engine in engines {
+            let (state, effects) = (Arc::clone(&sandbox.state), Arc::clone(&effects));
+            engine.register_fn("effect", move || -> Result<(), Box<rhai::EvalAltResult>> {
+                state.before_effect()?;
+                effects.fetch_add(1, Ordering::Relaxed);
+                Ok(())
+            });
+        }
+        (sandbox, effects)
+    }
+
+    #[test]
+    fn an_effect_moves_an_inline_attempt_to_the_pool_before_it_happens() {
+        let (mut sandbox, effects) = with_effect();
+        let budget = InlineBudget::default();
+        let limits = Limits::default();
+        let request = ScriptRequest::default();
+        // `try` cannot keep the attempt going past the gate.
+        let script = compile(
+            r#"print("before"); try { effect() } catch { print("caught") } print("after"); 1"#,
+            &limits,
+        )
+        .unwrap();
+        assert!(
+            sandbox
+                .try_inline(&script, &request, &limits, &budget)
+                .is_none()
+        );
+        assert_eq!(
+            effects.load(Ordering::Relaxed),
+            0,
+            "abandoned before the effect"
+        );
+        let run = sandbox.run(&script, request.clone(), &limits);
+        assert_eq!(run.outcome.unwrap().body_text(), Some("1"));
+        assert_eq!(run.logs, ["before", "after"]);
+        assert_eq!(
+            effects.load(Ordering::Relaxed),
+            1,
+            "the pool's run has it once"
+        );
+        // Without an effect, the same sandbox answers inline.
+        let plain = compile(r#"print("x"); 2"#, &limits).unwrap();
+        let run = sandbox
+            .try_inline(&plain, &request, &limits, &budget)
+            .unwrap();
+        assert_eq!(
+            (run.outcome.unwrap().body_text(), run.logs),
+            (Some("2"), vec!["x".to_owned()])
+        );
+    }
 
     #[test]
     fn assignments_into_values_need_the_scan() {
