@@ -17,7 +17,10 @@
 //! Measured, each against a bare route serving the same bytes:
 //! - `GET /api/v1/admin/apps/{slug}/members` with 100 members (target ≥ 0.5×
 //!   on the memory store) and `GET /api/v1/admin/apps/{slug}`;
-//! - `GET /run/{app}/hello`, a trivial script returning JSON (target ≥ 0.8×).
+//! - `GET /run/{app}/hello`, a trivial script returning JSON (targets ≥ 0.8×
+//!   bare and ≥ 0.9× layered), and `GET /run/{app}/busy`, a script that
+//!   always passes the inline budget; for both, the share of runs that
+//!   finished inline.
 //!
 //! Then, on the release `picloud` binary: RSS with 100 scripts deployed
 //! (target < 30 MB) and the CPU an idle server burns (target: none).
@@ -39,6 +42,9 @@ const SECONDS: &str = "3";
 const ROUNDS: usize = 5;
 /// The trivial script of the invoke benchmark.
 const HELLO: &str = r#"#{ hello: "world" }"#;
+/// A script that always passes the inline budget (some 6 000 operations):
+/// it runs on the pool, after one abandoned attempt per cool-down.
+const BUSY: &str = r#"let n = 0; for i in 0..2000 { n += i } #{ n: n }"#;
 const CONNECTIONS: &str = "32";
 
 fn wrk_available() -> bool {
@@ -109,7 +115,7 @@ fn selected(line: &str) -> bool {
 }
 
 /// The requests measured, each against the bare route serving its bytes.
-const PAIRS: [(&str, &str, &str); 3] = [
+const PAIRS: [(&str, &str, &str); 4] = [
     (
         "GET members (100)",
         "/bare/members",
@@ -117,6 +123,7 @@ const PAIRS: [(&str, &str, &str); 3] = [
     ),
     ("GET app", "/bare/app", "/api/v1/admin/apps/shop"),
     ("GET /run hello", "/bare/hello", "/run/shop/hello"),
+    ("GET /run busy", "/bare/busy", "/run/shop/busy"),
 ];
 
 /// Whether any request of the store `label` is selected.
@@ -150,6 +157,12 @@ async fn run(label: &str, database_url: Option<String>) {
         .deploy(&Principal::of(&owner), "shop", "hello", HELLO.to_owned())
         .await
         .expect("deploy hello");
+    state
+        .scripts
+        .deploy(&Principal::of(&owner), "shop", "busy", BUSY.to_owned())
+        .await
+        .expect("deploy busy");
+    let scripts = state.clone();
     let picloud = picloud::http::app(
         state,
         AppOptions {
@@ -168,6 +181,7 @@ async fn run(label: &str, database_url: Option<String>) {
         "/api/v1/admin/apps/shop/members",
         "/api/v1/admin/apps/shop",
         "/run/shop/hello",
+        "/run/shop/busy",
     ] {
         let resp = client
             .get(format!("{probe_base}{path}"))
@@ -179,8 +193,12 @@ async fn run(label: &str, database_url: Option<String>) {
         bodies.push(resp.bytes().await.unwrap());
     }
     probe_task.abort();
-    let (members_body, app_body, hello_body) =
-        (bodies[0].clone(), bodies[1].clone(), bodies[2].clone());
+    let (members_body, app_body, hello_body, busy_body) = (
+        bodies[0].clone(),
+        bodies[1].clone(),
+        bodies[2].clone(),
+        bodies[3].clone(),
+    );
 
     let bare = |body: axum::body::Bytes| {
         get(move || {
@@ -195,12 +213,14 @@ async fn run(label: &str, database_url: Option<String>) {
     let bare_routes = Router::new()
         .route("/bare/members", bare(members_body.clone()))
         .route("/bare/app", bare(app_body.clone()))
-        .route("/bare/hello", bare(hello_body.clone()));
+        .route("/bare/hello", bare(hello_body.clone()))
+        .route("/bare/busy", bare(busy_body.clone()));
     let layered_routes = picloud::http::standard_layers(
         Router::new()
             .route("/layered/members", bare(members_body))
             .route("/layered/app", bare(app_body))
-            .route("/layered/hello", bare(hello_body)),
+            .route("/layered/hello", bare(hello_body))
+            .route("/layered/busy", bare(busy_body)),
         AppOptions::default().body_limit,
     );
     let router: Router = picloud.merge(bare_routes).merge(layered_routes);
@@ -220,6 +240,7 @@ async fn run(label: &str, database_url: Option<String>) {
             format!("{base}{real}"),
         );
         let token = token.clone();
+        let stats_before = scripts.scripts.executor_stats().unwrap_or_default();
         let (bare_rps, layered_rps, real_rps) = tokio::task::spawn_blocking(move || {
             wrk(&t, Some(&token)); // warm-up
             let (mut bare, mut layered, mut real) = (Vec::new(), Vec::new(), Vec::new());
@@ -232,8 +253,23 @@ async fn run(label: &str, database_url: Option<String>) {
         })
         .await
         .unwrap();
+        // Which path the runs took (`/run` only): the share that finished
+        // inline, of every run.
+        let stats = scripts.scripts.executor_stats().unwrap_or_default();
+        let inline = stats.inline_completed - stats_before.inline_completed;
+        let pool = stats.pool_runs - stats_before.pool_runs;
+        let share = if real.starts_with("/run/") && inline + pool > 0 {
+            format!(
+                "   inline {:.1}% of {} runs ({} abandoned)",
+                100.0 * inline as f64 / (inline + pool) as f64,
+                inline + pool,
+                stats.inline_abandoned - stats_before.inline_abandoned
+            )
+        } else {
+            String::new()
+        };
         println!(
-            "{label:<9} {name:<18} bare {bare_rps:>7.0}  layered {layered_rps:>7.0}  picloud {real_rps:>7.0} req/s   ratio {:.2}x (vs layered {:.2}x)",
+            "{label:<9} {name:<18} bare {bare_rps:>7.0}  layered {layered_rps:>7.0}  picloud {real_rps:>7.0} req/s   ratio {:.2}x (vs layered {:.2}x){share}",
             real_rps / bare_rps,
             real_rps / layered_rps
         );

@@ -50,12 +50,36 @@ impl TestServer {
 
     /// A server with a given bootstrap token (to restart on the same database).
     pub async fn start_with_token(database_url: Option<String>, owner_token: String) -> Self {
-        let config = ServerConfig {
+        Self::start_configured(database_url, owner_token, |_| {}).await
+    }
+
+    /// A server on the memory store (`postgres: false`) or on a fresh
+    /// PostgreSQL database (`None` when there is none), its configuration
+    /// changed by `configure`.
+    pub async fn configured(
+        postgres: bool,
+        configure: impl FnOnce(&mut ServerConfig),
+    ) -> Option<Self> {
+        let url = if postgres {
+            Some(picloud::store::postgres::testing::fresh_database_url().await?)
+        } else {
+            None
+        };
+        Some(Self::start_configured(url, random_token(), configure).await)
+    }
+
+    async fn start_configured(
+        database_url: Option<String>,
+        owner_token: String,
+        configure: impl FnOnce(&mut ServerConfig),
+    ) -> Self {
+        let mut config = ServerConfig {
             listen: "127.0.0.1:0".parse().unwrap(),
             database_url: database_url.clone(),
             bootstrap_token: Some(owner_token.clone()),
             ..ServerConfig::default()
         };
+        configure(&mut config);
         let server = server::start(config).await.expect("server starts");
         let started = Self {
             server,
