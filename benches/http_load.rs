@@ -26,6 +26,12 @@
 //! (target < 30 MB) and the CPU an idle server burns (target: none).
 
 use std::process::Command;
+
+/// The `picloud` binary's allocator (jemalloc, which the memory meter
+/// reads): every side of the comparison runs on it, as the server does.
+#[global_allocator]
+static ALLOCATOR: picloud_core::executor::meter::MeteredAllocator =
+    picloud_core::executor::meter::MeteredAllocator;
 use std::time::Duration;
 
 use axum::Router;
@@ -115,7 +121,10 @@ fn selected(line: &str) -> bool {
 }
 
 /// The requests measured, each against the bare route serving its bytes.
-const PAIRS: [(&str, &str, &str); 4] = [
+/// A name ending in `+token` sends the owner's bearer token to `/run` too
+/// (the admin API always gets it): a public caller sends none, and a token
+/// costs a lookup before core removes it from the script's request.
+const PAIRS: [(&str, &str, &str); 5] = [
     (
         "GET members (100)",
         "/bare/members",
@@ -123,14 +132,16 @@ const PAIRS: [(&str, &str, &str); 4] = [
     ),
     ("GET app", "/bare/app", "/api/v1/admin/apps/shop"),
     ("GET /run hello", "/bare/hello", "/run/shop/hello"),
+    ("GET /run hello +token", "/bare/hello", "/run/shop/hello"),
     ("GET /run busy", "/bare/busy", "/run/shop/busy"),
 ];
 
 /// Whether any request of the store `label` is selected.
 fn store_selected(label: &str) -> bool {
-    PAIRS
-        .iter()
-        .any(|(name, _, _)| selected(&format!("{label} {name}")))
+    selected(&format!("{label} layers"))
+        || PAIRS
+            .iter()
+            .any(|(name, _, _)| selected(&format!("{label} {name}")))
 }
 
 async fn run(label: &str, database_url: Option<String>) {
@@ -219,11 +230,36 @@ async fn run(label: &str, database_url: Option<String>) {
         Router::new()
             .route("/layered/members", bare(members_body))
             .route("/layered/app", bare(app_body))
-            .route("/layered/hello", bare(hello_body))
+            .route("/layered/hello", bare(hello_body.clone()))
             .route("/layered/busy", bare(busy_body)),
         AppOptions::default().body_limit,
     );
-    let router: Router = picloud.merge(bare_routes).merge(layered_routes);
+    // One standard layer each, around the hello bytes: what each costs.
+    let one = |path: &str| Router::new().route(path, bare(hello_body.clone()));
+    let single_layers = Router::new()
+        .merge(one("/one/request-id").layer(
+            tower_http::request_id::PropagateRequestIdLayer::x_request_id(),
+        ).layer(tower_http::request_id::SetRequestIdLayer::x_request_id(
+            tower_http::request_id::MakeRequestUuid,
+        )))
+        .merge(one("/one/trace").layer(tower_http::trace::TraceLayer::new_for_http().make_span_with(
+            |req: &axum::extract::Request| {
+                tracing::info_span!("request", method = %req.method(), uri = %req.uri())
+            },
+        )))
+        .merge(one("/one/catch-panic").layer(tower_http::catch_panic::CatchPanicLayer::new()))
+        .merge(
+            one("/one/guards")
+                .layer(axum::middleware::from_fn_with_state(
+                    Duration::from_secs(30),
+                    picloud::http::conn::request_guards,
+                ))
+                .layer(axum::extract::DefaultBodyLimit::max(1024 * 1024)),
+        );
+    let router: Router = picloud
+        .merge(bare_routes)
+        .merge(layered_routes)
+        .merge(single_layers);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let server = tokio::spawn(async move { axum::serve(listener, router).await });
@@ -239,15 +275,16 @@ async fn run(label: &str, database_url: Option<String>) {
             format!("{base}{layered}"),
             format!("{base}{real}"),
         );
-        let token = token.clone();
+        let token = (!real.starts_with("/run/") || name.ends_with("+token")).then(|| token.clone());
         let stats_before = scripts.scripts.executor_stats().unwrap_or_default();
         let (bare_rps, layered_rps, real_rps) = tokio::task::spawn_blocking(move || {
-            wrk(&t, Some(&token)); // warm-up
+            let token = token.as_deref();
+            wrk(&t, token); // warm-up
             let (mut bare, mut layered, mut real) = (Vec::new(), Vec::new(), Vec::new());
             for _ in 0..ROUNDS {
-                bare.push(wrk(&b, Some(&token)));
-                layered.push(wrk(&l, Some(&token)));
-                real.push(wrk(&t, Some(&token)));
+                bare.push(wrk(&b, token));
+                layered.push(wrk(&l, token));
+                real.push(wrk(&t, token));
             }
             (median(bare), median(layered), median(real))
         })
@@ -273,6 +310,45 @@ async fn run(label: &str, database_url: Option<String>) {
             real_rps / bare_rps,
             real_rps / layered_rps
         );
+    }
+    if selected(&format!("{label} layers")) {
+        let base_url = base.clone();
+        let label = label.to_owned();
+        let lines = tokio::task::spawn_blocking(move || {
+            let paths = [
+                "/bare/hello",
+                "/one/request-id",
+                "/one/trace",
+                "/one/catch-panic",
+                "/one/guards",
+                "/layered/hello",
+            ];
+            wrk(&format!("{base_url}/bare/hello"), None); // warm-up
+            let mut rps = vec![Vec::new(); paths.len()];
+            for _ in 0..ROUNDS {
+                for (i, p) in paths.iter().enumerate() {
+                    rps[i].push(wrk(&format!("{base_url}{p}"), None));
+                }
+            }
+            let bare = median(rps[0].clone());
+            paths
+                .iter()
+                .zip(rps)
+                .skip(1)
+                .map(|(p, r)| {
+                    let r = median(r);
+                    format!(
+                        "{label:<9} layers {p:<18} {r:>7.0} req/s   {:.2}x bare ({bare:.0})",
+                        r / bare
+                    )
+                })
+                .collect::<Vec<_>>()
+        })
+        .await
+        .unwrap();
+        for line in lines {
+            println!("{line}");
+        }
     }
     server.abort();
 }

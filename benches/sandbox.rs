@@ -8,8 +8,14 @@
 //!   request and response conversion. Target (DESIGN.md): at most 1.10× the
 //!   baseline. The ratio is measured again at the end, interleaved, and
 //!   printed.
-//! - `pool/*`: [`RhaiExecutor::execute`] from a Tokio runtime: the hand-off
-//!   to a worker thread and back, for a trivial script and the CPU script.
+//! - `pool/*`: [`RhaiExecutor::execute`] from a Tokio runtime with the fast
+//!   path off: the hand-off to a worker thread and back, for a trivial
+//!   script and the CPU script.
+//! - `inline/*`: the fast path. One inline run of a trivial script (against
+//!   the same script through the pool), and one attempt abandoned past the
+//!   budget followed by its run on the pool (against the pool run alone,
+//!   and against a run sent straight to the pool while its script cools
+//!   down).
 //! - `compile/200 lines`: [`compile`] of a 200-line script (helper thread
 //!   included).
 
@@ -27,7 +33,8 @@ static ALLOCATOR: picloud_core::executor::meter::MeteredAllocator =
 use picloud_core::executor::rhai::packages::{Package, StandardPackage};
 use picloud_core::executor::rhai::{Dynamic, Engine, Scope};
 use picloud_core::executor::{
-    ExecutorConfig, Limits, RhaiExecutor, Sandbox, ScriptRequest, compile,
+    CompiledScript, ExecutorConfig, InlineBudget, Invocation, Limits, RhaiExecutor, Sandbox,
+    ScriptRequest, compile,
 };
 
 /// Counts primes below 5 000 by trial division: loops, arithmetic,
@@ -50,6 +57,9 @@ count
 const FIB: &str = "fn fib(n) { if n < 2 { n } else { fib(n - 1) + fib(n - 2) } } fib(18)";
 
 const TRIVIAL: &str = r#"#{ ok: true, method: request.method }"#;
+
+/// Past the inline budget's 5 000 operations, early: some 6 000.
+const OVER_BUDGET: &str = r#"let n = 0; for i in 0..2000 { n += i } #{ n: n }"#;
 
 fn plain_engine() -> Engine {
     let mut engine = Engine::new_raw();
@@ -145,6 +155,7 @@ fn bench(c: &mut Criterion, rt: &tokio::runtime::Runtime, executor: &Arc<RhaiExe
         })
     });
     g.finish();
+    bench_inline(c, rt, executor);
 
     let source = two_hundred_lines();
     let mut g = c.benchmark_group("compile");
@@ -152,6 +163,60 @@ fn bench(c: &mut Criterion, rt: &tokio::runtime::Runtime, executor: &Arc<RhaiExe
         b.iter(|| compile(black_box(&source), &limits).expect("compiles"))
     });
     g.finish();
+}
+
+/// One successful run through `ex`.
+async fn run(ex: &RhaiExecutor, script: &CompiledScript) -> Invocation {
+    let inv = ex
+        .execute("bench", script, request(), &Limits::default())
+        .await
+        .expect("runs");
+    assert!(inv.outcome.is_ok());
+    inv
+}
+
+/// The fast path: an inline run, and an abandoned attempt plus its pool run.
+fn bench_inline(c: &mut Criterion, rt: &tokio::runtime::Runtime, pool: &Arc<RhaiExecutor>) {
+    let limits = Limits::default();
+    let executor = |cooldown: Duration| {
+        RhaiExecutor::new(ExecutorConfig {
+            inline: Some(InlineBudget {
+                cooldown,
+                ..InlineBudget::default()
+            }),
+            ..ExecutorConfig::default()
+        })
+        .expect("executor")
+    };
+    // No cool-down: every run is attempted inline first.
+    let eager = executor(Duration::ZERO);
+    let cooling = executor(Duration::from_secs(3600));
+    let trivial = compile(TRIVIAL, &limits).expect("compiles");
+    let over = compile(OVER_BUDGET, &limits).expect("compiles");
+    let mut g = c.benchmark_group("inline");
+    g.bench_function("trivial: inline run", |b| {
+        b.to_async(rt).iter(|| run(&eager, &trivial))
+    });
+    g.bench_function("trivial: pool run", |b| {
+        b.to_async(rt).iter(|| run(pool, &trivial))
+    });
+    g.bench_function("over budget: abandoned attempt + pool run", |b| {
+        b.to_async(rt).iter(|| run(&eager, &over))
+    });
+    g.bench_function("over budget: pool run", |b| {
+        b.to_async(rt).iter(|| run(pool, &over))
+    });
+    rt.block_on(run(&cooling, &over)); // abandoned once: cooling down now
+    g.bench_function("over budget: cooling down, straight to the pool", |b| {
+        b.to_async(rt).iter(|| run(&cooling, &over))
+    });
+    g.finish();
+    let (e, c) = (eager.stats(), cooling.stats());
+    assert_eq!(
+        e.inline_abandoned, e.pool_runs,
+        "every over-budget run was attempted"
+    );
+    assert_eq!(c.inline_abandoned, 1, "then cooled down: {c:?}");
 }
 
 /// The sandbox-overhead ratio, measured interleaved so that both sides see
@@ -188,7 +253,14 @@ fn main() {
         .worker_threads(1)
         .build()
         .expect("runtime");
-    let executor = Arc::new(RhaiExecutor::new(ExecutorConfig::default()).expect("executor"));
+    // The pool alone (the fast path has its own group).
+    let executor = Arc::new(
+        RhaiExecutor::new(ExecutorConfig {
+            inline: None,
+            ..ExecutorConfig::default()
+        })
+        .expect("executor"),
+    );
     let mut c = Criterion::default()
         .configure_from_args()
         .warm_up_time(Duration::from_secs(1))

@@ -292,7 +292,7 @@ fn body_of(value: Dynamic, max_json: usize) -> Result<(Option<&'static str>, Vec
     if value.is_blob() {
         return Ok((Some(OCTET_STREAM), value.into_blob().unwrap_or_default()));
     }
-    let body = json_text_at_most(&value, max_json)?.into_bytes();
+    let body = json_bytes_at_most(&value, max_json)?;
     Ok((Some(APPLICATION_JSON), body))
 }
 
@@ -324,8 +324,15 @@ impl std::io::Write for CappedBuffer {
 /// bytes (else an error starting with [`ANSWER_TOO_LARGE`]): the script's
 /// `map.to_json()`.
 pub(crate) fn json_text_at_most(value: &Dynamic, max: usize) -> Result<String, String> {
+    // serde_json writes only valid UTF-8.
+    String::from_utf8(json_bytes_at_most(value, max)?).map_err(|e| e.to_string())
+}
+
+/// [`json_text_at_most`] as bytes (an answer's body: no UTF-8 check).
+fn json_bytes_at_most(value: &Dynamic, max: usize) -> Result<Vec<u8>, String> {
     let mut text = CappedBuffer {
-        bytes: Vec::new(),
+        // Most answers are small: one allocation, no regrowth.
+        bytes: Vec::with_capacity(256.min(max)),
         max,
     };
     serde_json::to_writer(&mut text, &StrictJson(value, 0)).map_err(|e| {
@@ -335,8 +342,7 @@ pub(crate) fn json_text_at_most(value: &Dynamic, max: usize) -> Result<String, S
             e.to_string()
         }
     })?;
-    // serde_json writes only valid UTF-8.
-    String::from_utf8(text.bytes).map_err(|e| e.to_string())
+    Ok(text.bytes)
 }
 
 /// Serializes a `Dynamic` as JSON, refusing what has no JSON form (rhai's

@@ -942,8 +942,13 @@ impl Sandbox {
         self.state.response_bytes.store(0, Ordering::Relaxed);
         self.scope.clear();
         self.scope.push_dynamic("request", request);
-        // One clock read sets every time of the run.
-        let now = self.state.now_ns();
+        // One clock read (`start`) sets every time of the run.
+        let now = u64::try_from(
+            start
+                .saturating_duration_since(self.state.origin)
+                .as_nanos(),
+        )
+        .unwrap_or(u64::MAX);
         let wall = u64::try_from(limits.wall_clock.as_nanos()).unwrap_or(u64::MAX);
         self.state
             .deadline_ns
