@@ -32,7 +32,7 @@
 //!   finished below them, the same logs.
 //!
 //! **Adaptive routing.** A script version whose attempt was abandoned goes
-//! straight to the pool for [`InlineBudget::cooldown`] ([`Route`], kept in
+//! straight to the pool for [`InlineBudget::cooldown`] (`Route`, kept in
 //! the [`CompiledScript`] that the cache holds per live version), then tries
 //! inline again. A hostile script wastes at most one budget per cool-down
 //! and per async worker, not one per request.
