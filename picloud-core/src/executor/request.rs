@@ -77,13 +77,6 @@ impl ScriptResponse {
 impl ScriptRequest {
     /// The `request` map: `method`, `path`, `query`, `headers`, `body`, `json`.
     pub(crate) fn into_rhai(self) -> Map {
-        fn string_map(src: BTreeMap<String, String>) -> Dynamic {
-            let map: Map = src
-                .into_iter()
-                .map(|(k, v)| (k.into(), Dynamic::from(ImmutableString::from(v))))
-                .collect();
-            Dynamic::from_map(map)
-        }
         let json = parse_json_body(&self.body);
         request_map(
             self.method.into(),
@@ -98,23 +91,11 @@ impl ScriptRequest {
     /// [`into_rhai`](Self::into_rhai), copying: an inline attempt keeps the
     /// request for the pool, should it be abandoned.
     pub(crate) fn to_rhai(&self) -> Map {
-        fn string_map(src: &BTreeMap<String, String>) -> Dynamic {
-            let map: Map = src
-                .iter()
-                .map(|(k, v)| {
-                    (
-                        k.as_str().into(),
-                        Dynamic::from(ImmutableString::from(v.as_str())),
-                    )
-                })
-                .collect();
-            Dynamic::from_map(map)
-        }
         request_map(
             self.method.as_str().into(),
             self.path.as_str().into(),
-            string_map(&self.query),
-            string_map(&self.headers),
+            string_map(self.query.iter().map(|(k, v)| (k, v.as_str()))),
+            string_map(self.headers.iter().map(|(k, v)| (k, v.as_str()))),
             self.body.as_str().into(),
             parse_json_body(&self.body),
         )
@@ -132,6 +113,18 @@ impl ScriptRequest {
             + pairs(&self.headers)
             + self.body.len()
     }
+}
+
+/// A `query` or `headers` map of the `request` map, from its pairs (owned
+/// or borrowed).
+fn string_map<K: AsRef<str>, V: Into<ImmutableString>>(
+    pairs: impl IntoIterator<Item = (K, V)>,
+) -> Dynamic {
+    let map: Map = pairs
+        .into_iter()
+        .map(|(k, v)| (k.as_ref().into(), Dynamic::from(v.into())))
+        .collect();
+    Dynamic::from_map(map)
 }
 
 /// The `request` map from its parts.

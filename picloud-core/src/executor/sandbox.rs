@@ -685,7 +685,12 @@ impl RunState {
     }
 
     fn now_ns(&self) -> u64 {
-        u64::try_from(self.origin.elapsed().as_nanos()).unwrap_or(u64::MAX)
+        self.ns_at(Instant::now())
+    }
+
+    /// `at` as nanoseconds after `origin`.
+    fn ns_at(&self, at: Instant) -> u64 {
+        u64::try_from(at.saturating_duration_since(self.origin).as_nanos()).unwrap_or(u64::MAX)
     }
 
     /// Whether the run is an inline attempt.
@@ -943,12 +948,7 @@ impl Sandbox {
         self.scope.clear();
         self.scope.push_dynamic("request", request);
         // One clock read (`start`) sets every time of the run.
-        let now = u64::try_from(
-            start
-                .saturating_duration_since(self.state.origin)
-                .as_nanos(),
-        )
-        .unwrap_or(u64::MAX);
+        let now = self.state.ns_at(start);
         let wall = u64::try_from(limits.wall_clock.as_nanos()).unwrap_or(u64::MAX);
         self.state
             .deadline_ns
