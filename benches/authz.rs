@@ -8,7 +8,7 @@ use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use picloud::store::memory::MemoryStore;
-use picloud::testkit::Fixture;
+use picloud_core::testkit::Fixture;
 use picloud::{AppRole, Capability, InstanceRole, Principal, decide, require};
 
 fn bench_authz(c: &mut Criterion) {

@@ -17,24 +17,30 @@
 //! - `testkit` (feature `testkit`): the public conformance suite, proptest
 //!   strategies and the reference model of the capability table.
 #![forbid(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod apps;
 #[cfg(feature = "auth")]
+#[cfg_attr(docsrs, doc(cfg(feature = "auth")))]
 pub mod auth;
 pub mod authz;
 pub mod clock;
 pub mod domain;
 #[cfg(feature = "executor")]
+#[cfg_attr(docsrs, doc(cfg(feature = "executor")))]
 pub mod executor;
 pub mod ids;
 pub mod members;
 pub mod ports;
 #[cfg(feature = "executor")]
+#[cfg_attr(docsrs, doc(cfg(feature = "executor")))]
 pub mod scripts;
 pub mod stores;
 #[cfg(feature = "testkit")]
+#[cfg_attr(docsrs, doc(cfg(feature = "testkit")))]
 pub mod testkit;
 #[cfg(feature = "auth")]
+#[cfg_attr(docsrs, doc(cfg(feature = "auth")))]
 pub mod users;
 
 pub use apps::{AppError, AppService, AppView};

@@ -41,6 +41,7 @@ pub mod error;
 pub mod inline;
 pub mod limits;
 #[cfg(feature = "meter")]
+#[cfg_attr(docsrs, doc(cfg(feature = "meter")))]
 pub mod meter;
 pub mod pool;
 pub mod request;
