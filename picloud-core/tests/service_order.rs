@@ -6,12 +6,10 @@ use std::sync::Arc;
 use picloud_core::domain::{AdminUser, App, AppMembership, Slug};
 use picloud_core::ports::apps::MockAppRepository;
 use picloud_core::ports::authz::MockAuthzRepo;
-use picloud_core::ports::invocations::MockInvocationLog;
 use picloud_core::ports::members::MockAppMembersRepository;
-use picloud_core::ports::scripts::MockScriptRepository;
-use picloud_core::ports::tokens::MockTokenRepository;
 use picloud_core::ports::users::MockAdminUserRepository;
 use picloud_core::ports::{AuthzRepoError, BoxError};
+use picloud_core::testkit::strict_mocks;
 use picloud_core::{
     AdminUserId, AppId, AppRole, InstanceRole, MembershipError, MembershipService, Principal,
     Stores,
@@ -69,9 +67,8 @@ impl Mocks {
             users: Arc::new(self.users),
             members: Arc::new(self.members),
             authz: Arc::new(self.authz),
-            tokens: Arc::new(MockTokenRepository::new()),
-            scripts: Arc::new(MockScriptRepository::new()),
-            invocations: Arc::new(MockInvocationLog::new()),
+            // Every other port: mocks that panic on any call.
+            ..strict_mocks()
         })
     }
 }

@@ -12,6 +12,8 @@
 //! - [`ops`]: random sequences of raw repository operations with normalized
 //!   observations, so that two stores can be compared op by op.
 //! - [`Fixture`]: quick creation of users and apps with unique names.
+//! - `strict_mocks` (with feature `mock` too): a [`Stores`] of `mockall`
+//!   mocks that expect nothing, for a test to override port by port.
 
 pub mod conformance;
 pub mod model;
@@ -23,6 +25,35 @@ use uuid::Uuid;
 
 use crate::domain::{AdminUser, App, InstanceRole, NewAdminUser, NewApp, Principal, Slug};
 use crate::stores::Stores;
+
+/// A [`Stores`] of `mockall` mocks with no expectations (needs feature
+/// `mock` too): any call on any port panics. A test builds the mocks it
+/// expects calls on and takes the rest from here, so that a new port changes
+/// only this function:
+///
+/// ```ignore
+/// let stores = Stores {
+///     apps: Arc::new(apps_mock),
+///     ..picloud_core::testkit::strict_mocks()
+/// };
+/// ```
+#[cfg(feature = "mock")]
+#[cfg_attr(docsrs, doc(cfg(feature = "mock")))]
+pub fn strict_mocks() -> Stores {
+    use std::sync::Arc;
+
+    use crate::ports::{apps, authz, invocations, members, scripts, tokens, users};
+
+    Stores {
+        apps: Arc::new(apps::MockAppRepository::new()),
+        users: Arc::new(users::MockAdminUserRepository::new()),
+        members: Arc::new(members::MockAppMembersRepository::new()),
+        authz: Arc::new(authz::MockAuthzRepo::new()),
+        tokens: Arc::new(tokens::MockTokenRepository::new()),
+        scripts: Arc::new(scripts::MockScriptRepository::new()),
+        invocations: Arc::new(invocations::MockInvocationLog::new()),
+    }
+}
 
 /// A short random lowercase tag, to keep names unique when tests share a store.
 pub fn unique_tag() -> String {
