@@ -12,8 +12,8 @@ use axum::response::{IntoResponse, Response};
 use picloud_core::apps::AppError;
 use picloud_core::auth::AuthError;
 use picloud_core::members::MembershipError;
-use picloud_core::ports::TokenRepoError;
 use picloud_core::users::UserError;
+use picloud_core::{ErrorKind, ServiceError};
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -96,73 +96,55 @@ impl IntoResponse for ApiError {
     }
 }
 
-impl From<MembershipError> for ApiError {
-    fn from(e: MembershipError) -> Self {
-        use MembershipError as E;
-        let status = match &e {
-            E::AppNotFound(_) | E::UserNotFound(_) | E::MembershipNotFound => StatusCode::NOT_FOUND,
-            E::AlreadyMember { .. } => StatusCode::CONFLICT,
-            E::TargetInactive { .. } | E::TargetNotMember { .. } => {
-                StatusCode::UNPROCESSABLE_ENTITY
+/// The status for each kind of service error: the one place that decides
+/// which failures are the caller's (4xx, message shown) and which are the
+/// server's (5xx; a 500 shows nothing of its cause).
+pub const fn status_for(kind: ErrorKind) -> StatusCode {
+    match kind {
+        ErrorKind::NotFound => StatusCode::NOT_FOUND,
+        ErrorKind::Conflict => StatusCode::CONFLICT,
+        ErrorKind::Forbidden => StatusCode::FORBIDDEN,
+        ErrorKind::Unauthenticated => StatusCode::UNAUTHORIZED,
+        ErrorKind::Invalid => StatusCode::UNPROCESSABLE_ENTITY,
+        ErrorKind::Busy => StatusCode::SERVICE_UNAVAILABLE,
+        ErrorKind::Throttled => StatusCode::TOO_MANY_REQUESTS,
+        // `ErrorKind` is non-exhaustive: a kind this version does not know
+        // is the server's problem, never the caller's.
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+impl ApiError {
+    /// A service error as a response: its status from [`status_for`], its
+    /// message unless it is internal, and `Retry-After` when the service
+    /// says how long to wait.
+    pub fn service<E: ServiceError>(e: E) -> Self {
+        let status = status_for(e.kind());
+        let mut error = if e.kind().is_internal() {
+            Self::internal(e.to_string())
+        } else {
+            Self::new(status, e.to_string())
+        };
+        if let Some(wait) = e.retry_after() {
+            error = error.with_retry_after(picloud_core::auth::retry_after_secs(wait));
+        }
+        error
+    }
+}
+
+/// `From<E> for ApiError` through [`ApiError::service`], for each service
+/// error type.
+macro_rules! from_service_errors {
+    ($($error:ty),* $(,)?) => {
+        $(impl From<$error> for ApiError {
+            fn from(e: $error) -> Self {
+                Self::service(e)
             }
-            E::Forbidden => StatusCode::FORBIDDEN,
-            _ => return Self::internal(e),
-        };
-        Self::new(status, e.to_string())
-    }
+        })*
+    };
 }
 
-impl From<AppError> for ApiError {
-    fn from(e: AppError) -> Self {
-        let status = match &e {
-            AppError::Forbidden => StatusCode::FORBIDDEN,
-            AppError::NotFound(_) => StatusCode::NOT_FOUND,
-            AppError::SlugTaken(_) => StatusCode::CONFLICT,
-            AppError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            _ => return Self::internal(e),
-        };
-        Self::new(status, e.to_string())
-    }
-}
-
-impl From<UserError> for ApiError {
-    fn from(e: UserError) -> Self {
-        let status = match &e {
-            UserError::Forbidden => StatusCode::FORBIDDEN,
-            UserError::NotFound(_) => StatusCode::NOT_FOUND,
-            UserError::UsernameTaken(_) => StatusCode::CONFLICT,
-            UserError::Invalid(_) | UserError::LastOwner => StatusCode::UNPROCESSABLE_ENTITY,
-            UserError::Busy => StatusCode::SERVICE_UNAVAILABLE,
-            _ => return Self::internal(e),
-        };
-        Self::new(status, e.to_string())
-    }
-}
-
-impl From<AuthError> for ApiError {
-    fn from(e: AuthError) -> Self {
-        let status = match &e {
-            AuthError::Unauthenticated => StatusCode::UNAUTHORIZED,
-            AuthError::Forbidden => StatusCode::FORBIDDEN,
-            AuthError::AppNotFound(_) => StatusCode::NOT_FOUND,
-            AuthError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            AuthError::Busy => StatusCode::SERVICE_UNAVAILABLE,
-            AuthError::Throttled { retry_after } => {
-                let seconds = picloud_core::auth::retry_after_secs(*retry_after);
-                return Self::new(StatusCode::TOO_MANY_REQUESTS, e.to_string())
-                    .with_retry_after(seconds);
-            }
-            _ => return Self::internal(e),
-        };
-        Self::new(status, e.to_string())
-    }
-}
-
-impl From<TokenRepoError> for ApiError {
-    fn from(e: TokenRepoError) -> Self {
-        Self::internal(e)
-    }
-}
+from_service_errors!(AppError, AuthError, MembershipError, UserError);
 
 impl From<JsonRejection> for ApiError {
     fn from(r: JsonRejection) -> Self {

@@ -1,8 +1,9 @@
 //! The apps service: create, list and show apps, each with the caller's
 //! effective role (`my_role`).
 
-use crate::authz::{self, AuthzDenied, AuthzRepoError, Capability, require};
+use crate::authz::{self, AuthzRepoError, Capability, require};
 use crate::domain::{App, AppRole, InstanceRole, NewApp, Principal, Slug};
+use crate::error::{ErrorKind, ServiceError};
 use crate::ports::AppRepoError;
 use crate::stores::Stores;
 
@@ -17,6 +18,7 @@ pub struct AppView {
 
 /// Every outcome of [`AppService`] other than success.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum AppError {
     /// The caller may not do this.
     #[error("forbidden")]
@@ -47,19 +49,17 @@ impl From<AppRepoError> for AppError {
     }
 }
 
-impl From<AuthzDenied> for AppError {
-    fn from(d: AuthzDenied) -> Self {
-        match d {
-            AuthzDenied::Denied => Self::Forbidden,
-            AuthzDenied::Repo(e) => Self::Authz(e),
-        }
-    }
-}
+crate::error::from_authz_denied!(AppError, not_found = NotFound);
 
-impl AppError {
-    /// True for failures of the machinery rather than of the request.
-    pub fn is_internal(&self) -> bool {
-        matches!(self, Self::Apps(_) | Self::Authz(_))
+impl ServiceError for AppError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            Self::Forbidden => ErrorKind::Forbidden,
+            Self::NotFound(_) => ErrorKind::NotFound,
+            Self::SlugTaken(_) => ErrorKind::Conflict,
+            Self::Invalid(_) => ErrorKind::Invalid,
+            Self::Apps(_) | Self::Authz(_) => ErrorKind::Internal,
+        }
     }
 }
 
@@ -98,14 +98,11 @@ impl AppService {
             return Ok(Vec::new());
         }
         let apps = if let Some(scope) = principal.scope {
-            let explicit = if principal.instance_role == InstanceRole::Member {
-                self.stores
-                    .authz
-                    .app_role(scope.app_id, principal.user_id)
-                    .await?
-            } else {
-                None
-            };
+            let explicit =
+                match authz::needs_explicit_role(principal, Capability::AppView(scope.app_id)) {
+                    Some(app) => self.stores.authz.app_role(app, principal.user_id).await?,
+                    None => None,
+                };
             self.stores
                 .apps
                 .get(scope.app_id)
@@ -143,19 +140,8 @@ impl AppService {
 
     /// One app (`AppView` on it), by id or slug.
     pub async fn get(&self, principal: &Principal, ident: &str) -> Result<AppView, AppError> {
-        let app = self
-            .stores
-            .apps
-            .resolve(ident)
-            .await?
-            .ok_or_else(|| AppError::NotFound(ident.to_owned()))?;
-        require(
-            self.stores.authz.as_ref(),
-            principal,
-            Capability::AppView(app.id),
-        )
-        .await?;
-        let my_role = authz::my_role_in(self.stores.authz.as_ref(), principal, app.id).await?;
+        let (app, my_role) =
+            authz::resolve_with_role(&self.stores, principal, ident, Capability::AppView).await?;
         Ok(AppView { app, my_role })
     }
 }

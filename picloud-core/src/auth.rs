@@ -24,10 +24,11 @@ use chrono::{DateTime, Duration, Utc};
 use sha2::{Digest, Sha256};
 use tokio::sync::Semaphore;
 
-use crate::authz::{AuthzDenied, Capability, require};
+use crate::authz::Capability;
 use crate::domain::{
     AdminUser, ApiToken, AppRole, InstanceRole, NewAdminUser, NewApiToken, Principal, TokenScope,
 };
+use crate::error::{ErrorKind, ServiceError};
 use crate::ids::TokenId;
 use crate::ports::{AdminUserRepoError, AppRepoError, AuthzRepoError, TokenRepoError};
 use crate::stores::Stores;
@@ -162,6 +163,7 @@ pub fn validate_password(password: &str) -> Result<(), String> {
 
 /// Every outcome of [`AuthService`] other than success.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum AuthError {
     /// No valid credentials: unknown user, wrong password, unknown, expired or
     /// revoked token, or a deactivated user.
@@ -203,22 +205,28 @@ pub enum AuthError {
     Authz(#[from] AuthzRepoError),
 }
 
-impl From<AuthzDenied> for AuthError {
-    fn from(d: AuthzDenied) -> Self {
-        match d {
-            AuthzDenied::Denied => Self::Forbidden,
-            AuthzDenied::Repo(e) => Self::Authz(e),
+crate::error::from_authz_denied!(AuthError, not_found = AppNotFound);
+
+impl ServiceError for AuthError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            Self::Unauthenticated => ErrorKind::Unauthenticated,
+            Self::Forbidden => ErrorKind::Forbidden,
+            Self::Busy => ErrorKind::Busy,
+            Self::Throttled { .. } => ErrorKind::Throttled,
+            Self::AppNotFound(_) => ErrorKind::NotFound,
+            Self::Invalid(_) => ErrorKind::Invalid,
+            Self::Crypto(_) | Self::Tokens(_) | Self::Users(_) | Self::Apps(_) | Self::Authz(_) => {
+                ErrorKind::Internal
+            }
         }
     }
-}
 
-impl AuthError {
-    /// True for failures of the machinery rather than of the request.
-    pub fn is_internal(&self) -> bool {
-        matches!(
-            self,
-            Self::Crypto(_) | Self::Tokens(_) | Self::Users(_) | Self::Apps(_) | Self::Authz(_)
-        )
+    fn retry_after(&self) -> Option<std::time::Duration> {
+        match self {
+            Self::Throttled { retry_after } => Some(*retry_after),
+            _ => None,
+        }
     }
 }
 
@@ -395,16 +403,11 @@ impl AuthService {
                 return Err(AuthError::Invalid("max_role needs an app".into()));
             }
             (Some(ident), max_role) => {
-                let app = self
-                    .stores
-                    .apps
-                    .resolve(ident)
-                    .await?
-                    .ok_or_else(|| AuthError::AppNotFound(ident.to_owned()))?;
-                require(
-                    self.stores.authz.as_ref(),
+                let app = crate::authz::resolve_and_require(
+                    &self.stores,
                     principal,
-                    Capability::AppView(app.id),
+                    ident,
+                    Capability::AppView,
                 )
                 .await?;
                 Some(TokenScope {

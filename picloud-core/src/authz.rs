@@ -19,9 +19,11 @@
 //! app-scoped token) holds no instance capability, nothing on other apps, and
 //! at most its `max_role` on its app.
 
-use crate::domain::{AppRole, InstanceRole, Principal};
+use crate::domain::{App, AppRole, InstanceRole, Principal};
 use crate::ids::AppId;
+use crate::ports::AppRepoError;
 pub use crate::ports::authz::{AuthzRepo, AuthzRepoError};
+use crate::stores::Stores;
 
 /// Something a principal may be allowed to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -144,6 +146,66 @@ pub async fn require(
     } else {
         Err(AuthzDenied::Denied)
     }
+}
+
+/// Why [`resolve_and_require`] gave no app.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AppAccessError {
+    /// No app has this id or slug.
+    #[error("app not found: {0}")]
+    NotFound(String),
+    /// The principal does not hold the capability on it.
+    #[error("forbidden")]
+    Denied,
+    /// The app store failed.
+    #[error("app repository error: {0}")]
+    Apps(#[from] AppRepoError),
+    /// The authorization lookup failed.
+    #[error("authorization lookup failed: {0}")]
+    Authz(#[from] AuthzRepoError),
+}
+
+/// Resolves `id_or_slug` to an app and requires `capability(app)` of
+/// `principal`: the one way every service turns "an app the caller named"
+/// into "an app the caller may act on". An unknown app is
+/// [`AppAccessError::NotFound`], whoever asks.
+pub async fn resolve_and_require(
+    stores: &Stores,
+    principal: &Principal,
+    id_or_slug: &str,
+    capability: fn(AppId) -> Capability,
+) -> Result<App, AppAccessError> {
+    Ok(resolve_with_role(stores, principal, id_or_slug, capability)
+        .await?
+        .0)
+}
+
+/// [`resolve_and_require`], also giving the caller's effective role on the
+/// app ([`my_role`]), from the same single lookup of their explicit role.
+pub async fn resolve_with_role(
+    stores: &Stores,
+    principal: &Principal,
+    id_or_slug: &str,
+    capability: fn(AppId) -> Capability,
+) -> Result<(App, Option<AppRole>), AppAccessError> {
+    let app = stores
+        .apps
+        .resolve(id_or_slug)
+        .await?
+        .ok_or_else(|| AppAccessError::NotFound(id_or_slug.to_owned()))?;
+    let capability = capability(app.id);
+    // Every app capability depends on the explicit role under the same
+    // condition, so one lookup serves the decision and the role.
+    let explicit = match needs_explicit_role(principal, capability) {
+        Some(id) => stores.authz.app_role(id, principal.user_id).await?,
+        None => None,
+    };
+    if !decide(principal, explicit, capability) {
+        return Err(AppAccessError::Denied);
+    }
+    let role = my_role(principal, app.id, explicit);
+    Ok((app, role))
 }
 
 /// The caller's effective role on `app`, looking up the explicit role only if

@@ -21,14 +21,16 @@
 //! There is no "last app admin" guard: owners always hold `AppAdmin`, so an
 //! app cannot be orphaned by removing its last explicit `app_admin`.
 
-use crate::authz::{AuthzDenied, AuthzRepoError, Capability, require};
+use crate::authz::{AuthzRepoError, Capability, resolve_and_require};
 use crate::domain::{AdminUser, App, AppMembershipDetail, AppRole, InstanceRole, Principal};
+use crate::error::{ErrorKind, ServiceError};
 use crate::ids::AdminUserId;
 use crate::ports::{AdminUserRepoError, AppMembersRepoError, AppRepoError};
 use crate::stores::Stores;
 
 /// Every outcome of the membership service other than success.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum MembershipError {
     /// No app has this id or slug.
     #[error("app not found: {0}")]
@@ -79,23 +81,21 @@ pub enum MembershipError {
     Members(#[from] AppMembersRepoError),
 }
 
-impl From<AuthzDenied> for MembershipError {
-    fn from(denied: AuthzDenied) -> Self {
-        match denied {
-            AuthzDenied::Denied => Self::Forbidden,
-            AuthzDenied::Repo(e) => Self::Authz(e),
-        }
-    }
-}
+crate::error::from_authz_denied!(MembershipError, not_found = AppNotFound);
 
-impl MembershipError {
-    /// True for store failures: a transport answers "internal error" and logs
-    /// the detail. Every other variant is the caller's to see.
-    pub fn is_internal(&self) -> bool {
-        matches!(
-            self,
-            Self::Authz(_) | Self::Apps(_) | Self::Users(_) | Self::Members(_)
-        )
+impl ServiceError for MembershipError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            Self::AppNotFound(_) | Self::UserNotFound(_) | Self::MembershipNotFound => {
+                ErrorKind::NotFound
+            }
+            Self::AlreadyMember { .. } => ErrorKind::Conflict,
+            Self::TargetInactive { .. } | Self::TargetNotMember { .. } => ErrorKind::Invalid,
+            Self::Forbidden => ErrorKind::Forbidden,
+            Self::Authz(_) | Self::Apps(_) | Self::Users(_) | Self::Members(_) => {
+                ErrorKind::Internal
+            }
+        }
     }
 }
 
@@ -198,19 +198,7 @@ impl MembershipService {
         principal: &Principal,
         ident: &str,
     ) -> Result<App, MembershipError> {
-        let app = self
-            .stores
-            .apps
-            .resolve(ident)
-            .await?
-            .ok_or_else(|| MembershipError::AppNotFound(ident.to_owned()))?;
-        require(
-            self.stores.authz.as_ref(),
-            principal,
-            Capability::AppAdmin(app.id),
-        )
-        .await?;
-        Ok(app)
+        Ok(resolve_and_require(&self.stores, principal, ident, Capability::AppAdmin).await?)
     }
 
     async fn existing_user(&self, user: AdminUserId) -> Result<AdminUser, MembershipError> {

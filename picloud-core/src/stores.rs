@@ -13,7 +13,12 @@ use crate::ports::{
 };
 
 /// Every port PiCloud needs, as shared trait objects.
+///
+/// Non-exhaustive, so that a new port is not a breaking change: build one
+/// with [`Stores::from_shared`] (or `testkit::strict_mocks`), then replace
+/// any port by assigning its field.
 #[derive(Clone)]
+#[non_exhaustive]
 pub struct Stores {
     /// Apps.
     pub apps: Arc<dyn AppRepository>,

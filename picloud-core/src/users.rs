@@ -11,12 +11,14 @@
 use crate::auth::{AuthError, CryptoError, hash_password, validate_password};
 use crate::authz::{AuthzDenied, AuthzRepoError, Capability, require};
 use crate::domain::{AdminUser, InstanceRole, NewAdminUser, Principal, validate_username};
+use crate::error::{ErrorKind, ServiceError};
 use crate::ids::AdminUserId;
 use crate::ports::AdminUserRepoError;
 use crate::stores::Stores;
 
 /// Every outcome of [`UserService`] other than success.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum UserError {
     /// The caller may not do this.
     #[error("forbidden")]
@@ -58,19 +60,18 @@ impl From<AdminUserRepoError> for UserError {
     }
 }
 
-impl From<AuthzDenied> for UserError {
-    fn from(d: AuthzDenied) -> Self {
-        match d {
-            AuthzDenied::Denied => Self::Forbidden,
-            AuthzDenied::Repo(e) => Self::Authz(e),
-        }
-    }
-}
+crate::error::from_authz_denied!(UserError);
 
-impl UserError {
-    /// True for failures of the machinery rather than of the request.
-    pub fn is_internal(&self) -> bool {
-        matches!(self, Self::Crypto(_) | Self::Users(_) | Self::Authz(_))
+impl ServiceError for UserError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            Self::Forbidden => ErrorKind::Forbidden,
+            Self::NotFound(_) => ErrorKind::NotFound,
+            Self::UsernameTaken(_) => ErrorKind::Conflict,
+            Self::Invalid(_) | Self::LastOwner => ErrorKind::Invalid,
+            Self::Busy => ErrorKind::Busy,
+            Self::Crypto(_) | Self::Users(_) | Self::Authz(_) => ErrorKind::Internal,
+        }
     }
 }
 

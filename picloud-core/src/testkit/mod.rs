@@ -32,10 +32,8 @@ use crate::stores::Stores;
 /// only this function:
 ///
 /// ```ignore
-/// let stores = Stores {
-///     apps: Arc::new(apps_mock),
-///     ..picloud_core::testkit::strict_mocks()
-/// };
+/// let mut stores = picloud_core::testkit::strict_mocks();
+/// stores.apps = Arc::new(apps_mock);
 /// ```
 #[cfg(feature = "mock")]
 #[cfg_attr(docsrs, doc(cfg(feature = "mock")))]
