@@ -1,4 +1,5 @@
-//! The memory store's API tokens, indexed for every lookup the port makes.
+//! [`TokenRepository`] for [`MemoryStore`], and the memory store's API
+//! tokens, indexed for every lookup the port makes.
 //!
 //! Tokens are created at every login, so the store must stay fast with many
 //! of them: each operation touches only the tokens it concerns (a hash map
@@ -11,10 +12,14 @@
 
 use std::collections::{BTreeSet, HashMap};
 
+use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use picloud_core::domain::ApiToken;
+use picloud_core::domain::{AdminUser, ApiToken, NewApiToken};
 use picloud_core::ids::{AdminUserId, AppId, TokenId};
+use picloud_core::ports::{TokenRepoError, TokenRepository};
 use uuid::Uuid;
+
+use crate::MemoryStore;
 
 /// How many expired tokens one insert purges at most, so that the write lock
 /// is never held for long.
@@ -129,6 +134,51 @@ impl Tokens {
         debug_assert_eq!(self.by_hash.len(), self.hash_of.len());
         debug_assert_eq!(self.by_hash.len(), self.by_user.len());
         self.by_hash.len()
+    }
+}
+
+#[async_trait]
+impl TokenRepository for MemoryStore {
+    async fn create(&self, new: NewApiToken) -> Result<ApiToken, TokenRepoError> {
+        let mut s = self.write();
+        let t = &new.token;
+        if !s.users.contains_key(&t.user_id)
+            || t.scope
+                .is_some_and(|scope| !s.apps.contains_key(&scope.app_id))
+        {
+            return Err(TokenRepoError::NotFound);
+        }
+        if s.tokens.is_taken(&new.token_hash, t.id) {
+            return Err(TokenRepoError::Conflict(t.id.to_string()));
+        }
+        // Purges a bounded batch of expired tokens first (see `tokens`).
+        s.tokens
+            .insert(new.token_hash, new.token.clone(), chrono::Utc::now());
+        Ok(new.token)
+    }
+
+    async fn find_by_hash(
+        &self,
+        token_hash: &str,
+    ) -> Result<Option<(ApiToken, AdminUser)>, TokenRepoError> {
+        let s = self.read();
+        Ok(s.tokens
+            .get(token_hash)
+            .and_then(|t| s.users.get(&t.user_id).map(|u| (t.clone(), u.user.clone()))))
+    }
+
+    async fn list_for_user(&self, user: AdminUserId) -> Result<Vec<ApiToken>, TokenRepoError> {
+        let mut tokens: Vec<ApiToken> = self.read().tokens.of_user(user).cloned().collect();
+        tokens.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(a.id.cmp(&b.id)));
+        Ok(tokens)
+    }
+
+    async fn revoke(&self, user: AdminUserId, id: TokenId) -> Result<(), TokenRepoError> {
+        let mut s = self.write();
+        if s.tokens.get_by_id(id).is_some_and(|t| t.user_id == user) {
+            s.tokens.remove(id);
+        }
+        Ok(())
     }
 }
 
