@@ -26,6 +26,7 @@ pub mod auth;
 pub mod authz;
 pub mod clock;
 pub mod domain;
+pub mod error;
 #[cfg(feature = "executor")]
 #[cfg_attr(docsrs, doc(cfg(feature = "executor")))]
 pub mod executor;
@@ -50,6 +51,7 @@ pub use domain::{
     InvocationRecord, NewAdminUser, NewApp, Principal, Script, ScriptName, ScriptVersion,
     ScriptVersionInfo, Slug, SlugError, TokenScope,
 };
+pub use error::{ErrorKind, ServiceError};
 pub use ids::{AdminUserId, AppId, TokenId};
 pub use members::{MembershipError, MembershipService};
 pub use stores::Stores;
