@@ -1,0 +1,55 @@
+//! Apps.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::Slug;
+use crate::ids::AppId;
+
+/// An app: one tenant, with its scripts, members and settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct App {
+    /// Its id.
+    pub id: AppId,
+    /// Its unique slug, used in URLs (`/run/{slug}/...`).
+    pub slug: Slug,
+    /// A display name.
+    pub name: String,
+    /// When it was created.
+    pub created_at: DateTime<Utc>,
+}
+
+/// What a store needs to create an app.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewApp {
+    /// The id to give it.
+    pub id: AppId,
+    /// Its slug (unique per instance).
+    pub slug: Slug,
+    /// Its display name.
+    pub name: String,
+    /// Its creation time.
+    pub created_at: DateTime<Utc>,
+}
+
+impl NewApp {
+    /// A new app with a fresh id, created now.
+    pub fn new(slug: Slug, name: impl Into<String>) -> Self {
+        Self {
+            id: AppId::new(),
+            slug,
+            name: name.into(),
+            created_at: crate::clock::now(),
+        }
+    }
+
+    /// The app this will become once stored.
+    pub fn into_app(self) -> App {
+        App {
+            id: self.id,
+            slug: self.slug,
+            name: self.name,
+            created_at: self.created_at,
+        }
+    }
+}

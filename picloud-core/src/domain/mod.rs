@@ -1,0 +1,24 @@
+//! Domain types: roles, the authenticated [`Principal`], users, apps and
+//! memberships. Plain data with validation; no I/O.
+
+mod app;
+mod display_name;
+mod invocation;
+mod membership;
+mod principal;
+mod roles;
+mod script;
+mod slug;
+mod token;
+mod user;
+
+pub use app::{App, NewApp};
+pub use display_name::validate_display_name;
+pub use invocation::InvocationRecord;
+pub use membership::{AppMembership, AppMembershipDetail};
+pub use principal::{Principal, TokenScope};
+pub use roles::{AppRole, InstanceRole};
+pub use script::{Deployed, Script, ScriptName, ScriptNameError, ScriptVersion, ScriptVersionInfo};
+pub use slug::{Slug, SlugError};
+pub use token::{ApiToken, NewApiToken};
+pub use user::{AdminUser, NewAdminUser, UserCredentials, UsernameError, validate_username};

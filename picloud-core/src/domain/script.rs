@@ -1,0 +1,147 @@
+//! Scripts, their names and versions, and deploys.
+
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{AdminUserId, AppId, ScriptId};
+
+/// A script's name within its app: 1–64 characters of `A-Za-z0-9_-`, used in
+/// URLs (`/run/{app}/{name}`).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct ScriptName(String);
+
+/// Why a script name was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("script name must be 1 to 64 characters of a-z, A-Z, 0-9, '_' and '-'")]
+pub struct ScriptNameError;
+
+impl ScriptName {
+    /// Validates `s` as a script name.
+    pub fn parse(s: &str) -> Result<Self, ScriptNameError> {
+        let ok = (1..=64).contains(&s.len())
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        if ok {
+            Ok(Self(s.to_owned()))
+        } else {
+            Err(ScriptNameError)
+        }
+    }
+
+    /// The name as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for ScriptName {
+    type Error = ScriptNameError;
+
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        Self::parse(&s)
+    }
+}
+
+impl From<ScriptName> for String {
+    fn from(s: ScriptName) -> Self {
+        s.0
+    }
+}
+
+impl fmt::Display for ScriptName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A script of an app: a name, and which of its immutable versions is live.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Script {
+    /// Its id.
+    pub id: ScriptId,
+    /// Its app.
+    pub app_id: AppId,
+    /// Its name within the app.
+    pub name: ScriptName,
+    /// The version that `/run` executes (1-based).
+    pub live_version: u32,
+    /// The newest version (a rollback makes `live_version` lower than this).
+    pub latest_version: u32,
+    /// When it was first deployed.
+    pub created_at: DateTime<Utc>,
+    /// When it last changed (a deploy or a rollback).
+    pub updated_at: DateTime<Utc>,
+}
+
+/// One immutable version of a script's source.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScriptVersion {
+    /// The script.
+    pub script_id: ScriptId,
+    /// 1, 2, 3, … in deploy order.
+    pub version: u32,
+    /// The Rhai source, as uploaded (it compiled at upload).
+    pub source: String,
+    /// Who deployed it.
+    pub created_by: AdminUserId,
+    /// When.
+    pub created_at: DateTime<Utc>,
+}
+
+impl ScriptVersion {
+    /// This version's metadata, without the source.
+    pub fn info(&self) -> ScriptVersionInfo {
+        ScriptVersionInfo {
+            script_id: self.script_id,
+            version: self.version,
+            size_bytes: self.source.len() as u64,
+            created_by: self.created_by,
+            created_at: self.created_at,
+        }
+    }
+}
+
+/// One version of a script, without its source: what version listings
+/// return, so that listing a script never loads every source it ever had.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScriptVersionInfo {
+    /// The script.
+    pub script_id: ScriptId,
+    /// 1, 2, 3, … in deploy order.
+    pub version: u32,
+    /// The source's size in bytes (UTF-8), as counted by the storage quota.
+    pub size_bytes: u64,
+    /// Who deployed it.
+    pub created_by: AdminUserId,
+    /// When.
+    pub created_at: DateTime<Utc>,
+}
+
+/// The outcome of a deploy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Deployed {
+    /// The script, with the new version live.
+    pub script: Script,
+    /// The new version.
+    pub version: ScriptVersion,
+    /// True when this deploy created the script (version 1).
+    pub created: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn script_names_follow_the_rules() {
+        assert!(ScriptName::parse("hello").is_ok());
+        assert!(ScriptName::parse("Echo_2-x").is_ok());
+        assert!(ScriptName::parse("").is_err());
+        assert!(ScriptName::parse(&"a".repeat(65)).is_err());
+        assert!(ScriptName::parse("a/b").is_err());
+        assert!(ScriptName::parse("a.b").is_err());
+    }
+}
