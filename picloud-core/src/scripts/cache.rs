@@ -1,0 +1,94 @@
+//! The compiled live version of every script.
+
+use std::collections::HashMap;
+use std::sync::{Arc, PoisonError, RwLock};
+
+use crate::domain::App;
+use crate::executor::{CompiledScript, Limits};
+use crate::ids::{AppId, ScriptId};
+
+/// A live script as the hot path needs it.
+#[derive(Debug, Clone)]
+pub struct LiveScript {
+    /// The app.
+    pub app_id: AppId,
+    /// The script.
+    pub script_id: ScriptId,
+    /// The live version.
+    pub version: u32,
+    /// Its compiled AST.
+    pub compiled: CompiledScript,
+    /// The app's effective limits.
+    pub limits: Limits,
+}
+
+/// The compiled live version of every script, by app slug then name.
+#[derive(Debug, Default)]
+pub struct ScriptCache {
+    by_slug: RwLock<HashMap<String, HashMap<String, Arc<LiveScript>>>>,
+}
+
+impl ScriptCache {
+    /// The live script `name` of the app `slug`.
+    pub fn get(&self, slug: &str, name: &str) -> Option<Arc<LiveScript>> {
+        let map = self.by_slug.read().unwrap_or_else(PoisonError::into_inner);
+        map.get(slug)?.get(name).cloned()
+    }
+
+    /// Caches `compiled` as the live `version` of script `script` (named
+    /// `name`) of `app`, under the app's `limits`.
+    pub(super) fn put(
+        &self,
+        app: &App,
+        name: &str,
+        script: ScriptId,
+        version: u32,
+        compiled: CompiledScript,
+        limits: Limits,
+    ) {
+        let live = LiveScript {
+            app_id: app.id,
+            script_id: script,
+            version,
+            compiled,
+            limits,
+        };
+        let mut map = self.by_slug.write().unwrap_or_else(PoisonError::into_inner);
+        map.entry(app.slug.to_string())
+            .or_default()
+            .insert(name.to_owned(), Arc::new(live));
+    }
+
+    /// Forgets the script `name` of the app `slug` (it was deleted).
+    pub(super) fn remove(&self, slug: &str, name: &str) {
+        let mut map = self.by_slug.write().unwrap_or_else(PoisonError::into_inner);
+        if let Some(scripts) = map.get_mut(slug) {
+            scripts.remove(name);
+            if scripts.is_empty() {
+                map.remove(slug);
+            }
+        }
+    }
+
+    pub(super) fn set_limits(&self, slug: &str, limits: Limits) {
+        let mut map = self.by_slug.write().unwrap_or_else(PoisonError::into_inner);
+        if let Some(scripts) = map.get_mut(slug) {
+            for live in scripts.values_mut() {
+                let mut updated = (**live).clone();
+                updated.limits = limits;
+                *live = Arc::new(updated);
+            }
+        }
+    }
+
+    /// How many scripts are cached.
+    pub fn len(&self) -> usize {
+        let map = self.by_slug.read().unwrap_or_else(PoisonError::into_inner);
+        map.values().map(HashMap::len).sum()
+    }
+
+    /// True when nothing is cached.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}

@@ -1,0 +1,117 @@
+//! The scripts service (feature `executor`): deploy, list, roll back, show
+//! invocations, set an app's limits, and invoke.
+//!
+//! **Hot path.** `invoke` reads nothing from the store and compiles nothing:
+//! each live version is compiled once (at deploy, at rollback, or when the
+//! node warms up) and kept in the [`ScriptCache`], keyed by app slug and
+//! script name, with the app's effective
+//! [`Limits`](crate::executor::Limits). The invocation record is handed to
+//! the [`InvocationWriter`], a background task that writes batches, so the
+//! request never waits on the invocation log.
+//!
+//! **Cluster mode** (not built yet): a deploy on one node must reach the
+//! others. The hook is [`ScriptService::refresh`]: a node that hears of a
+//! deploy (PostgreSQL `LISTEN script_deployed`, payload `app_id/name`) calls
+//! it to recompile that script's live version into its own cache.
+
+mod cache;
+mod credentials;
+mod service;
+mod writer;
+
+pub use cache::{LiveScript, ScriptCache};
+pub use credentials::{MAX_CREDENTIAL_LOOKUPS, SESSION_COOKIE};
+pub use service::{ScriptDetail, ScriptService, StorageUsage, exec_status};
+pub use writer::InvocationWriter;
+
+use crate::authz::{AuthzDenied, AuthzRepoError};
+use crate::executor::{CompileError, ExecError};
+use crate::ports::{AppRepoError, InvocationLogError, QuotaExceeded, ScriptRepoError};
+
+/// The largest script source accepted, in bytes.
+pub const MAX_SOURCE_BYTES: usize = 2 * 1024 * 1024;
+
+/// How many compiles of one app may run at once. A compile holds one of
+/// these from start to finish, even after its uploader went away (it is
+/// cancelled then, and ends within a few tokens), so abandoned uploads
+/// cannot pile up. Apps never wait for each other's compiles.
+pub const COMPILES_PER_APP: usize = 2;
+
+/// Every outcome of [`ScriptService`]'s admin calls other than success.
+#[derive(Debug, thiserror::Error)]
+pub enum ScriptError {
+    /// The caller may not do this.
+    #[error("forbidden")]
+    Forbidden,
+    /// No app has this id or slug.
+    #[error("app not found: {0}")]
+    AppNotFound(String),
+    /// The app has no script of this name.
+    #[error("script not found: {0}")]
+    ScriptNotFound(String),
+    /// The script has no such version.
+    #[error("version {0} not found")]
+    VersionNotFound(u32),
+    /// The request breaks a rule (a bad name, a source too large, bad limits).
+    #[error("{0}")]
+    Invalid(String),
+    /// The source does not compile; nothing was stored.
+    #[error("{0}")]
+    Compile(CompileError),
+    /// The deploy would pass the app's storage quota; nothing was stored.
+    #[error(transparent)]
+    QuotaExceeded(QuotaExceeded),
+    /// The script store failed.
+    #[error("script repository error: {0}")]
+    Scripts(ScriptRepoError),
+    /// The app store failed.
+    #[error("app repository error: {0}")]
+    Apps(#[from] AppRepoError),
+    /// The authorization lookup failed.
+    #[error("authorization repo error: {0}")]
+    Authz(#[from] AuthzRepoError),
+    /// The invocation log failed.
+    #[error("invocation log error: {0}")]
+    Invocations(#[from] InvocationLogError),
+}
+
+impl From<ScriptRepoError> for ScriptError {
+    fn from(e: ScriptRepoError) -> Self {
+        Self::Scripts(e)
+    }
+}
+
+impl From<AuthzDenied> for ScriptError {
+    fn from(d: AuthzDenied) -> Self {
+        match d {
+            AuthzDenied::Denied => Self::Forbidden,
+            AuthzDenied::Repo(e) => Self::Authz(e),
+        }
+    }
+}
+
+impl ScriptError {
+    /// True for failures of the machinery rather than of the request.
+    pub fn is_internal(&self) -> bool {
+        matches!(
+            self,
+            Self::Scripts(_) | Self::Apps(_) | Self::Authz(_) | Self::Invocations(_)
+        )
+    }
+}
+
+/// Why an invocation produced no script response.
+#[derive(Debug, thiserror::Error)]
+pub enum InvokeError {
+    /// No such app, or no such script in it.
+    #[error("no script {script} in app {app}")]
+    NotFound {
+        /// The app slug asked for.
+        app: String,
+        /// The script name asked for.
+        script: String,
+    },
+    /// The executor refused or failed before running the script.
+    #[error(transparent)]
+    Exec(ExecError),
+}

@@ -1,0 +1,680 @@
+//! The scripts service: deploy, list, roll back, show invocations, set an
+//! app's limits, and invoke.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use super::cache::{LiveScript, ScriptCache};
+use super::credentials::strip_credentials;
+use super::writer::InvocationWriter;
+use super::{COMPILES_PER_APP, InvokeError, MAX_SOURCE_BYTES, ScriptError};
+use crate::authz::{Capability, require};
+use crate::domain::{
+    App, Deployed, InvocationRecord, Principal, Script, ScriptName, ScriptVersion,
+    ScriptVersionInfo,
+};
+use crate::executor::{
+    CompileBudget, CompileError, CompiledScript, ExecError, Executor, Invocation, Limits,
+    ScriptRequest, compile_with,
+};
+use crate::ids::AppId;
+use crate::ports::{INVOCATIONS_KEPT, ScriptRepoError, StorageQuota};
+use crate::stores::Stores;
+
+/// The app's effective limits: its override, or the defaults.
+fn parse_limits(text: Option<&str>) -> Limits {
+    text.and_then(|t| serde_json::from_str::<Limits>(t).ok())
+        .unwrap_or_default()
+}
+
+/// Deploys, rolls back and invokes scripts.
+#[derive(Clone)]
+pub struct ScriptService {
+    stores: Stores,
+    executor: Arc<dyn Executor>,
+    cache: Arc<ScriptCache>,
+    writer: InvocationWriter,
+    /// One lock per app: serialises that app's deploys, rollbacks, limit
+    /// changes and (while warming) compiles on demand, so that the store
+    /// write and the cache update of one never interleave with another's
+    /// (which could leave an older version cached as live). Taken after
+    /// authorization; apps never wait for each other.
+    app_locks: Arc<Mutex<HashMap<AppId, Arc<tokio::sync::Mutex<()>>>>>,
+    /// [`COMPILES_PER_APP`] permits per app.
+    compile_slots: Arc<Mutex<HashMap<AppId, Arc<Semaphore>>>>,
+    /// Set once [`ScriptService::warm`] has compiled every live script:
+    /// from then on the cache is the whole truth for `/run`.
+    warm: Arc<AtomicBool>,
+}
+
+/// Compiles on the blocking pool under the compile budget: a source may be
+/// up to [`MAX_SOURCE_BYTES`], and parsing it must not stall an async
+/// worker. `slot` is held until the compile ends; if this future is dropped
+/// (the uploader went away), the compile is cancelled.
+async fn compile_off_thread(
+    source: String,
+    limits: Limits,
+    slot: OwnedSemaphorePermit,
+) -> (String, Result<CompiledScript, CompileError>) {
+    /// Cancels the budget when the waiting future is dropped.
+    struct CancelOnDrop(CompileBudget);
+    impl Drop for CancelOnDrop {
+        fn drop(&mut self) {
+            self.0.cancel();
+        }
+    }
+    let budget = CompileBudget::default();
+    let _cancel = CancelOnDrop(budget.clone());
+    let joined = tokio::task::spawn_blocking(move || {
+        let compiled = compile_with(&source, &limits, &budget);
+        drop(slot);
+        (source, compiled)
+    })
+    .await;
+    match joined {
+        Ok(done) => done,
+        Err(_) => (
+            String::new(),
+            Err(CompileError {
+                message: "the compiler failed on this script".into(),
+                line: None,
+                column: None,
+                limit: None,
+            }),
+        ),
+    }
+}
+
+impl std::fmt::Debug for ScriptService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ScriptService")
+            .field("cached", &self.cache.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A script with its versions, for the admin API.
+#[derive(Debug, Clone)]
+pub struct ScriptDetail {
+    /// The script.
+    pub script: Script,
+    /// Every version, oldest first: metadata only, no source.
+    pub versions: Vec<ScriptVersionInfo>,
+}
+
+/// An app's storage: what it uses and what it may use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StorageUsage {
+    /// The bytes of script source it stores, every version counted.
+    pub source_bytes: u64,
+    /// Its bounds.
+    pub quota: StorageQuota,
+}
+
+impl ScriptService {
+    /// A service over `stores`, running scripts on `executor`. Starts the
+    /// invocation writer: call it inside a tokio runtime. The cache starts
+    /// empty: call [`ScriptService::warm`] before serving.
+    pub fn new(stores: Stores, executor: Arc<dyn Executor>) -> Self {
+        let writer = InvocationWriter::start(&stores);
+        Self {
+            stores,
+            executor,
+            cache: Arc::new(ScriptCache::default()),
+            writer,
+            app_locks: Arc::default(),
+            compile_slots: Arc::default(),
+            warm: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    /// Whether [`warm`](Self::warm) has finished: until then a `/run` of a
+    /// live script that is not cached yet compiles it on demand.
+    pub fn is_warm(&self) -> bool {
+        self.warm.load(Ordering::Acquire)
+    }
+
+    /// The lock of one app's script changes.
+    fn app_lock(&self, app: AppId) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = self
+            .app_locks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        Arc::clone(locks.entry(app).or_default())
+    }
+
+    /// Compiles `source` for `app`, within its compile slots.
+    async fn compile_for(
+        &self,
+        app: AppId,
+        source: String,
+        limits: Limits,
+    ) -> (String, Result<CompiledScript, CompileError>) {
+        let slots = {
+            let mut map = self
+                .compile_slots
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            Arc::clone(
+                map.entry(app)
+                    .or_insert_with(|| Arc::new(Semaphore::new(COMPILES_PER_APP))),
+            )
+        };
+        let Ok(slot) = slots.acquire_owned().await else {
+            // The semaphore is never closed.
+            return (
+                source,
+                Err(CompileError {
+                    message: "the compiler is not available".into(),
+                    line: None,
+                    column: None,
+                    limit: None,
+                }),
+            );
+        };
+        compile_off_thread(source, limits, slot).await
+    }
+
+    /// The executor's load and the paths its runs took (inline or pool),
+    /// when it counts them.
+    pub fn executor_stats(&self) -> Option<crate::executor::ExecutorStats> {
+        self.executor.stats()
+    }
+
+    /// The cache of live scripts.
+    pub fn cache(&self) -> &ScriptCache {
+        &self.cache
+    }
+
+    /// The invocation writer.
+    pub fn writer(&self) -> &InvocationWriter {
+        &self.writer
+    }
+
+    /// Compiles every script's live version into the cache, app by app
+    /// under each app's lock (a deploy meanwhile is never overwritten by an
+    /// older version), then marks the service warm. Scripts that no longer
+    /// compile (limits tightened since) are skipped and returned. Meant to
+    /// run in the background while the server already serves: `/run`
+    /// compiles what it needs on demand until then.
+    pub async fn warm(&self) -> Result<Vec<(AppId, String, CompileError)>, ScriptError> {
+        let mut failed = Vec::new();
+        for app in self.stores.apps.list().await? {
+            let lock = self.app_lock(app.id);
+            let _serial = lock.lock().await;
+            let limits = self.app_limits(app.id).await?;
+            for script in self.stores.scripts.list(app.id).await? {
+                if self
+                    .cache
+                    .get(app.slug.as_str(), script.name.as_str())
+                    .is_some_and(|live| live.version == script.live_version)
+                {
+                    continue; // compiled on demand already
+                }
+                if let Err(e) = self.cache_live(&app, &script, limits).await? {
+                    failed.push((app.id, script.name.to_string(), e));
+                }
+            }
+        }
+        self.warm.store(true, Ordering::Release);
+        Ok(failed)
+    }
+
+    /// The live script `name` of the app `slug` when the cache does not have
+    /// it yet (the service is still warming): read from the store and
+    /// compiled now, under the app's lock.
+    async fn load_live(
+        &self,
+        slug: &str,
+        name: &str,
+    ) -> Result<Option<Arc<LiveScript>>, ScriptError> {
+        let Some(app) = self.stores.apps.resolve(slug).await? else {
+            return Ok(None);
+        };
+        let Ok(name) = ScriptName::parse(name) else {
+            return Ok(None);
+        };
+        let lock = self.app_lock(app.id);
+        let _serial = lock.lock().await;
+        if let Some(live) = self.cache.get(app.slug.as_str(), name.as_str()) {
+            return Ok(Some(live));
+        }
+        let Some(script) = self.stores.scripts.get(app.id, &name).await? else {
+            return Ok(None);
+        };
+        let limits = self.app_limits(app.id).await?;
+        self.cache_live(&app, &script, limits)
+            .await?
+            .map_err(ScriptError::Compile)?;
+        Ok(self.cache.get(app.slug.as_str(), name.as_str()))
+    }
+
+    /// Recompiles one script's live version into the cache (after another
+    /// node deployed or rolled it back).
+    pub async fn refresh(&self, app: &App, name: &ScriptName) -> Result<(), ScriptError> {
+        let Some(script) = self.stores.scripts.get(app.id, name).await? else {
+            return Ok(());
+        };
+        let limits = self.app_limits(app.id).await?;
+        self.cache_live(app, &script, limits)
+            .await?
+            .map_err(ScriptError::Compile)
+    }
+
+    /// Compiles `script`'s live version under `limits` into the cache. A
+    /// live version the store no longer has leaves the cache as it is; a
+    /// compile error is the inner `Err`.
+    async fn cache_live(
+        &self,
+        app: &App,
+        script: &Script,
+        limits: Limits,
+    ) -> Result<Result<(), CompileError>, ScriptError> {
+        let Some(version) = self
+            .stores
+            .scripts
+            .version(app.id, &script.name, script.live_version)
+            .await?
+        else {
+            return Ok(Ok(()));
+        };
+        let (_, compiled) = self.compile_for(app.id, version.source, limits).await;
+        Ok(compiled.map(|compiled| {
+            self.cache.put(
+                app,
+                script.name.as_str(),
+                script.id,
+                version.version,
+                compiled,
+                limits,
+            );
+        }))
+    }
+
+    async fn app_limits(&self, app: AppId) -> Result<Limits, ScriptError> {
+        Ok(parse_limits(
+            self.stores.scripts.app_limits(app).await?.as_deref(),
+        ))
+    }
+
+    async fn authorized_app(
+        &self,
+        principal: &Principal,
+        ident: &str,
+        capability: fn(AppId) -> Capability,
+    ) -> Result<App, ScriptError> {
+        let app = self
+            .stores
+            .apps
+            .resolve(ident)
+            .await?
+            .ok_or_else(|| ScriptError::AppNotFound(ident.to_owned()))?;
+        require(self.stores.authz.as_ref(), principal, capability(app.id)).await?;
+        Ok(app)
+    }
+
+    /// Resolves the app, requires `capability` on it, and finds the script.
+    async fn authorized_script(
+        &self,
+        principal: &Principal,
+        app: &str,
+        name: &str,
+        capability: fn(AppId) -> Capability,
+    ) -> Result<(App, Script), ScriptError> {
+        let app = self.authorized_app(principal, app, capability).await?;
+        let name = Self::name(name)?;
+        let script = self
+            .stores
+            .scripts
+            .get(app.id, &name)
+            .await?
+            .ok_or_else(|| ScriptError::ScriptNotFound(name.to_string()))?;
+        Ok((app, script))
+    }
+
+    fn name(name: &str) -> Result<ScriptName, ScriptError> {
+        ScriptName::parse(name).map_err(|e| ScriptError::Invalid(e.to_string()))
+    }
+
+    /// Deploys `source` as the new live version of `name` (`AppEdit`). The
+    /// source is compiled first: a compile error stores nothing.
+    pub async fn deploy(
+        &self,
+        principal: &Principal,
+        app: &str,
+        name: &str,
+        source: String,
+    ) -> Result<Deployed, ScriptError> {
+        let app = self
+            .authorized_app(principal, app, Capability::AppEdit)
+            .await?;
+        let name = Self::name(name)?;
+        if source.len() > MAX_SOURCE_BYTES {
+            return Err(ScriptError::Invalid(format!(
+                "script source must be at most {MAX_SOURCE_BYTES} bytes"
+            )));
+        }
+        if source.contains('\0') {
+            // No store need keep NUL in text (PostgreSQL cannot), and a
+            // script never needs it: "\0" in a literal is an escape.
+            return Err(ScriptError::Invalid(
+                "script source must not contain NUL characters".into(),
+            ));
+        }
+        let lock = self.app_lock(app.id);
+        let _serial = lock.lock().await;
+        let limits = self.app_limits(app.id).await?;
+        let (source, compiled) = self.compile_for(app.id, source, limits).await;
+        let compiled = compiled.map_err(ScriptError::Compile)?;
+        let deployed = self
+            .stores
+            .scripts
+            .deploy(
+                app.id,
+                &name,
+                source,
+                principal.user_id,
+                StorageQuota::default(),
+            )
+            .await
+            .map_err(|e| match e {
+                ScriptRepoError::NotFound => ScriptError::AppNotFound(app.slug.to_string()),
+                ScriptRepoError::QuotaExceeded(q) => ScriptError::QuotaExceeded(q),
+                other => other.into(),
+            })?;
+        self.cache.put(
+            &app,
+            name.as_str(),
+            deployed.script.id,
+            deployed.version.version,
+            compiled,
+            limits,
+        );
+        Ok(deployed)
+    }
+
+    /// The app's scripts (`AppView`).
+    pub async fn list(&self, principal: &Principal, app: &str) -> Result<Vec<Script>, ScriptError> {
+        let app = self
+            .authorized_app(principal, app, Capability::AppView)
+            .await?;
+        Ok(self.stores.scripts.list(app.id).await?)
+    }
+
+    /// A script and its versions (`AppView`).
+    pub async fn detail(
+        &self,
+        principal: &Principal,
+        app: &str,
+        name: &str,
+    ) -> Result<ScriptDetail, ScriptError> {
+        let (app, script) = self
+            .authorized_script(principal, app, name, Capability::AppView)
+            .await?;
+        let versions = self.stores.scripts.versions(app.id, &script.name).await?;
+        Ok(ScriptDetail { script, versions })
+    }
+
+    /// Deletes a script with every version and its invocation logs
+    /// (`AppEdit`), freeing their bytes of the app's storage quota, and
+    /// stops serving it. Idempotent: returns whether the script existed.
+    pub async fn delete(
+        &self,
+        principal: &Principal,
+        app: &str,
+        name: &str,
+    ) -> Result<bool, ScriptError> {
+        let app = self
+            .authorized_app(principal, app, Capability::AppEdit)
+            .await?;
+        let name = Self::name(name)?;
+        // Serialised with deploys, so that none re-caches what is deleted.
+        let lock = self.app_lock(app.id);
+        let _serial = lock.lock().await;
+        let existed = self.stores.scripts.delete(app.id, &name).await?;
+        self.cache.remove(app.slug.as_str(), name.as_str());
+        Ok(existed)
+    }
+
+    /// The app's script storage and its quota (`AppView`).
+    pub async fn usage(
+        &self,
+        principal: &Principal,
+        app: &str,
+    ) -> Result<StorageUsage, ScriptError> {
+        let app = self
+            .authorized_app(principal, app, Capability::AppView)
+            .await?;
+        Ok(StorageUsage {
+            source_bytes: self.stores.scripts.source_bytes(app.id).await?,
+            quota: StorageQuota::default(),
+        })
+    }
+
+    /// One version's source, with its script (`AppView`).
+    pub async fn version(
+        &self,
+        principal: &Principal,
+        app: &str,
+        name: &str,
+        version: u32,
+    ) -> Result<(Script, ScriptVersion), ScriptError> {
+        let (app, script) = self
+            .authorized_script(principal, app, name, Capability::AppView)
+            .await?;
+        let found = self
+            .stores
+            .scripts
+            .version(app.id, &script.name, version)
+            .await?
+            .ok_or(ScriptError::VersionNotFound(version))?;
+        Ok((script, found))
+    }
+
+    /// Makes an older (or newer) version live again (`AppEdit`). It is
+    /// recompiled under the app's current limits first.
+    pub async fn rollback(
+        &self,
+        principal: &Principal,
+        app: &str,
+        name: &str,
+        version: u32,
+    ) -> Result<Script, ScriptError> {
+        let (app, script) = self
+            .authorized_script(principal, app, name, Capability::AppEdit)
+            .await?;
+        let lock = self.app_lock(app.id);
+        let _serial = lock.lock().await;
+        let name = script.name;
+        let old = self
+            .stores
+            .scripts
+            .version(app.id, &name, version)
+            .await?
+            .ok_or(ScriptError::VersionNotFound(version))?;
+        let limits = self.app_limits(app.id).await?;
+        let (_, compiled) = self.compile_for(app.id, old.source, limits).await;
+        let compiled = compiled.map_err(ScriptError::Compile)?;
+        let script = self
+            .stores
+            .scripts
+            .set_live(app.id, &name, version)
+            .await
+            .map_err(|e| match e {
+                ScriptRepoError::NotFound => ScriptError::VersionNotFound(version),
+                other => other.into(),
+            })?;
+        self.cache
+            .put(&app, name.as_str(), script.id, version, compiled, limits);
+        Ok(script)
+    }
+
+    /// The newest invocations of a script, with their logs (`AppView`).
+    pub async fn invocations(
+        &self,
+        principal: &Principal,
+        app: &str,
+        name: &str,
+        limit: usize,
+    ) -> Result<Vec<InvocationRecord>, ScriptError> {
+        let (_, script) = self
+            .authorized_script(principal, app, name, Capability::AppView)
+            .await?;
+        Ok(self
+            .stores
+            .invocations
+            .recent(script.id, limit.clamp(1, INVOCATIONS_KEPT))
+            .await?)
+    }
+
+    /// The app's effective limits (`AppView`).
+    pub async fn limits(&self, principal: &Principal, app: &str) -> Result<Limits, ScriptError> {
+        let app = self
+            .authorized_app(principal, app, Capability::AppView)
+            .await?;
+        self.app_limits(app.id).await
+    }
+
+    /// Sets the app's limits (`AppAdmin`); they apply to the next invocation.
+    pub async fn set_limits(
+        &self,
+        principal: &Principal,
+        app: &str,
+        limits: Limits,
+    ) -> Result<Limits, ScriptError> {
+        let app = self
+            .authorized_app(principal, app, Capability::AppAdmin)
+            .await?;
+        limits
+            .validate()
+            .map_err(|e| ScriptError::Invalid(e.to_string()))?;
+        let text =
+            serde_json::to_string(&limits).map_err(|e| ScriptError::Invalid(e.to_string()))?;
+        let lock = self.app_lock(app.id);
+        let _serial = lock.lock().await;
+        // Some limits are checked at compile time (nesting, literals, the
+        // number of functions): every live script must still compile under
+        // the new ones, or nothing changes.
+        let mut recompiled = Vec::new();
+        for script in self.stores.scripts.list(app.id).await? {
+            let Some(version) = self
+                .stores
+                .scripts
+                .version(app.id, &script.name, script.live_version)
+                .await?
+            else {
+                continue;
+            };
+            let (_, compiled) = self.compile_for(app.id, version.source, limits).await;
+            let compiled = compiled.map_err(|e| {
+                ScriptError::Invalid(format!(
+                    "script {} (version {}) does not compile under these limits: {e}",
+                    script.name, script.live_version
+                ))
+            })?;
+            recompiled.push((script, compiled));
+        }
+        self.stores
+            .scripts
+            .set_app_limits(app.id, Some(text))
+            .await?;
+        for (script, compiled) in recompiled {
+            self.cache.put(
+                &app,
+                script.name.as_str(),
+                script.id,
+                script.live_version,
+                compiled,
+                limits,
+            );
+        }
+        self.cache.set_limits(app.slug.as_str(), limits);
+        Ok(limits)
+    }
+
+    /// The live script `script` of the app `slug`, as the hot path needs
+    /// it: from the cache (no store read, no compile); while the service is
+    /// still warming, a cache miss reads the store and compiles it. A
+    /// transport checks this before it reads a request body.
+    pub async fn live(&self, slug: &str, script: &str) -> Result<Arc<LiveScript>, InvokeError> {
+        let not_found = || InvokeError::NotFound {
+            app: slug.to_owned(),
+            script: script.to_owned(),
+        };
+        if let Some(live) = self.cache.get(slug, script) {
+            return Ok(live);
+        }
+        if self.is_warm() {
+            return Err(not_found());
+        }
+        match self.load_live(slug, script).await {
+            Ok(Some(live)) => Ok(live),
+            Ok(None) => Err(not_found()),
+            Err(ScriptError::Compile(e)) => Err(InvokeError::Exec(ExecError::Internal(format!(
+                "live script {slug}/{script} does not compile: {e}"
+            )))),
+            Err(e) => Err(InvokeError::Exec(ExecError::Internal(e.to_string()))),
+        }
+    }
+
+    /// Runs the live version of `script` of the app `slug` (see
+    /// [`live`](Self::live)) and queues its invocation record.
+    pub async fn invoke(
+        &self,
+        slug: &str,
+        script: &str,
+        request: ScriptRequest,
+    ) -> Result<(Arc<LiveScript>, Invocation), InvokeError> {
+        let live = self.live(slug, script).await?;
+        let invocation = self.run(slug, &live, request).await?;
+        Ok((live, invocation))
+    }
+
+    /// Runs `live` (found with [`live`](Self::live)) on `request`, after
+    /// removing every credential PiCloud accepts from it, and queues the
+    /// invocation record. The returned invocation's logs have moved into
+    /// that record (read them through `invocations`).
+    pub async fn run(
+        &self,
+        slug: &str,
+        live: &LiveScript,
+        mut request: ScriptRequest,
+    ) -> Result<Invocation, InvokeError> {
+        strip_credentials(&self.stores, &mut request.headers).await;
+        let at = crate::clock::now();
+        let mut invocation = self
+            .executor
+            .execute(slug, &live.compiled, request, &live.limits)
+            .await
+            .map_err(InvokeError::Exec)?;
+        let (status, error) = match &invocation.outcome {
+            Ok(r) => (r.status, None),
+            Err(e) => (exec_status(e), Some(e.to_string())),
+        };
+        self.writer.record(InvocationRecord {
+            script_id: live.script_id,
+            version: live.version,
+            at,
+            status,
+            duration_us: u64::try_from(invocation.duration.as_micros()).unwrap_or(u64::MAX),
+            logs: std::mem::take(&mut invocation.logs),
+            error,
+        });
+        Ok(invocation)
+    }
+}
+
+/// The HTTP status an execution error answers with: 504 when the script ran
+/// out of time (wall clock or operations), 503 when the executor is
+/// overloaded, 500 otherwise (a runtime error or another limit).
+pub fn exec_status(e: &ExecError) -> u16 {
+    use crate::executor::ExecErrorKind as K;
+    match e.kind() {
+        K::Timeout => 504,
+        K::Overloaded => 503,
+        _ => 500,
+    }
+}
