@@ -24,7 +24,7 @@ use chrono::{DateTime, Duration, Utc};
 use sha2::{Digest, Sha256};
 use tokio::sync::Semaphore;
 
-use crate::authz::Capability;
+use crate::authz::{Capability, decide};
 use crate::domain::{
     AdminUser, ApiToken, AppRole, InstanceRole, NewAdminUser, NewApiToken, Principal, TokenScope,
 };
@@ -392,9 +392,7 @@ impl AuthService {
         app: Option<&str>,
         max_role: Option<AppRole>,
     ) -> Result<IssuedToken, AuthError> {
-        if !principal.is_active || principal.scope.is_some() {
-            return Err(AuthError::Forbidden);
-        }
+        Self::may_manage_tokens(principal)?;
         let name = crate::domain::validate_display_name(name, "token name", 100)
             .map_err(AuthError::Invalid)?;
         let scope = match (app, max_role) {
@@ -427,26 +425,29 @@ impl AuthService {
 
     /// The caller's own tokens, newest first.
     pub async fn list_tokens(&self, principal: &Principal) -> Result<Vec<ApiToken>, AuthError> {
-        if !principal.is_active {
-            return Err(AuthError::Unauthenticated);
-        }
-        if principal.scope.is_some() {
-            // A scoped token must not see (or revoke) its user's other tokens.
-            return Err(AuthError::Forbidden);
-        }
+        Self::may_manage_tokens(principal)?;
         Ok(self.stores.tokens.list_for_user(principal.user_id).await?)
     }
 
     /// Revokes one of the caller's own tokens. Idempotent; another user's
     /// token is never touched.
     pub async fn revoke_token(&self, principal: &Principal, id: TokenId) -> Result<(), AuthError> {
+        Self::may_manage_tokens(principal)?;
+        Ok(self.stores.tokens.revoke(principal.user_id, id).await?)
+    }
+
+    /// `ManageOwnTokens`, through [`decide`]. An inactive caller is not
+    /// authenticated at all (401, like a revoked token): the credentials of a
+    /// deactivated user no longer identify anyone. A scoped token is refused
+    /// (403): it must not see, mint or revoke its user's other tokens.
+    fn may_manage_tokens(principal: &Principal) -> Result<(), AuthError> {
         if !principal.is_active {
             return Err(AuthError::Unauthenticated);
         }
-        if principal.scope.is_some() {
+        if !decide(principal, None, Capability::ManageOwnTokens) {
             return Err(AuthError::Forbidden);
         }
-        Ok(self.stores.tokens.revoke(principal.user_id, id).await?)
+        Ok(())
     }
 
     async fn store_token(

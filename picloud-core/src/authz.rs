@@ -11,13 +11,15 @@
 //! | `InstanceManageUsers` | yes | yes | no |
 //! | `InstanceManageRoles` | yes | no | no |
 //! | `CreateApp` | yes | yes | no |
+//! | `ManageOwnTokens` | yes | yes | yes |
 //! | `AppView(app)` | yes | yes | any explicit app role |
 //! | `AppEdit(app)` | yes | yes | `editor` or `app_admin` |
 //! | `AppAdmin(app)` | yes | **no** | `app_admin` |
 //!
 //! An inactive principal holds nothing. A principal scoped to one app (an
 //! app-scoped token) holds no instance capability, nothing on other apps, and
-//! at most its `max_role` on its app.
+//! at most its `max_role` on its app; in particular it cannot manage tokens
+//! (`ManageOwnTokens`), so a leaked scoped token cannot mint a broader one.
 
 use crate::domain::{App, AppRole, InstanceRole, Principal};
 use crate::ids::AppId;
@@ -34,6 +36,8 @@ pub enum Capability {
     InstanceManageRoles,
     /// Create a new app.
     CreateApp,
+    /// List, issue and revoke one's own API tokens.
+    ManageOwnTokens,
     /// See an app and its contents.
     AppView(AppId),
     /// Change an app's scripts, schedules, domains and environment.
@@ -47,7 +51,10 @@ impl Capability {
     pub const fn app(self) -> Option<AppId> {
         match self {
             Self::AppView(app) | Self::AppEdit(app) | Self::AppAdmin(app) => Some(app),
-            Self::InstanceManageUsers | Self::InstanceManageRoles | Self::CreateApp => None,
+            Self::InstanceManageUsers
+            | Self::InstanceManageRoles
+            | Self::CreateApp
+            | Self::ManageOwnTokens => None,
         }
     }
 
@@ -57,7 +64,10 @@ impl Capability {
             Self::AppView(_) => Some(AppRole::Viewer),
             Self::AppEdit(_) => Some(AppRole::Editor),
             Self::AppAdmin(_) => Some(AppRole::AppAdmin),
-            Self::InstanceManageUsers | Self::InstanceManageRoles | Self::CreateApp => None,
+            Self::InstanceManageUsers
+            | Self::InstanceManageRoles
+            | Self::CreateApp
+            | Self::ManageOwnTokens => None,
         }
     }
 }
@@ -97,6 +107,7 @@ pub fn decide(principal: &Principal, explicit: Option<AppRole>, capability: Capa
             principal.scope.is_none() && matches!(role, InstanceRole::Owner | InstanceRole::Admin)
         }
         Capability::InstanceManageRoles => principal.scope.is_none() && role == InstanceRole::Owner,
+        Capability::ManageOwnTokens => principal.scope.is_none(),
         Capability::AppView(app) | Capability::AppEdit(app) | Capability::AppAdmin(app) => {
             match (
                 my_role(principal, app, explicit),
@@ -249,6 +260,9 @@ mod tests {
             assert!(decide(&admin, None, cap));
             assert!(!decide(&member, Some(AppRole::AppAdmin), cap));
         }
+        for p in [&owner, &admin, &member] {
+            assert!(decide(p, None, ManageOwnTokens));
+        }
         assert!(decide(&owner, None, InstanceManageRoles));
         assert!(!decide(&admin, None, InstanceManageRoles));
         assert!(decide(&admin, None, AppEdit(app)));
@@ -274,6 +288,7 @@ mod tests {
         assert!(!decide(&owner, None, Capability::AppEdit(app)));
         assert!(!decide(&owner, None, Capability::AppView(other)));
         assert!(!decide(&owner, None, Capability::CreateApp));
+        assert!(!decide(&owner, None, Capability::ManageOwnTokens));
         assert_eq!(my_role(&owner, app, None), Some(AppRole::Viewer));
         assert_eq!(my_role(&owner, other, None), None);
         assert_eq!(needs_explicit_role(&owner, Capability::AppView(app)), None);

@@ -106,3 +106,45 @@ async fn wrong_passwords_are_throttled_per_client_not_per_user() {
         .unwrap_err();
     assert!(matches!(err, AuthError::Throttled { .. }), "{err:?}");
 }
+
+/// Token management is `ManageOwnTokens`: an inactive caller is not
+/// authenticated (401) on every token call alike, and a scoped token is
+/// forbidden (403) on every one alike.
+#[tokio::test]
+async fn token_calls_answer_401_when_inactive_and_403_when_scoped_everywhere() {
+    use picloud_core::{AppRole, NewApp, Principal, Slug, TokenScope};
+
+    let stores = MemoryStore::new().into_stores();
+    let auth = AuthService::new(stores.clone());
+    let user = user_with_password(&stores, "ivy", "correct horse battery").await;
+    let app = stores
+        .apps
+        .create(NewApp::new(Slug::parse("shop").unwrap(), "Shop"))
+        .await
+        .unwrap();
+    let mut inactive = Principal::of(&user);
+    inactive.is_active = false;
+    let scoped = Principal::of(&user).scoped(TokenScope {
+        app_id: app.id,
+        max_role: AppRole::Viewer,
+    });
+    for (principal, expected) in [(&inactive, "Unauthenticated"), (&scoped, "Forbidden")] {
+        let issue = auth
+            .issue_token(principal, "ci", None, None)
+            .await
+            .unwrap_err();
+        let list = auth.list_tokens(principal).await.unwrap_err();
+        let revoke = auth
+            .revoke_token(principal, TokenId::new())
+            .await
+            .unwrap_err();
+        for err in [issue, list, revoke] {
+            assert_eq!(format!("{err:?}"), expected, "{principal:?}");
+        }
+    }
+    // An active, unscoped caller manages their tokens.
+    let active = Principal::of(&user);
+    let issued = auth.issue_token(&active, "ci", None, None).await.unwrap();
+    assert_eq!(auth.list_tokens(&active).await.unwrap().len(), 1);
+    auth.revoke_token(&active, issued.record.id).await.unwrap();
+}

@@ -35,7 +35,7 @@ fn arb_principal() -> impl Strategy<Value = Principal> {
 }
 
 fn arb_capability() -> impl Strategy<Value = Capability> {
-    (0usize..6, 0usize..2).prop_map(|(k, a)| {
+    (0usize..7, 0usize..2).prop_map(|(k, a)| {
         let app = apps()[a];
         match k {
             0 => Capability::InstanceManageUsers,
@@ -43,7 +43,8 @@ fn arb_capability() -> impl Strategy<Value = Capability> {
             2 => Capability::CreateApp,
             3 => Capability::AppView(app),
             4 => Capability::AppEdit(app),
-            _ => Capability::AppAdmin(app),
+            5 => Capability::AppAdmin(app),
+            _ => Capability::ManageOwnTokens,
         }
     })
 }

@@ -11,6 +11,7 @@ use crate::domain::{AppRole, InstanceRole, Principal};
 #[derive(Debug, Clone, Copy)]
 enum MemberRule {
     Never,
+    Always,
     AnyAppRole,
     OneOf(&'static [AppRole]),
 }
@@ -42,6 +43,12 @@ const CREATE_APP: Row = Row {
     admin: true,
     member: MemberRule::Never,
 };
+const MANAGE_OWN_TOKENS: Row = Row {
+    app_scoped: false,
+    owner: true,
+    admin: true,
+    member: MemberRule::Always,
+};
 const APP_VIEW: Row = Row {
     app_scoped: true,
     owner: true,
@@ -66,6 +73,7 @@ fn row(capability: Capability) -> Row {
         Capability::InstanceManageUsers => MANAGE_USERS,
         Capability::InstanceManageRoles => MANAGE_ROLES,
         Capability::CreateApp => CREATE_APP,
+        Capability::ManageOwnTokens => MANAGE_OWN_TOKENS,
         Capability::AppView(_) => APP_VIEW,
         Capability::AppEdit(_) => APP_EDIT,
         Capability::AppAdmin(_) => APP_ADMIN,
@@ -74,6 +82,7 @@ fn row(capability: Capability) -> Row {
 
 fn member_rule_accepts(rule: MemberRule, role: Option<AppRole>) -> bool {
     match (rule, role) {
+        (MemberRule::Always, _) => true,
         (MemberRule::Never, _) | (_, None) => false,
         (MemberRule::AnyAppRole, Some(_)) => true,
         (MemberRule::OneOf(roles), Some(r)) => roles.contains(&r),
@@ -109,13 +118,14 @@ pub fn allowed(principal: &Principal, explicit: Option<AppRole>, capability: Cap
     }
 }
 
-/// Every capability for the given apps: the three instance ones, then three
+/// Every capability for the given apps: the four instance ones, then three
 /// per app.
 pub fn all_capabilities(apps: &[crate::ids::AppId]) -> Vec<Capability> {
     let mut caps = vec![
         Capability::InstanceManageUsers,
         Capability::InstanceManageRoles,
         Capability::CreateApp,
+        Capability::ManageOwnTokens,
     ];
     for &app in apps {
         caps.extend([
