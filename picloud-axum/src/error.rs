@@ -11,7 +11,9 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use picloud_core::apps::AppError;
 use picloud_core::auth::AuthError;
+use picloud_core::executor::ExecError;
 use picloud_core::members::MembershipError;
+use picloud_core::scripts::{InvokeError, ScriptError, exec_status};
 use picloud_core::users::UserError;
 use picloud_core::{ErrorKind, ServiceError};
 use serde::Serialize;
@@ -29,8 +31,14 @@ pub struct ErrorBody {
 pub struct ApiError {
     status: StatusCode,
     message: String,
+    /// Whether a 5xx shows its message (a script's own error, a limit it
+    /// hit); the machinery's failures never do.
+    expose: bool,
     /// Seconds for a `Retry-After` header, if any.
     retry_after: Option<u64>,
+    /// Fields sent next to `error` (a compile error's `line` and `column`,
+    /// a run's `line` and `limit`).
+    fields: serde_json::Map<String, serde_json::Value>,
 }
 
 impl ApiError {
@@ -40,8 +48,16 @@ impl ApiError {
         Self {
             status,
             message: message.into(),
+            expose: false,
             retry_after: None,
+            fields: serde_json::Map::new(),
         }
+    }
+
+    /// The same error with `name: value` in its body, next to `error`.
+    pub fn with_field(mut self, name: &str, value: impl Into<serde_json::Value>) -> Self {
+        self.fields.insert(name.to_owned(), value.into());
+        self
     }
 
     /// The same error with a `Retry-After: <seconds>` header.
@@ -73,7 +89,9 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let message = if self.status.is_server_error() {
+        // The machinery's failures: logged here, never shown.
+        let hidden = self.status.is_server_error() && !self.expose;
+        let message = if hidden {
             tracing::error!(status = %self.status, cause = %self.message, "request failed");
             if self.status == StatusCode::INTERNAL_SERVER_ERROR {
                 "internal error".to_owned()
@@ -86,7 +104,13 @@ impl IntoResponse for ApiError {
         } else {
             self.message
         };
-        let mut response = (self.status, Json(ErrorBody { error: message })).into_response();
+        let mut response = if self.fields.is_empty() || hidden {
+            (self.status, Json(ErrorBody { error: message })).into_response()
+        } else {
+            let mut body = self.fields;
+            body.insert("error".to_owned(), message.into());
+            (self.status, Json(serde_json::Value::Object(body))).into_response()
+        };
         if let Some(seconds) = self.retry_after {
             response
                 .headers_mut()
@@ -146,6 +170,55 @@ macro_rules! from_service_errors {
 
 from_service_errors!(AppError, AuthError, MembershipError, UserError);
 
+impl From<ScriptError> for ApiError {
+    fn from(e: ScriptError) -> Self {
+        match &e {
+            // Where the source went wrong, for the uploader's editor.
+            ScriptError::Compile(c) => Self::new(
+                status_for(e.kind()),
+                format!("compile error: {}", c.message),
+            )
+            .with_field("line", c.line)
+            .with_field("column", c.column),
+            _ => Self::service(e),
+        }
+    }
+}
+
+impl From<&ExecError> for ApiError {
+    /// A run that gave no response. The script's own failures (its errors,
+    /// the limits it hit) are its author's to read, whatever the status;
+    /// the executor's failure is a bare 500.
+    fn from(e: &ExecError) -> Self {
+        if let ExecError::Internal(detail) = e {
+            return Self::internal(detail.clone());
+        }
+        let status =
+            StatusCode::from_u16(exec_status(e)).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let mut error = Self::new(status, e.to_string());
+        error.expose = true;
+        if let Some(line) = e.line() {
+            error = error.with_field("line", line);
+        }
+        if let Some(limit) = e.limit() {
+            error = error.with_field("limit", limit.name());
+        }
+        if matches!(e, ExecError::Overloaded) {
+            error = error.with_retry_after(1);
+        }
+        error
+    }
+}
+
+impl From<InvokeError> for ApiError {
+    fn from(e: InvokeError) -> Self {
+        match &e {
+            InvokeError::Exec(exec) => Self::from(exec),
+            _ => Self::new(StatusCode::NOT_FOUND, e.to_string()),
+        }
+    }
+}
+
 impl From<JsonRejection> for ApiError {
     fn from(r: JsonRejection) -> Self {
         let status = r.status();
@@ -176,5 +249,65 @@ impl From<PathRejection> for ApiError {
 impl From<QueryRejection> for ApiError {
     fn from(r: QueryRejection) -> Self {
         Self::new(StatusCode::BAD_REQUEST, r.body_text())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn body(e: ApiError) -> (StatusCode, serde_json::Value) {
+        let response = e.into_response();
+        let status = response.status();
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 16)
+            .await
+            .unwrap();
+        (status, serde_json::from_slice(&bytes).unwrap())
+    }
+
+    #[test]
+    fn each_kind_has_one_status() {
+        use ErrorKind as K;
+        for (kind, status) in [
+            (K::NotFound, 404),
+            (K::Conflict, 409),
+            (K::Forbidden, 403),
+            (K::Unauthenticated, 401),
+            (K::Invalid, 422),
+            (K::Busy, 503),
+            (K::Throttled, 429),
+            (K::Internal, 500),
+        ] {
+            assert_eq!(status_for(kind).as_u16(), status, "{kind:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn an_internal_error_shows_nothing_of_its_cause_or_fields() {
+        let e = AppError::Apps(picloud_core::ports::AppRepoError::Backend(
+            "password=hunter2 at 10.0.0.7".into(),
+        ));
+        let (status, json) = body(ApiError::from(e)).await;
+        assert_eq!(status, 500);
+        assert_eq!(json, serde_json::json!({ "error": "internal error" }));
+        let (_, json) = body(ApiError::internal("secret").with_field("line", 3)).await;
+        assert_eq!(json, serde_json::json!({ "error": "internal error" }));
+    }
+
+    #[tokio::test]
+    async fn a_script_error_is_its_authors_to_read() {
+        let e = ExecError::Runtime {
+            message: "boom".into(),
+            line: Some(2),
+        };
+        let (status, json) = body(ApiError::from(&e)).await;
+        assert_eq!(status, 500);
+        assert_eq!(
+            json,
+            serde_json::json!({ "error": "script error: boom", "line": 2 })
+        );
+        let (status, json) = body(ApiError::from(&ExecError::Internal("worker gone".into()))).await;
+        assert_eq!(status, 500);
+        assert_eq!(json, serde_json::json!({ "error": "internal error" }));
     }
 }

@@ -12,9 +12,7 @@ use axum::body::{Body, to_bytes};
 use axum::extract::{Request, State};
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use picloud_core::executor::{ExecError, ScriptRequest};
-use picloud_core::scripts::{InvokeError, exec_status};
-use serde_json::json;
+use picloud_core::executor::ScriptRequest;
 
 use crate::ApiState;
 use crate::error::ApiError;
@@ -84,27 +82,6 @@ fn split_path(path: &str) -> Option<(String, String, &str)> {
     Some((decode(app)?, decode(script)?, rest))
 }
 
-fn exec_error_response(e: &ExecError) -> Response {
-    if let ExecError::Internal(detail) = e {
-        // The executor's own failure: the detail is for the log only.
-        return ApiError::internal(detail.clone()).into_response();
-    }
-    let status = StatusCode::from_u16(exec_status(e)).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let mut body = json!({ "error": e.to_string() });
-    if let Some(line) = e.line() {
-        body["line"] = json!(line);
-    }
-    if let Some(limit) = e.limit() {
-        body["limit"] = json!(limit.name());
-    }
-    let mut resp = (status, axum::Json(body)).into_response();
-    if matches!(e, ExecError::Overloaded) {
-        resp.headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-    }
-    resp
-}
-
 /// Invokes a script. Its output becomes the response: a string is 200
 /// `text/plain`, `response(status, body[, headers])` sets all three, unit is
 /// 204, any other value is 200 JSON. A script error is 500
@@ -118,7 +95,7 @@ pub async fn run(State(s): State<ApiState>, req: Request) -> Response {
     let (app, script) = (app.as_str(), script.as_str());
     let live = match s.scripts.live(app, script).await {
         Ok(live) => live,
-        Err(e) => return invoke_error_response(e),
+        Err(e) => return ApiError::from(e).into_response(),
     };
     let body = match to_bytes(body, MAX_RUN_BODY).await {
         Ok(b) => b,
@@ -182,20 +159,9 @@ pub async fn run(State(s): State<ApiState>, req: Request) -> Response {
                 }
                 resp
             }
-            Err(e) => exec_error_response(&e),
+            Err(e) => ApiError::from(&e).into_response(),
         },
-        Err(e) => invoke_error_response(e),
-    }
-}
-
-fn invoke_error_response(e: InvokeError) -> Response {
-    match e {
-        InvokeError::NotFound { app, script } => ApiError::new(
-            StatusCode::NOT_FOUND,
-            format!("no script {script} in app {app}"),
-        )
-        .into_response(),
-        InvokeError::Exec(e) => exec_error_response(&e),
+        Err(e) => ApiError::from(e).into_response(),
     }
 }
 

@@ -6,10 +6,8 @@
 use axum::body::Bytes;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use picloud_core::executor::Limits;
-use picloud_core::scripts::ScriptError;
 use picloud_core::{InvocationRecord, Script, ScriptVersionInfo};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -151,30 +149,7 @@ pub struct CompileErrorBody {
 }
 
 /// Script errors, mapped: a compile error keeps its line and column.
-pub(crate) fn script_error(e: ScriptError) -> Response {
-    let status = match &e {
-        ScriptError::Forbidden => StatusCode::FORBIDDEN,
-        ScriptError::AppNotFound(_)
-        | ScriptError::ScriptNotFound(_)
-        | ScriptError::VersionNotFound(_) => StatusCode::NOT_FOUND,
-        ScriptError::Invalid(_) | ScriptError::QuotaExceeded(_) => StatusCode::UNPROCESSABLE_ENTITY,
-        ScriptError::Compile(c) => {
-            return (
-                StatusCode::UNPROCESSABLE_ENTITY,
-                axum::Json(CompileErrorBody {
-                    error: format!("compile error: {}", c.message),
-                    line: c.line,
-                    column: c.column,
-                }),
-            )
-                .into_response();
-        }
-        _ => return ApiError::internal(e).into_response(),
-    };
-    ApiError::new(status, e.to_string()).into_response()
-}
-
-type ScriptResult<T> = Result<T, Response>;
+type ScriptResult<T> = Result<T, ApiError>;
 
 /// Deploys a script: the body is the Rhai source (`text/plain`). Compiled at
 /// upload; each upload is a new immutable version, live at once.
@@ -210,16 +185,11 @@ pub async fn deploy_script(
         } else {
             r.body_text()
         };
-        ApiError::new(status, message).into_response()
+        ApiError::new(status, message)
     })?;
-    let source = String::from_utf8(body.to_vec()).map_err(|_| {
-        ApiError::new(StatusCode::BAD_REQUEST, "the script source must be UTF-8").into_response()
-    })?;
-    let deployed = s
-        .scripts
-        .deploy(&p, &app, &name, source)
-        .await
-        .map_err(script_error)?;
+    let source = String::from_utf8(body.to_vec())
+        .map_err(|_| ApiError::new(StatusCode::BAD_REQUEST, "the script source must be UTF-8"))?;
+    let deployed = s.scripts.deploy(&p, &app, &name, source).await?;
     let status = if deployed.created {
         StatusCode::CREATED
     } else {
@@ -244,7 +214,7 @@ pub async fn list_scripts(
     Caller(p): Caller,
     Path(app): Path<String>,
 ) -> ScriptResult<Json<Vec<ScriptDto>>> {
-    let scripts = s.scripts.list(&p, &app).await.map_err(script_error)?;
+    let scripts = s.scripts.list(&p, &app).await?;
     Ok(Json(scripts.into_iter().map(Into::into).collect()))
 }
 
@@ -268,11 +238,7 @@ pub async fn get_script(
     Caller(p): Caller,
     Path((app, name)): Path<(String, String)>,
 ) -> ScriptResult<Json<ScriptDetailDto>> {
-    let d = s
-        .scripts
-        .detail(&p, &app, &name)
-        .await
-        .map_err(script_error)?;
+    let d = s.scripts.detail(&p, &app, &name).await?;
     let live = d.script.live_version;
     Ok(Json(ScriptDetailDto {
         versions: d.versions.iter().map(|v| version_dto(v, live)).collect(),
@@ -302,10 +268,7 @@ pub async fn delete_script(
     Caller(p): Caller,
     Path((app, name)): Path<(String, String)>,
 ) -> ScriptResult<StatusCode> {
-    s.scripts
-        .delete(&p, &app, &name)
-        .await
-        .map_err(script_error)?;
+    s.scripts.delete(&p, &app, &name).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -348,7 +311,7 @@ pub async fn get_usage(
         INVOCATION_BYTES_PER_APP, INVOCATION_BYTES_PER_SCRIPT, INVOCATION_RECORD_MAX_BYTES,
         INVOCATIONS_KEPT,
     };
-    let usage = s.scripts.usage(&p, &app).await.map_err(script_error)?;
+    let usage = s.scripts.usage(&p, &app).await?;
     Ok(Json(UsageDto {
         script_source_bytes: usage.source_bytes,
         script_source_bytes_quota: usage.quota.source_bytes_per_app,
@@ -381,11 +344,7 @@ pub async fn get_version(
     Caller(p): Caller,
     Path((app, name, version)): Path<(String, String, u32)>,
 ) -> ScriptResult<Json<VersionSourceDto>> {
-    let (script, v) = s
-        .scripts
-        .version(&p, &app, &name, version)
-        .await
-        .map_err(script_error)?;
+    let (script, v) = s.scripts.version(&p, &app, &name, version).await?;
     Ok(Json(VersionSourceDto {
         version: version_dto(&v.info(), script.live_version),
         source: v.source,
@@ -415,11 +374,7 @@ pub async fn rollback_script(
     Path((app, name)): Path<(String, String)>,
     Json(req): Json<RollbackRequest>,
 ) -> ScriptResult<Json<ScriptDto>> {
-    let script = s
-        .scripts
-        .rollback(&p, &app, &name, req.version)
-        .await
-        .map_err(script_error)?;
+    let script = s.scripts.rollback(&p, &app, &name, req.version).await?;
     Ok(Json(script.into()))
 }
 
@@ -445,12 +400,11 @@ pub async fn list_invocations(
     Path((app, name)): Path<(String, String)>,
     query: Result<Query<InvocationsQuery>, axum::extract::rejection::QueryRejection>,
 ) -> ScriptResult<Json<Vec<InvocationDto>>> {
-    let Query(query) = query.map_err(|r| ApiError::from(r).into_response())?;
+    let Query(query) = query?;
     let records = s
         .scripts
         .invocations(&p, &app, &name, query.limit.unwrap_or(20))
-        .await
-        .map_err(script_error)?;
+        .await?;
     Ok(Json(records.into_iter().map(Into::into).collect()))
 }
 
@@ -470,9 +424,7 @@ pub async fn get_limits(
     Caller(p): Caller,
     Path(app): Path<String>,
 ) -> ScriptResult<Json<Limits>> {
-    Ok(Json(
-        s.scripts.limits(&p, &app).await.map_err(script_error)?,
-    ))
+    Ok(Json(s.scripts.limits(&p, &app).await?))
 }
 
 /// Overrides the app's limits (`AppAdmin`); omitted fields take the defaults.
@@ -494,10 +446,5 @@ pub async fn put_limits(
     Path(app): Path<String>,
     Json(limits): Json<Limits>,
 ) -> ScriptResult<Json<Limits>> {
-    Ok(Json(
-        s.scripts
-            .set_limits(&p, &app, limits)
-            .await
-            .map_err(script_error)?,
-    ))
+    Ok(Json(s.scripts.set_limits(&p, &app, limits).await?))
 }

@@ -24,7 +24,8 @@ pub use credentials::{MAX_CREDENTIAL_LOOKUPS, SESSION_COOKIE};
 pub use service::{ScriptDetail, ScriptService, StorageUsage, exec_status};
 pub use writer::InvocationWriter;
 
-use crate::authz::{AuthzDenied, AuthzRepoError};
+use crate::authz::AuthzRepoError;
+use crate::error::{ErrorKind, ServiceError};
 use crate::executor::{CompileError, ExecError};
 use crate::ports::{AppRepoError, InvocationLogError, QuotaExceeded, ScriptRepoError};
 
@@ -39,6 +40,7 @@ pub const COMPILES_PER_APP: usize = 2;
 
 /// Every outcome of [`ScriptService`]'s admin calls other than success.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ScriptError {
     /// The caller may not do this.
     #[error("forbidden")]
@@ -81,27 +83,26 @@ impl From<ScriptRepoError> for ScriptError {
     }
 }
 
-impl From<AuthzDenied> for ScriptError {
-    fn from(d: AuthzDenied) -> Self {
-        match d {
-            AuthzDenied::Denied => Self::Forbidden,
-            AuthzDenied::Repo(e) => Self::Authz(e),
-        }
-    }
-}
+crate::error::from_authz_denied!(ScriptError, not_found = AppNotFound);
 
-impl ScriptError {
-    /// True for failures of the machinery rather than of the request.
-    pub fn is_internal(&self) -> bool {
-        matches!(
-            self,
-            Self::Scripts(_) | Self::Apps(_) | Self::Authz(_) | Self::Invocations(_)
-        )
+impl ServiceError for ScriptError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            Self::Forbidden => ErrorKind::Forbidden,
+            Self::AppNotFound(_) | Self::ScriptNotFound(_) | Self::VersionNotFound(_) => {
+                ErrorKind::NotFound
+            }
+            Self::Invalid(_) | Self::Compile(_) | Self::QuotaExceeded(_) => ErrorKind::Invalid,
+            Self::Scripts(_) | Self::Apps(_) | Self::Authz(_) | Self::Invocations(_) => {
+                ErrorKind::Internal
+            }
+        }
     }
 }
 
 /// Why an invocation produced no script response.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum InvokeError {
     /// No such app, or no such script in it.
     #[error("no script {script} in app {app}")]

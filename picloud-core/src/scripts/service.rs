@@ -11,7 +11,7 @@ use super::cache::{LiveScript, ScriptCache};
 use super::credentials::strip_credentials;
 use super::writer::InvocationWriter;
 use super::{COMPILES_PER_APP, InvokeError, MAX_SOURCE_BYTES, ScriptError};
-use crate::authz::{Capability, require};
+use crate::authz::Capability;
 use crate::domain::{
     App, Deployed, InvocationRecord, Principal, Script, ScriptName, ScriptVersion,
     ScriptVersionInfo,
@@ -306,13 +306,8 @@ impl ScriptService {
         ident: &str,
         capability: fn(AppId) -> Capability,
     ) -> Result<App, ScriptError> {
-        let app = self
-            .stores
-            .apps
-            .resolve(ident)
-            .await?
-            .ok_or_else(|| ScriptError::AppNotFound(ident.to_owned()))?;
-        require(self.stores.authz.as_ref(), principal, capability(app.id)).await?;
+        let app =
+            crate::authz::resolve_and_require(&self.stores, principal, ident, capability).await?;
         Ok(app)
     }
 

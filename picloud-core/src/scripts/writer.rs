@@ -12,7 +12,7 @@ use crate::domain::InvocationRecord;
 use crate::ids::ScriptId;
 use crate::ports::{
     INVOCATION_BYTES_PER_SCRIPT, INVOCATION_RECORD_MAX_BYTES, INVOCATIONS_KEPT, InvocationLog,
-    InvocationLogError, fit_record,
+    fit_record,
 };
 use crate::stores::Stores;
 
@@ -245,7 +245,7 @@ async fn append_isolating(log: &dyn InvocationLog, records: Vec<InvocationRecord
     let Err(e) = log.append(records.clone()).await else {
         return 0;
     };
-    tracing_warn(&e);
+    tracing::warn!(error = %e, "failed to write invocation records");
     if total == 1 {
         return 1;
     }
@@ -287,7 +287,7 @@ async fn append_isolating(log: &dyn InvocationLog, records: Vec<InvocationRecord
                 failed_in_a_row = 0;
             }
             Err(e) => {
-                tracing_warn(&e);
+                tracing::warn!(error = %e, "failed to write invocation records");
                 failed_in_a_row += 1;
                 if let Some(group) = copy {
                     tries.extend(group.into_iter().map(|r| vec![r]));
@@ -299,10 +299,6 @@ async fn append_isolating(log: &dyn InvocationLog, records: Vec<InvocationRecord
         }
     }
     total - stored
-}
-fn tracing_warn(e: &InvocationLogError) {
-    // Core has no logging dependency; the error goes to stderr once per batch.
-    eprintln!("picloud: failed to write invocation records: {e}");
 }
 
 #[cfg(test)]
