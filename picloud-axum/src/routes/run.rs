@@ -9,7 +9,7 @@
 //! request.
 
 use axum::body::{Body, to_bytes};
-use axum::extract::{Request, State};
+use axum::extract::{OriginalUri, Request, State};
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use picloud_core::executor::ScriptRequest;
@@ -48,18 +48,28 @@ const FORBIDDEN_RESPONSE_HEADERS: &[&str] = &[
 /// header, cookies that browsers then send to the other apps' scripts, or to
 /// the admin API. Defence in depth only: script-served JavaScript shares the
 /// origin too. `None` (the header is dropped) when the value is not a cookie.
-fn confine_cookie(value: &str, app: &str) -> Option<String> {
+fn confine_cookie(value: &str, root: &str) -> Option<String> {
     let mut cookie = cookie::Cookie::parse(value).ok()?;
-    let root = format!("/run/{app}");
     let inside = cookie.path().is_some_and(|p| {
-        p.strip_prefix(root.as_str())
+        p.strip_prefix(root)
             .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
     });
     if !inside {
-        cookie.set_path(root);
+        cookie.set_path(root.to_owned());
     }
     cookie.unset_domain();
     Some(cookie.to_string())
+}
+
+/// The path under which the browser sees `app`'s scripts:
+/// `{mount}/run/{app}`, where `{mount}` is whatever prefix the router is
+/// nested under (`Router::nest("/picloud", …)`): the part of the original
+/// URI's path that routing stripped before this handler saw `path`.
+fn app_root(original: Option<&OriginalUri>, path: &str, app: &str) -> String {
+    let mount = original
+        .and_then(|o| o.path().strip_suffix(path))
+        .unwrap_or("");
+    format!("{mount}/run/{app}")
 }
 
 /// Splits `/run/{app}/{script}{rest}` into its parts, with the app and
@@ -140,12 +150,16 @@ pub async fn run(State(s): State<ApiState>, req: Request) -> Response {
                 if let Some(ct) = r.content_type.and_then(|c| HeaderValue::from_str(&c).ok()) {
                     h.insert(header::CONTENT_TYPE, ct);
                 }
+                let mut cookie_root: Option<String> = None;
                 for (name, mut value) in r.headers {
                     if FORBIDDEN_RESPONSE_HEADERS.contains(&name.as_str()) {
                         continue;
                     }
                     if name == "set-cookie" {
-                        match confine_cookie(&value, app) {
+                        let root = cookie_root.get_or_insert_with(|| {
+                            app_root(parts.extensions.get::<OriginalUri>(), parts.uri.path(), app)
+                        });
+                        match confine_cookie(&value, root) {
                             Some(confined) => value = confined,
                             None => continue,
                         }
@@ -196,7 +210,7 @@ mod tests {
 
     #[test]
     fn cookies_are_confined_to_their_app() {
-        let confined = |v: &str| confine_cookie(v, "shop");
+        let confined = |v: &str| confine_cookie(v, "/run/shop");
         assert_eq!(confined("sid=1").as_deref(), Some("sid=1; Path=/run/shop"));
         assert_eq!(
             confined("sid=1; Path=/; Domain=example.com; HttpOnly").as_deref(),
@@ -216,6 +230,28 @@ mod tests {
             Some("a=b; Path=/run/shop")
         );
         assert_eq!(confined("not a cookie"), None);
+    }
+
+    #[test]
+    fn the_cookie_root_follows_the_mount_point() {
+        let original = |p: &str| OriginalUri(p.parse().unwrap());
+        assert_eq!(app_root(None, "/run/shop/x", "shop"), "/run/shop");
+        assert_eq!(
+            app_root(Some(&original("/run/shop/x")), "/run/shop/x", "shop"),
+            "/run/shop"
+        );
+        assert_eq!(
+            app_root(
+                Some(&original("/picloud/run/shop/x/y")),
+                "/run/shop/x/y",
+                "shop"
+            ),
+            "/picloud/run/shop"
+        );
+        assert_eq!(
+            confine_cookie("sid=1; Path=/", "/picloud/run/shop").as_deref(),
+            Some("sid=1; Path=/picloud/run/shop")
+        );
     }
 
     #[test]
