@@ -47,7 +47,7 @@ use axum::{Json, Router, middleware};
 use picloud_core::Stores;
 use picloud_core::apps::AppService;
 use picloud_core::auth::AuthService;
-use picloud_core::executor::{Executor, ExecutorConfig, RhaiExecutor};
+use picloud_core::executor::{Executor, ExecutorConfig, LazyExecutor};
 use picloud_core::members::MembershipService;
 use picloud_core::scripts::ScriptService;
 use picloud_core::users::UserService;
@@ -96,23 +96,18 @@ impl ApiState {
     /// then [`ApiState::warm`] (it may run while the server serves: `/readyz`
     /// answers 503 and `/run` compiles on demand until it is done).
     ///
-    /// # Panics
-    ///
-    /// If the executor's worker threads cannot be spawned.
+    /// The executor's worker threads start with the first script run
+    /// ([`LazyExecutor`]): an embedder who mounts only [`admin_router`]
+    /// starts none.
     pub fn new(stores: Stores) -> Self {
         Self::with_executor_config(stores, ExecutorConfig::default())
     }
 
     /// Services over `stores`, with a Rhai executor sized by `config` (for
-    /// a runtime whose worker stacks fit a larger inline budget, say).
-    ///
-    /// # Panics
-    ///
-    /// If the executor's worker threads cannot be spawned.
+    /// a runtime whose worker stacks fit a larger inline budget, say),
+    /// started on the first run like [`ApiState::new`]'s.
     pub fn with_executor_config(stores: Stores, config: ExecutorConfig) -> Self {
-        let executor =
-            RhaiExecutor::new(config).expect("spawn the script executor's worker threads");
-        Self::with_executor(stores, Arc::new(executor))
+        Self::with_executor(stores, Arc::new(LazyExecutor::new(config)))
     }
 
     /// Services over `stores`, running scripts on `executor`.

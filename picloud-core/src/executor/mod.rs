@@ -39,6 +39,7 @@
 mod bounded;
 pub mod error;
 pub mod inline;
+pub mod lazy;
 pub mod limits;
 #[cfg(feature = "meter")]
 #[cfg_attr(docsrs, doc(cfg(feature = "meter")))]
@@ -58,6 +59,7 @@ pub use rhai;
 
 pub use error::{CompileError, ExecError, ExecErrorKind};
 pub use inline::InlineBudget;
+pub use lazy::LazyExecutor;
 pub use limits::{LimitKind, Limits, LimitsError};
 pub use pool::{ExecutorConfig, ExecutorStats, RhaiExecutor};
 pub use request::{ScriptRequest, ScriptResponse};

@@ -304,6 +304,7 @@ async fn append_isolating(log: &dyn InvocationLog, records: Vec<InvocationRecord
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ports::InvocationLogError;
 
     fn record(script: ScriptId, at_us: i64, version: u32) -> InvocationRecord {
         InvocationRecord {
