@@ -102,12 +102,38 @@ pub enum StartError {
     },
 }
 
+/// Which store a server runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum StoreKind {
+    /// The in-memory store: nothing persists across restarts.
+    Memory,
+    /// PostgreSQL.
+    Postgres,
+}
+
+impl StoreKind {
+    /// `memory` or `postgres`.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Memory => "memory",
+            Self::Postgres => "postgres",
+        }
+    }
+}
+
+impl std::fmt::Display for StoreKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// A store, ready to serve.
 pub struct OpenedStore {
     /// Its ports.
     pub stores: Stores,
-    /// `memory` or `postgres`.
-    pub kind: &'static str,
+    /// Which store it is.
+    pub kind: StoreKind,
     /// What `/readyz` asks.
     pub readiness: Option<Arc<dyn Readiness>>,
 }
@@ -129,7 +155,7 @@ pub async fn open_store(database_url: Option<&str>) -> Result<OpenedStore, Start
     match database_url {
         None => Ok(OpenedStore {
             stores: picloud_store_memory::MemoryStore::new().into_stores(),
-            kind: "memory",
+            kind: StoreKind::Memory,
             readiness: None,
         }),
         #[cfg(feature = "postgres")]
@@ -143,7 +169,7 @@ pub async fn open_store(database_url: Option<&str>) -> Result<OpenedStore, Start
                 .map_err(|e| StartError::Database(e.to_string()))?;
             Ok(OpenedStore {
                 stores: store.clone().into_stores(),
-                kind: "postgres",
+                kind: StoreKind::Postgres,
                 readiness: Some(Arc::new(PgReadiness(store))),
             })
         }
@@ -164,8 +190,8 @@ pub async fn migrate(database_url: &str) -> Result<(), StartError> {
 pub struct RunningServer {
     /// The address it listens on.
     pub addr: SocketAddr,
-    /// `memory` or `postgres`.
-    pub store_kind: &'static str,
+    /// Which store it runs on.
+    pub store_kind: StoreKind,
     /// What bootstrap did (a generated token is in here, to print once).
     pub bootstrap: Bootstrap,
     shutdown: Option<oneshot::Sender<()>>,
@@ -222,7 +248,7 @@ pub async fn start_with_signal(
     signal: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<RunningServer, StartError> {
     let opened = open_store(config.database_url.as_deref()).await?;
-    if opened.kind == "memory" {
+    if opened.kind == StoreKind::Memory {
         tracing::warn!(
             "no DATABASE_URL: using the in-memory store; nothing persists across restarts"
         );
