@@ -75,6 +75,16 @@ pub enum ScriptError {
     /// The invocation log failed.
     #[error("invocation log error: {0}")]
     Invocations(#[from] InvocationLogError),
+    /// The app's stored limits override cannot be read: its scripts do not
+    /// run (rather than run under defaults that may be higher) until an app
+    /// admin sets its limits again.
+    #[error("the stored limits of app {app} cannot be read: {reason}")]
+    StoredLimits {
+        /// The app.
+        app: crate::ids::AppId,
+        /// Why not.
+        reason: String,
+    },
 }
 
 impl From<ScriptRepoError> for ScriptError {
@@ -93,9 +103,11 @@ impl ServiceError for ScriptError {
                 ErrorKind::NotFound
             }
             Self::Invalid(_) | Self::Compile(_) | Self::QuotaExceeded(_) => ErrorKind::Invalid,
-            Self::Scripts(_) | Self::Apps(_) | Self::Authz(_) | Self::Invocations(_) => {
-                ErrorKind::Internal
-            }
+            Self::Scripts(_)
+            | Self::Apps(_)
+            | Self::Authz(_)
+            | Self::Invocations(_)
+            | Self::StoredLimits { .. } => ErrorKind::Internal,
         }
     }
 }

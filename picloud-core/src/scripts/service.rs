@@ -24,10 +24,20 @@ use crate::ids::AppId;
 use crate::ports::{INVOCATIONS_KEPT, ScriptRepoError, StorageQuota};
 use crate::stores::Stores;
 
-/// The app's effective limits: its override, or the defaults.
-fn parse_limits(text: Option<&str>) -> Limits {
-    text.and_then(|t| serde_json::from_str::<Limits>(t).ok())
-        .unwrap_or_default()
+/// The app's effective limits: its override, or the defaults when it has
+/// none. An override that cannot be read (written by a newer version, with
+/// a field this one does not know, say) is an error naming the app, never a
+/// silent fall-back to the defaults: those may be *higher* than what the
+/// app was given. The app's scripts then do not run until an app admin sets
+/// its limits again; every other app is served.
+fn parse_limits(app: AppId, text: Option<&str>) -> Result<Limits, ScriptError> {
+    match text {
+        None => Ok(Limits::default()),
+        Some(text) => serde_json::from_str::<Limits>(text).map_err(|e| ScriptError::StoredLimits {
+            app,
+            reason: e.to_string(),
+        }),
+    }
 }
 
 /// Deploys, rolls back and invokes scripts.
@@ -205,7 +215,15 @@ impl ScriptService {
         for app in self.stores.apps.list().await? {
             let lock = self.app_lock(app.id);
             let _serial = lock.lock().await;
-            let limits = self.app_limits(app.id).await?;
+            let limits = match self.app_limits(app.id).await {
+                Ok(limits) => limits,
+                // This app is not served; the others are.
+                Err(e @ ScriptError::StoredLimits { .. }) => {
+                    tracing::error!(app = %app.slug, error = %e, "app's scripts not served");
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
             for script in self.stores.scripts.list(app.id).await? {
                 if self
                     .cache
@@ -295,9 +313,7 @@ impl ScriptService {
     }
 
     async fn app_limits(&self, app: AppId) -> Result<Limits, ScriptError> {
-        Ok(parse_limits(
-            self.stores.scripts.app_limits(app).await?.as_deref(),
-        ))
+        parse_limits(app, self.stores.scripts.app_limits(app).await?.as_deref())
     }
 
     async fn authorized_app(
