@@ -513,13 +513,13 @@ impl AuthService {
             return Ok(Bootstrap::OwnerExists);
         }
         let owner = match self.stores.users.find_by_username("admin").await? {
-            // An `admin` user exists but is no active owner: make it one.
+            // An `admin` user exists but is no active owner: make it one, in
+            // one guarded step (a promotion never trips the last-owner rule).
             Some(u) => {
                 self.stores
                     .users
-                    .set_instance_role(u.id, InstanceRole::Owner)
-                    .await?;
-                self.stores.users.set_active(u.id, true).await?
+                    .update_guarded(u.id, Some(InstanceRole::Owner), Some(true), true)
+                    .await?
             }
             None => {
                 let new = NewAdminUser::new("admin", InstanceRole::Owner);
@@ -569,6 +569,63 @@ mod tests {
         assert_eq!(hash_token(&a), hash_token(&a));
         assert_ne!(hash_token(&a), a);
         assert_eq!(hash_token(&a).len(), 64);
+    }
+
+    /// An `admin` that exists but is no active owner is made one in a single
+    /// guarded call (a promotion, with the right to change owners), and gets
+    /// a fresh bootstrap token.
+    #[cfg(all(feature = "mock", feature = "testkit"))]
+    #[tokio::test]
+    async fn bootstrap_repairs_an_existing_admin_through_the_guarded_update() {
+        use std::sync::Arc;
+
+        use crate::ports::tokens::MockTokenRepository;
+        use crate::ports::users::MockAdminUserRepository;
+
+        let admin = AdminUser {
+            is_active: false,
+            ..NewAdminUser::new("admin", InstanceRole::Member).to_user()
+        };
+        let id = admin.id;
+        let mut users = MockAdminUserRepository::new();
+        users
+            .expect_count_active_owners()
+            .times(1)
+            .returning(|| Ok(0));
+        let found = admin.clone();
+        users
+            .expect_find_by_username()
+            .withf(|name| name == "admin")
+            .times(1)
+            .returning(move |_| Ok(Some(found.clone())));
+        users
+            .expect_update_guarded()
+            .withf(move |u, role, active, may_touch_owner| {
+                (*u, *role, *active, *may_touch_owner)
+                    == (id, Some(InstanceRole::Owner), Some(true), true)
+            })
+            .times(1)
+            .returning(move |_, _, _, _| {
+                Ok(AdminUser {
+                    instance_role: InstanceRole::Owner,
+                    is_active: true,
+                    ..admin.clone()
+                })
+            });
+        let mut tokens = MockTokenRepository::new();
+        tokens
+            .expect_create()
+            .withf(move |t| t.token.user_id == id)
+            .times(1)
+            .returning(|t| Ok(t.token));
+        let mut stores = crate::testkit::strict_mocks();
+        stores.users = Arc::new(users);
+        stores.tokens = Arc::new(tokens);
+        let done = AuthService::new(stores).bootstrap(None).await.unwrap();
+        assert!(
+            matches!(done, Bootstrap::CreatedWithGeneratedToken(_)),
+            "{done:?}"
+        );
     }
 
     #[test]

@@ -2,15 +2,23 @@
 //! by username, with their password hashes.
 //!
 //! The list is ordered by username in byte order, as PostgreSQL's
-//! `COLLATE "C"` orders it. `update_guarded` makes its owner checks and its
-//! change under one write lock.
+//! `COLLATE "C"` orders it. `update_guarded` makes its owner checks (core's
+//! [`check_user_change`]) and its change under one write lock.
 
 use async_trait::async_trait;
-use picloud_core::domain::{AdminUser, InstanceRole, NewAdminUser, UserCredentials};
+use picloud_core::domain::{
+    AdminUser, InstanceRole, NewAdminUser, OwnerStanding, UserChange, UserCredentials,
+    check_user_change,
+};
 use picloud_core::ids::AdminUserId;
 use picloud_core::ports::{AdminUserRepoError, AdminUserRepository};
 
 use crate::{MemoryStore, StoredUser};
+
+/// What the owner guards look at in a user.
+fn standing(user: &AdminUser) -> OwnerStanding {
+    OwnerStanding::new(user.instance_role, user.is_active)
+}
 
 #[async_trait]
 impl AdminUserRepository for MemoryStore {
@@ -70,28 +78,6 @@ impl AdminUserRepository for MemoryStore {
         Ok(users)
     }
 
-    async fn set_active(
-        &self,
-        id: AdminUserId,
-        is_active: bool,
-    ) -> Result<AdminUser, AdminUserRepoError> {
-        let mut s = self.write();
-        let stored = s.users.get_mut(&id).ok_or(AdminUserRepoError::NotFound)?;
-        stored.user.is_active = is_active;
-        Ok(stored.user.clone())
-    }
-
-    async fn set_instance_role(
-        &self,
-        id: AdminUserId,
-        role: InstanceRole,
-    ) -> Result<AdminUser, AdminUserRepoError> {
-        let mut s = self.write();
-        let stored = s.users.get_mut(&id).ok_or(AdminUserRepoError::NotFound)?;
-        stored.user.instance_role = role;
-        Ok(stored.user.clone())
-    }
-
     async fn update_guarded(
         &self,
         id: AdminUserId,
@@ -99,36 +85,24 @@ impl AdminUserRepository for MemoryStore {
         is_active: Option<bool>,
         may_touch_owner: bool,
     ) -> Result<AdminUser, AdminUserRepoError> {
-        // One write lock around the checks and the change.
+        // One write lock around the checks and the change; the rule itself
+        // is core's pure check.
         let mut s = self.write();
-        let user = &s.users.get(&id).ok_or(AdminUserRepoError::NotFound)?.user;
-        let changes = role.is_some() || is_active.is_some();
-        if changes && !may_touch_owner && user.instance_role == InstanceRole::Owner {
-            return Err(AdminUserRepoError::TargetIsOwner);
-        }
-        let owns = |role: InstanceRole, active: bool| role == InstanceRole::Owner && active;
-        let before = owns(user.instance_role, user.is_active);
-        let after = owns(
-            role.unwrap_or(user.instance_role),
-            is_active.unwrap_or(user.is_active),
-        );
-        if before && !after {
-            let others = s
-                .users
-                .values()
-                .filter(|u| u.user.id != id && owns(u.user.instance_role, u.user.is_active))
-                .count();
-            if others == 0 {
-                return Err(AdminUserRepoError::LastOwner);
-            }
-        }
+        let target = standing(&s.users.get(&id).ok_or(AdminUserRepoError::NotFound)?.user);
+        let others = s
+            .users
+            .values()
+            .filter(|u| u.user.id != id && standing(&u.user).is_active_owner())
+            .count();
+        let change = UserChange {
+            instance_role: role,
+            is_active,
+        };
+        check_user_change(target, change, may_touch_owner, others)?;
+        let after = change.applied_to(target);
         let stored = s.users.get_mut(&id).ok_or(AdminUserRepoError::NotFound)?;
-        if let Some(role) = role {
-            stored.user.instance_role = role;
-        }
-        if let Some(active) = is_active {
-            stored.user.is_active = active;
-        }
+        stored.user.instance_role = after.instance_role;
+        stored.user.is_active = after.is_active;
         Ok(stored.user.clone())
     }
 
@@ -148,7 +122,7 @@ impl AdminUserRepository for MemoryStore {
             .read()
             .users
             .values()
-            .filter(|u| u.user.is_active && u.user.instance_role == InstanceRole::Owner)
+            .filter(|u| standing(&u.user).is_active_owner())
             .count();
         Ok(n as u64)
     }

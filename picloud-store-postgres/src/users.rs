@@ -3,9 +3,15 @@
 //! Updates are `UPDATE … RETURNING`, so "no such user" is simply "no row
 //! returned" and needs no prior read. The list is ordered by username with
 //! `COLLATE "C"` (byte order), as the memory store orders it.
+//! `update_guarded` locks the rows its owner checks read, in one
+//! transaction with the change, and decides with core's pure
+//! [`check_user_change`].
 
 use async_trait::async_trait;
-use picloud_core::domain::{AdminUser, InstanceRole, NewAdminUser, UserCredentials};
+use picloud_core::domain::{
+    AdminUser, InstanceRole, NewAdminUser, OwnerStanding, UserChange, UserCredentials,
+    check_user_change,
+};
 use picloud_core::ids::AdminUserId;
 use picloud_core::ports::{AdminUserRepoError, AdminUserRepository};
 
@@ -100,40 +106,6 @@ impl AdminUserRepository for PostgresStore {
         convert_all(rows).map_err(|e| user_error(e, None))
     }
 
-    async fn set_active(
-        &self,
-        id: AdminUserId,
-        is_active: bool,
-    ) -> Result<AdminUser, AdminUserRepoError> {
-        let row: Option<UserRow> = sqlx::query_as(
-            "UPDATE admin_users SET is_active = $2 WHERE id = $1 \
-             RETURNING id, username, email, instance_role, is_active, created_at",
-        )
-        .bind(id.as_uuid())
-        .bind(is_active)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(|e| user_error(e, None))?;
-        updated(row)
-    }
-
-    async fn set_instance_role(
-        &self,
-        id: AdminUserId,
-        role: InstanceRole,
-    ) -> Result<AdminUser, AdminUserRepoError> {
-        let row: Option<UserRow> = sqlx::query_as(
-            "UPDATE admin_users SET instance_role = $2 WHERE id = $1 \
-             RETURNING id, username, email, instance_role, is_active, created_at",
-        )
-        .bind(id.as_uuid())
-        .bind(role.as_str())
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(|e| user_error(e, None))?;
-        updated(row)
-    }
-
     async fn update_guarded(
         &self,
         id: AdminUserId,
@@ -149,8 +121,9 @@ impl AdminUserRepository for PostgresStore {
         // seen (READ COMMITTED re-checks each row it waited for), so two
         // demotions of the last two owners cannot both count the other.
         // NO KEY UPDATE: foreign-key checks (memberships, tokens) do not wait.
-        let locked: Vec<(uuid::Uuid, String, bool)> = sqlx::query_as(
-            "SELECT id, instance_role, is_active FROM admin_users \
+        let locked: Vec<UserRow> = sqlx::query_as(
+            "SELECT id, username, email, instance_role, is_active, created_at \
+             FROM admin_users \
              WHERE (instance_role = 'owner' AND is_active) OR id = $1 \
              ORDER BY id FOR NO KEY UPDATE",
         )
@@ -158,29 +131,24 @@ impl AdminUserRepository for PostgresStore {
         .fetch_all(&mut *tx)
         .await
         .map_err(fail)?;
-        let owns = |role: &str, active: bool| role == InstanceRole::Owner.as_str() && active;
-        let (_, current_role, current_active) = locked
+        let locked: Vec<AdminUser> = convert_all(locked).map_err(|e| user_error(e, None))?;
+        let standing = |u: &AdminUser| OwnerStanding::new(u.instance_role, u.is_active);
+        let target = locked
             .iter()
-            .find(|(u, _, _)| *u == id.as_uuid())
+            .find(|u| u.id == id)
+            .map(standing)
             .ok_or(AdminUserRepoError::NotFound)?;
-        // Checked on the locked row, so a promotion to owner committed an
-        // instant ago is seen here (an early return rolls the lock back).
-        let changes = role.is_some() || is_active.is_some();
-        if changes && !may_touch_owner && current_role == InstanceRole::Owner.as_str() {
-            return Err(AdminUserRepoError::TargetIsOwner);
-        }
-        let before = owns(current_role, *current_active);
-        let after = owns(
-            role.map_or(current_role.as_str(), |r| r.as_str()),
-            is_active.unwrap_or(*current_active),
-        );
         let others = locked
             .iter()
-            .filter(|(u, r, a)| *u != id.as_uuid() && owns(r, *a))
+            .filter(|u| u.id != id && standing(u).is_active_owner())
             .count();
-        if before && !after && others == 0 {
-            return Err(AdminUserRepoError::LastOwner);
-        }
+        // Checked on the locked rows, so a promotion to owner committed an
+        // instant ago is seen here (an early return rolls the lock back).
+        let change = UserChange {
+            instance_role: role,
+            is_active,
+        };
+        check_user_change(target, change, may_touch_owner, others)?;
         let row: Option<UserRow> = sqlx::query_as(
             "UPDATE admin_users SET instance_role = COALESCE($2, instance_role), \
              is_active = COALESCE($3, is_active) WHERE id = $1 \

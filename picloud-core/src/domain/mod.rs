@@ -1,10 +1,12 @@
 //! Domain types: roles, the authenticated [`Principal`], users, apps and
-//! memberships. Plain data with validation; no I/O.
+//! memberships, and the owner guards of a user change
+//! ([`check_user_change`]). Plain data with validation; no I/O.
 
 mod app;
 mod display_name;
 mod invocation;
 mod membership;
+mod owner_guard;
 mod principal;
 mod roles;
 mod script;
@@ -16,6 +18,9 @@ pub use app::{App, NewApp};
 pub use display_name::validate_display_name;
 pub use invocation::InvocationRecord;
 pub use membership::{AppMembership, AppMembershipDetail};
+pub use owner_guard::{
+    OwnerGuardRefusal, OwnerStanding, UserChange, check_user_change, leaves_no_active_owner,
+};
 pub use principal::{Principal, TokenScope};
 pub use roles::{AppRole, InstanceRole};
 pub use script::{Deployed, Script, ScriptName, ScriptNameError, ScriptVersion, ScriptVersionInfo};

@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 
 use super::BoxError;
-use crate::domain::{AdminUser, InstanceRole, NewAdminUser, UserCredentials};
+use crate::domain::{AdminUser, InstanceRole, NewAdminUser, OwnerGuardRefusal, UserCredentials};
 use crate::ids::AdminUserId;
 
 /// Errors of [`AdminUserRepository`].
@@ -28,7 +28,21 @@ pub enum AdminUserRepoError {
     Backend(#[source] BoxError),
 }
 
+impl From<OwnerGuardRefusal> for AdminUserRepoError {
+    fn from(refusal: OwnerGuardRefusal) -> Self {
+        match refusal {
+            OwnerGuardRefusal::TargetIsOwner => Self::TargetIsOwner,
+            OwnerGuardRefusal::LastOwner => Self::LastOwner,
+        }
+    }
+}
+
 /// Stores users and their password hashes.
+///
+/// A user's instance role and active flag change only through
+/// [`update_guarded`](Self::update_guarded), so the instance never loses its
+/// last active owner; a user who should start inactive is created so
+/// ([`NewAdminUser::is_active`]).
 #[cfg_attr(feature = "mock", mockall::automock)]
 #[async_trait]
 pub trait AdminUserRepository: Send + Sync {
@@ -53,23 +67,16 @@ pub trait AdminUserRepository: Send + Sync {
     /// Every user, inactive ones included, ordered by username (byte order).
     async fn list(&self) -> Result<Vec<AdminUser>, AdminUserRepoError>;
 
-    /// Activates or deactivates a user. [`AdminUserRepoError::NotFound`] if absent.
-    async fn set_active(
-        &self,
-        id: AdminUserId,
-        is_active: bool,
-    ) -> Result<AdminUser, AdminUserRepoError>;
-
-    /// Changes a user's instance role. [`AdminUserRepoError::NotFound`] if absent.
-    async fn set_instance_role(
-        &self,
-        id: AdminUserId,
-        role: InstanceRole,
-    ) -> Result<AdminUser, AdminUserRepoError>;
-
     /// Changes a user's instance role and/or active flag in one atomic step
     /// (`None` leaves a field as it is), checking two guards on the row as it
-    /// is when the change applies (locked), never on an earlier read:
+    /// is when the change applies (locked), never on an earlier read. This is
+    /// the only way to change either field: there is no unguarded setter, and
+    /// bootstrap and test helpers use this too.
+    ///
+    /// The guards are [`check_user_change`](crate::domain::check_user_change),
+    /// a pure function a store calls on the target and the other active
+    /// owners as they are under its lock (its refusal converts into this
+    /// error with `?`), so every store applies the same rule:
     ///
     /// 1. with `may_touch_owner` false, a change (any field `Some`) of a user
     ///    whose instance role is `owner`, active or not, is refused with

@@ -87,14 +87,19 @@ impl Fixture {
         self.stores.users.create(new).await.expect("create user")
     }
 
-    /// Creates a user, then deactivates them.
+    /// Creates an inactive user `{tag}-{name}` with `role`. Created inactive
+    /// rather than deactivated afterwards: no guarded update is needed, and
+    /// an inactive owner can be made in a store with no active owner.
     pub async fn inactive_user(&self, name: &str, role: InstanceRole) -> AdminUser {
-        let user = self.user(name, role).await;
+        let new = NewAdminUser {
+            is_active: false,
+            ..NewAdminUser::new(format!("{}-{name}", self.tag), role)
+        };
         self.stores
             .users
-            .set_active(user.id, false)
+            .create(new)
             .await
-            .expect("deactivate user")
+            .expect("create inactive user")
     }
 
     /// Creates an app with the slug `{tag}-{name}`.

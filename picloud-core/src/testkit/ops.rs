@@ -14,7 +14,7 @@ use super::world::{World, arb_app_role, arb_instance_role};
 
 /// One repository call, on users and apps named by index into a [`World`].
 #[derive(Debug, Clone, Copy)]
-#[allow(missing_docs)] // The variants are named after the port methods they call.
+#[allow(missing_docs)] // The variants are named after the port methods they call (or say).
 pub enum RepoOp {
     TryInsert {
         user: Index,
@@ -49,10 +49,14 @@ pub enum RepoOp {
     ListForMember {
         user: Index,
     },
+    /// `update_guarded` of the active flag alone, with the right to change
+    /// owners (there is no unguarded setter).
     SetActive {
         user: Index,
         is_active: bool,
     },
+    /// `update_guarded` of the instance role alone, with the right to change
+    /// owners (there is no unguarded setter).
     SetInstanceRole {
         user: Index,
         role: InstanceRole,
@@ -271,7 +275,11 @@ pub async fn apply(stores: &Stores, world: &World, ops: &[RepoOp]) -> Vec<Observ
             }
             RepoOp::SetActive { user, is_active } => {
                 let u = &world.users[user.index(nu)];
-                match stores.users.set_active(u.id, is_active).await {
+                match stores
+                    .users
+                    .update_guarded(u.id, None, Some(is_active), true)
+                    .await
+                {
                     Ok(u) => Observation::Users(vec![(
                         user_idx(u.id).expect("world user"),
                         u.instance_role,
@@ -282,7 +290,11 @@ pub async fn apply(stores: &Stores, world: &World, ops: &[RepoOp]) -> Vec<Observ
             }
             RepoOp::SetInstanceRole { user, role } => {
                 let u = &world.users[user.index(nu)];
-                match stores.users.set_instance_role(u.id, role).await {
+                match stores
+                    .users
+                    .update_guarded(u.id, Some(role), None, true)
+                    .await
+                {
                     Ok(u) => Observation::Users(vec![(
                         user_idx(u.id).expect("world user"),
                         u.instance_role,

@@ -251,7 +251,11 @@ pub async fn members_list_joins_users_and_includes_inactive(stores: Stores) {
         .await
         .unwrap()
         .unwrap();
-    let eve = stores.users.set_active(eve.id, false).await.unwrap();
+    let eve = stores
+        .users
+        .update_guarded(eve.id, None, Some(false), true)
+        .await
+        .unwrap();
     let list = stores.members.list_for_app_enriched(app.id).await.unwrap();
     assert_eq!(list.len(), 1);
     let d = &list[0];

@@ -76,7 +76,11 @@ pub async fn tokens_find_sees_user_changes_at_once(stores: Stores) {
     let user = fx.user("tok", InstanceRole::Admin).await;
     let new = new_token(user.id, None);
     stores.tokens.create(new.clone()).await.unwrap();
-    stores.users.set_active(user.id, false).await.unwrap();
+    stores
+        .users
+        .update_guarded(user.id, None, Some(false), true)
+        .await
+        .unwrap();
     let (_, seen) = stores
         .tokens
         .find_by_hash(&new.token_hash)

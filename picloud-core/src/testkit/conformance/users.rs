@@ -121,15 +121,20 @@ pub async fn users_list_is_ordered_and_includes_inactive(stores: Stores) {
     assert_eq!(listed, vec![upper, a, b]);
 }
 
-/// Activity and instance role changes are stored and returned.
+/// Activity and instance role changes (through `update_guarded`, the only
+/// way to make them) are stored and returned, each field on its own.
 pub async fn users_set_active_and_role_round_trip(stores: Stores) {
     let fx = Fixture::new(stores.clone());
     let user = fx.user("dan", InstanceRole::Member).await;
-    let off = stores.users.set_active(user.id, false).await.unwrap();
+    let off = stores
+        .users
+        .update_guarded(user.id, None, Some(false), true)
+        .await
+        .unwrap();
     assert!(!off.is_active);
     let promoted = stores
         .users
-        .set_instance_role(user.id, InstanceRole::Admin)
+        .update_guarded(user.id, Some(InstanceRole::Admin), None, true)
         .await
         .unwrap();
     assert_eq!(promoted.instance_role, InstanceRole::Admin);
@@ -138,7 +143,7 @@ pub async fn users_set_active_and_role_round_trip(stores: Stores) {
     assert!(
         stores
             .users
-            .set_active(user.id, true)
+            .update_guarded(user.id, None, Some(true), true)
             .await
             .unwrap()
             .is_active
@@ -148,11 +153,15 @@ pub async fn users_set_active_and_role_round_trip(stores: Stores) {
 /// Every update of an unknown user is `NotFound`.
 pub async fn users_updates_of_missing_user_are_not_found(stores: Stores) {
     let ghost = AdminUserId::new();
-    let e = stores.users.set_active(ghost, false).await.unwrap_err();
+    let e = stores
+        .users
+        .update_guarded(ghost, None, Some(false), true)
+        .await
+        .unwrap_err();
     assert!(matches!(e, AdminUserRepoError::NotFound), "got {e:?}");
     let e = stores
         .users
-        .set_instance_role(ghost, InstanceRole::Owner)
+        .update_guarded(ghost, Some(InstanceRole::Owner), None, true)
         .await
         .unwrap_err();
     assert!(matches!(e, AdminUserRepoError::NotFound), "got {e:?}");
