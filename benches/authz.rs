@@ -8,8 +8,8 @@ use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use picloud::store::memory::MemoryStore;
-use picloud_core::testkit::Fixture;
 use picloud::{AppRole, Capability, InstanceRole, Principal, decide, require};
+use picloud_core::testkit::Fixture;
 
 fn bench_authz(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_current_thread()
