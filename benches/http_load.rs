@@ -97,7 +97,7 @@ async fn seed(stores: &Stores) {
         let user = stores
             .users
             .create(NewAdminUser::new(
-                format!("member-{i:03}"),
+                picloud_core::testkit::username(format!("member-{i:03}")),
                 InstanceRole::Member,
             ))
             .await

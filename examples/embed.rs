@@ -58,14 +58,20 @@ pub async fn host_app() -> Router {
     ] {
         stores
             .users
-            .create(NewAdminUser::new(name, role))
+            .create(NewAdminUser::new(
+                picloud_core::testkit::username(name),
+                role,
+            ))
             .await
             .expect("seed user");
     }
     let slug = Slug::parse("shop").expect("valid slug");
     stores
         .apps
-        .create(NewApp::new(slug, "Shop"))
+        .create(NewApp::new(
+            slug,
+            picloud_core::testkit::display_name("Shop"),
+        ))
         .await
         .expect("seed app");
 

@@ -15,7 +15,7 @@ use picloud::{
 };
 
 async fn user(stores: &Stores, name: &str, role: InstanceRole, active: bool) -> AdminUser {
-    let mut new = NewAdminUser::new(name, role);
+    let mut new = NewAdminUser::new(picloud_core::testkit::username(name), role);
     new.is_active = active;
     stores.users.create(new).await.expect("create user")
 }
@@ -42,7 +42,10 @@ async fn main() {
     let slug = Slug::parse("shop").expect("a valid slug");
     let app = stores
         .apps
-        .create(NewApp::new(slug, "Shop"))
+        .create(NewApp::new(
+            slug,
+            picloud_core::testkit::display_name("Shop"),
+        ))
         .await
         .expect("create app");
     let slug = app.slug.as_str();

@@ -203,7 +203,7 @@ async fn before_warm_run_compiles_on_demand_and_readyz_waits() {
         .apps
         .create(picloud_core::domain::NewApp::new(
             picloud_core::domain::Slug::parse("cold").unwrap(),
-            "Cold",
+            picloud_core::testkit::display_name("Cold"),
         ))
         .await
         .unwrap();

@@ -12,7 +12,10 @@ async fn cookies_follow_the_mount_point() {
     let stores = MemoryStore::new().into_stores();
     let owner = stores
         .users
-        .create(NewAdminUser::new("root", InstanceRole::Owner))
+        .create(NewAdminUser::new(
+            picloud_core::testkit::username("root"),
+            InstanceRole::Owner,
+        ))
         .await
         .unwrap();
     let owner = Principal::of(&owner);

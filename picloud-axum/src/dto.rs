@@ -31,8 +31,8 @@ impl From<AppMembershipDetail> for AppMemberDto {
     fn from(d: AppMembershipDetail) -> Self {
         Self {
             user_id: d.user_id.into(),
-            username: d.username,
-            email: d.email,
+            username: d.username.into(),
+            email: d.email.map(Into::into),
             instance_role: d.instance_role,
             is_active: d.is_active,
             role: d.role,
@@ -80,8 +80,8 @@ impl From<AdminUser> for UserDto {
     fn from(u: AdminUser) -> Self {
         Self {
             id: u.id.into(),
-            username: u.username,
-            email: u.email,
+            username: u.username.into(),
+            email: u.email.map(Into::into),
             instance_role: u.instance_role,
             is_active: u.is_active,
             created_at: u.created_at,
@@ -140,7 +140,7 @@ impl From<AppView> for AppDto {
         Self {
             id: v.app.id.into(),
             slug: v.app.slug.to_string(),
-            name: v.app.name,
+            name: v.app.name.into(),
             created_at: v.app.created_at,
             my_role: v.my_role,
         }
@@ -219,7 +219,7 @@ impl From<ApiToken> for TokenDto {
     fn from(t: ApiToken) -> Self {
         Self {
             id: t.id.into(),
-            name: t.name,
+            name: t.name.into(),
             app_id: t.scope.map(|s| s.app_id.into()),
             max_role: t.scope.map(|s| s.max_role),
             created_at: t.created_at,

@@ -2,7 +2,7 @@
 //! effective role (`my_role`).
 
 use crate::authz::{self, AuthzRepoError, Capability, require};
-use crate::domain::{App, AppRole, InstanceRole, NewApp, Principal, Slug};
+use crate::domain::{App, AppRole, DisplayName, InstanceRole, NewApp, Principal, Slug};
 use crate::error::{ErrorKind, ServiceError};
 use crate::ports::AppRepoError;
 use crate::stores::Stores;
@@ -84,8 +84,7 @@ impl AppService {
     ) -> Result<AppView, AppError> {
         require(self.stores.authz.as_ref(), principal, Capability::CreateApp).await?;
         let slug = Slug::parse(slug).map_err(|e| AppError::Invalid(e.to_string()))?;
-        let name =
-            crate::domain::validate_display_name(name, "name", 200).map_err(AppError::Invalid)?;
+        let name = DisplayName::parse(name).map_err(|e| AppError::Invalid(e.to_string()))?;
         let app = self.stores.apps.create(NewApp::new(slug, name)).await?;
         let my_role = authz::my_role(principal, app.id, None);
         Ok(AppView { app, my_role })

@@ -26,7 +26,8 @@ use tokio::sync::Semaphore;
 
 use crate::authz::{Capability, decide};
 use crate::domain::{
-    AdminUser, ApiToken, AppRole, InstanceRole, NewAdminUser, NewApiToken, Principal, TokenScope,
+    AdminUser, ApiToken, AppRole, DisplayName, InstanceRole, NewAdminUser, NewApiToken, Principal,
+    TokenScope,
 };
 use crate::error::{ErrorKind, ServiceError};
 use crate::ids::TokenId;
@@ -370,7 +371,7 @@ impl AuthService {
                 let issued = self
                     .store_token(
                         &user,
-                        "login".into(),
+                        fixed_name("login"),
                         None,
                         Some(Utc::now() + LOGIN_TOKEN_TTL),
                     )
@@ -393,8 +394,8 @@ impl AuthService {
         max_role: Option<AppRole>,
     ) -> Result<IssuedToken, AuthError> {
         Self::may_manage_tokens(principal)?;
-        let name = crate::domain::validate_display_name(name, "token name", 100)
-            .map_err(AuthError::Invalid)?;
+        let name = DisplayName::parse_field(name, "token name", 100)
+            .map_err(|e| AuthError::Invalid(e.to_string()))?;
         let scope = match (app, max_role) {
             (None, None) => None,
             (None, Some(_)) => {
@@ -420,7 +421,7 @@ impl AuthService {
             .get(principal.user_id)
             .await?
             .ok_or(AuthError::Unauthenticated)?;
-        self.store_token(&user, name.to_owned(), scope, None).await
+        self.store_token(&user, name, scope, None).await
     }
 
     /// The caller's own tokens, newest first.
@@ -453,7 +454,7 @@ impl AuthService {
     async fn store_token(
         &self,
         user: &AdminUser,
-        name: String,
+        name: DisplayName,
         scope: Option<TokenScope>,
         expires_at: Option<DateTime<Utc>>,
     ) -> Result<IssuedToken, AuthError> {
@@ -465,7 +466,7 @@ impl AuthService {
     async fn store_secret(
         &self,
         user: &AdminUser,
-        name: String,
+        name: DisplayName,
         scope: Option<TokenScope>,
         expires_at: Option<DateTime<Utc>>,
         token: String,
@@ -522,7 +523,7 @@ impl AuthService {
                     .await?
             }
             None => {
-                let new = NewAdminUser::new("admin", InstanceRole::Owner);
+                let new = NewAdminUser::new(admin_username(), InstanceRole::Owner);
                 match self.stores.users.create(new).await {
                     Ok(u) => u,
                     // Another node starting on the same database won the race.
@@ -540,19 +541,29 @@ impl AuthService {
                     .await?
                     .is_none()
                 {
-                    self.store_secret(&owner, "bootstrap".into(), None, None, t.to_owned())
+                    self.store_secret(&owner, fixed_name("bootstrap"), None, None, t.to_owned())
                         .await?;
                 }
                 Ok(Bootstrap::CreatedWithConfiguredToken)
             }
             None => {
                 let issued = self
-                    .store_token(&owner, "bootstrap".into(), None, None)
+                    .store_token(&owner, fixed_name("bootstrap"), None, None)
                     .await?;
                 Ok(Bootstrap::CreatedWithGeneratedToken(issued.token))
             }
         }
     }
+}
+
+/// A token name PiCloud itself gives (`login`, `bootstrap`).
+fn fixed_name(name: &'static str) -> DisplayName {
+    DisplayName::parse(name).expect("a valid display name")
+}
+
+/// The bootstrap owner's name.
+fn admin_username() -> crate::domain::Username {
+    crate::domain::Username::parse("admin").expect("\"admin\" is a valid username")
 }
 
 #[cfg(test)]
@@ -584,7 +595,7 @@ mod tests {
 
         let admin = AdminUser {
             is_active: false,
-            ..NewAdminUser::new("admin", InstanceRole::Member).to_user()
+            ..NewAdminUser::new(admin_username(), InstanceRole::Member).to_user()
         };
         let id = admin.id;
         let mut users = MockAdminUserRepository::new();

@@ -136,12 +136,12 @@ impl MembershipService {
         let target = self.existing_user(user).await?;
         if !target.is_active {
             return Err(MembershipError::TargetInactive {
-                username: target.username,
+                username: target.username.into(),
             });
         }
         if target.instance_role != InstanceRole::Member {
             return Err(MembershipError::TargetNotMember {
-                username: target.username,
+                username: target.username.into(),
                 instance_role: target.instance_role,
             });
         }
@@ -156,7 +156,7 @@ impl MembershipService {
                 other => other.into(),
             })?
             .ok_or_else(|| MembershipError::AlreadyMember {
-                username: target.username.clone(),
+                username: target.username.to_string(),
             })?;
         Ok(AppMembershipDetail::compose(&target, &row))
     }

@@ -10,7 +10,7 @@
 
 use crate::auth::{AuthError, CryptoError, hash_password, validate_password};
 use crate::authz::{AuthzDenied, AuthzRepoError, Capability, require};
-use crate::domain::{AdminUser, InstanceRole, NewAdminUser, Principal, validate_username};
+use crate::domain::{AdminUser, Email, InstanceRole, NewAdminUser, Principal, Username};
 use crate::error::{ErrorKind, ServiceError};
 use crate::ids::AdminUserId;
 use crate::ports::AdminUserRepoError;
@@ -103,19 +103,6 @@ pub struct UserService {
     stores: Stores,
 }
 
-fn validate_email(email: &str) -> Result<(), UserError> {
-    let ok = email.len() <= 254
-        && email
-            .split_once('@')
-            .is_some_and(|(l, d)| !l.is_empty() && !d.is_empty())
-        && !email.chars().any(|c| c.is_whitespace() || c.is_control());
-    if ok {
-        Ok(())
-    } else {
-        Err(UserError::Invalid("email is not a valid address".into()))
-    }
-}
-
 impl UserService {
     /// A service over `stores`.
     pub fn new(stores: Stores) -> Self {
@@ -145,15 +132,13 @@ impl UserService {
             self.require(principal, Capability::InstanceManageRoles)
                 .await?;
         }
-        validate_username(&req.username).map_err(|e| UserError::Invalid(e.to_string()))?;
+        let username =
+            Username::parse(&req.username).map_err(|e| UserError::Invalid(e.to_string()))?;
         validate_password(&req.password).map_err(UserError::Invalid)?;
-        let email = req
-            .email
-            .map(|e| e.trim().to_owned())
-            .filter(|e| !e.is_empty());
-        if let Some(e) = &email {
-            validate_email(e)?;
-        }
+        let email = match req.email.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(e) => Some(Email::parse(e).map_err(|e| UserError::Invalid(e.to_string()))?),
+        };
         let password = req.password;
         let hash = crate::auth::blocking(move || hash_password(&password))
             .await
@@ -161,7 +146,7 @@ impl UserService {
                 AuthError::Busy => UserError::Busy,
                 other => UserError::Crypto(CryptoError::from_auth(other)),
             })??;
-        let mut new = NewAdminUser::new(req.username, req.instance_role);
+        let mut new = NewAdminUser::new(username, req.instance_role);
         new.email = email;
         new.password_hash = Some(hash);
         Ok(self.stores.users.create(new).await?)

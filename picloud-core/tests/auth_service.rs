@@ -11,7 +11,7 @@ use picloud_core::{AdminUser, Stores};
 use picloud_store_memory::MemoryStore;
 
 async fn user_with_password(stores: &Stores, name: &str, password: &str) -> AdminUser {
-    let mut new = NewAdminUser::new(name, InstanceRole::Member);
+    let mut new = NewAdminUser::new(picloud_core::testkit::username(name), InstanceRole::Member);
     new.password_hash = Some(hash_password(password).unwrap());
     stores.users.create(new).await.unwrap()
 }
@@ -32,7 +32,7 @@ async fn an_expired_token_is_not_authenticated_and_a_live_one_is() {
                 token: ApiToken {
                     id: TokenId::new(),
                     user_id: user.id,
-                    name: secret.into(),
+                    name: picloud_core::testkit::display_name(secret),
                     scope: None,
                     created_at: now - Duration::hours(1),
                     expires_at,
@@ -119,7 +119,10 @@ async fn token_calls_answer_401_when_inactive_and_403_when_scoped_everywhere() {
     let user = user_with_password(&stores, "ivy", "correct horse battery").await;
     let app = stores
         .apps
-        .create(NewApp::new(Slug::parse("shop").unwrap(), "Shop"))
+        .create(NewApp::new(
+            Slug::parse("shop").unwrap(),
+            picloud_core::testkit::display_name("Shop"),
+        ))
         .await
         .unwrap();
     let mut inactive = Principal::of(&user);

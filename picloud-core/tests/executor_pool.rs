@@ -441,7 +441,10 @@ async fn shop_on(executor: Arc<dyn Executor>, limits: Limits) -> (ScriptService,
     let stores: Stores = MemoryStore::new().into_stores();
     let owner = stores
         .users
-        .create(NewAdminUser::new("owner".to_owned(), InstanceRole::Owner))
+        .create(NewAdminUser::new(
+            picloud_core::testkit::username("owner"),
+            InstanceRole::Owner,
+        ))
         .await
         .unwrap();
     let owner = Principal::of(&owner);

@@ -14,7 +14,10 @@ async fn service_with_script(source: &str) -> (ScriptService, Principal) {
     let stores: Stores = MemoryStore::new().into_stores();
     let owner = stores
         .users
-        .create(NewAdminUser::new("owner".to_owned(), InstanceRole::Owner))
+        .create(NewAdminUser::new(
+            picloud_core::testkit::username("owner"),
+            InstanceRole::Owner,
+        ))
         .await
         .unwrap();
     let owner = Principal::of(&owner);

@@ -76,7 +76,7 @@ fn app() -> App {
     App {
         id: AppId::new(),
         slug: Slug::parse("shop").unwrap(),
-        name: "Shop".into(),
+        name: picloud_core::testkit::display_name("Shop"),
         created_at: picloud_core::clock::now(),
     }
 }
@@ -84,7 +84,7 @@ fn app() -> App {
 fn user(role: InstanceRole, active: bool) -> AdminUser {
     AdminUser {
         id: AdminUserId::new(),
-        username: "target".into(),
+        username: picloud_core::testkit::username("target"),
         email: None,
         instance_role: role,
         is_active: active,

@@ -14,7 +14,10 @@ async fn an_unreadable_override_stops_that_app_only_until_it_is_set_again() {
     let stores = MemoryStore::new().into_stores();
     let owner = stores
         .users
-        .create(NewAdminUser::new("root", InstanceRole::Owner))
+        .create(NewAdminUser::new(
+            picloud_core::testkit::username("root"),
+            InstanceRole::Owner,
+        ))
         .await
         .unwrap();
     let owner = Principal::of(&owner);

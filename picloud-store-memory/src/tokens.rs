@@ -192,7 +192,7 @@ mod tests {
         let t = ApiToken {
             id,
             user_id: user,
-            name: "t".into(),
+            name: picloud_core::testkit::display_name("t"),
             scope: None,
             created_at: Utc::now(),
             expires_at,

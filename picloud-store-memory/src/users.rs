@@ -24,14 +24,14 @@ fn standing(user: &AdminUser) -> OwnerStanding {
 impl AdminUserRepository for MemoryStore {
     async fn create(&self, new: NewAdminUser) -> Result<AdminUser, AdminUserRepoError> {
         let mut s = self.write();
-        if s.usernames.contains_key(&new.username) {
-            return Err(AdminUserRepoError::Conflict(new.username));
+        if s.usernames.contains_key(new.username.as_str()) {
+            return Err(AdminUserRepoError::Conflict(new.username.into()));
         }
         if s.users.contains_key(&new.id) {
             return Err(AdminUserRepoError::Conflict(new.id.to_string()));
         }
         let user = new.to_user();
-        s.usernames.insert(user.username.clone(), user.id);
+        s.usernames.insert(user.username.to_string(), user.id);
         s.users.insert(
             user.id,
             StoredUser {

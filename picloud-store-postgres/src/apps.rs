@@ -30,7 +30,7 @@ impl AppRepository for PostgresStore {
         )
         .bind(app.id.as_uuid())
         .bind(app.slug.as_str())
-        .bind(&app.name)
+        .bind(app.name.as_str())
         .bind(app.created_at)
         .fetch_one(&self.pool)
         .await

@@ -87,7 +87,7 @@ pub(crate) fn user_error(e: impl Into<Failure>, new: Option<&NewAdminUser>) -> A
     match e.into() {
         Failure::Unique { constraint } => AdminUserRepoError::Conflict(match new {
             Some(user) if constraint.as_deref() == Some(ADMIN_USERS_PKEY) => user.id.to_string(),
-            Some(user) => user.username.clone(),
+            Some(user) => user.username.to_string(),
             None => constraint.unwrap_or_else(|| "unique constraint".to_owned()),
         }),
         Failure::ForeignKey => AdminUserRepoError::NotFound,

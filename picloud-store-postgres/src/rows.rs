@@ -11,8 +11,8 @@ use std::fmt;
 
 use chrono::{DateTime, Utc};
 use picloud_core::domain::{
-    AdminUser, App, AppMembership, AppMembershipDetail, AppRole, InstanceRole, Slug,
-    UserCredentials,
+    AdminUser, App, AppMembership, AppMembershipDetail, AppRole, DisplayName, Email, InstanceRole,
+    Slug, UserCredentials, Username,
 };
 use uuid::Uuid;
 
@@ -52,6 +52,23 @@ fn instance_role(s: String) -> Result<InstanceRole, DecodeError> {
     InstanceRole::parse(&s).ok_or_else(|| DecodeError::new("instance_role", s))
 }
 
+/// A username as stored. The schema does not check the form: a row written
+/// by hand, or before the types checked it, is a [`DecodeError`].
+pub(crate) fn username(s: String) -> Result<Username, DecodeError> {
+    Username::parse(&s).map_err(|_| DecodeError::new("username", s))
+}
+
+/// An optional e-mail address as stored.
+pub(crate) fn email(s: Option<String>) -> Result<Option<Email>, DecodeError> {
+    s.map(|s| Email::parse(&s).map_err(|_| DecodeError::new("email", s)))
+        .transpose()
+}
+
+/// An app's or a token's name as stored.
+pub(crate) fn display_name(s: String) -> Result<DisplayName, DecodeError> {
+    DisplayName::parse(&s).map_err(|_| DecodeError::new("name", s))
+}
+
 /// A row of `apps`.
 #[derive(Debug, sqlx::FromRow)]
 pub(crate) struct AppRow {
@@ -69,7 +86,7 @@ impl TryFrom<AppRow> for App {
         Ok(App {
             id: r.id.into(),
             slug,
-            name: r.name,
+            name: display_name(r.name)?,
             created_at: r.created_at,
         })
     }
@@ -92,8 +109,8 @@ impl TryFrom<UserRow> for AdminUser {
     fn try_from(r: UserRow) -> Result<Self, Self::Error> {
         Ok(AdminUser {
             id: r.id.into(),
-            username: r.username,
-            email: r.email,
+            username: username(r.username)?,
+            email: email(r.email)?,
             instance_role: instance_role(r.instance_role)?,
             is_active: r.is_active,
             created_at: r.created_at,
@@ -160,8 +177,8 @@ impl TryFrom<MemberDetailRow> for AppMembershipDetail {
     fn try_from(r: MemberDetailRow) -> Result<Self, Self::Error> {
         Ok(AppMembershipDetail {
             user_id: r.user_id.into(),
-            username: r.username,
-            email: r.email,
+            username: username(r.username)?,
+            email: email(r.email)?,
             instance_role: instance_role(r.instance_role)?,
             is_active: r.is_active,
             role: app_role(r.role)?,
@@ -213,5 +230,31 @@ mod tests {
             created_at: Utc::now(),
         };
         assert!(AdminUser::try_from(row).is_err());
+    }
+
+    #[test]
+    fn names_and_addresses_that_the_types_refuse_do_not_decode() {
+        let user = |username: &str, email: Option<&str>| UserRow {
+            id: Uuid::new_v4(),
+            username: username.into(),
+            email: email.map(Into::into),
+            instance_role: "member".into(),
+            is_active: true,
+            created_at: Utc::now(),
+        };
+        assert!(AdminUser::try_from(user("ann", Some("ann@example.org"))).is_ok());
+        let e = AdminUser::try_from(user("Alice Smith", None)).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "invalid value in column username: \"Alice Smith\""
+        );
+        assert!(AdminUser::try_from(user("ann", Some("not an address"))).is_err());
+        let row = AppRow {
+            id: Uuid::new_v4(),
+            slug: "shop".into(),
+            name: "  ".into(),
+            created_at: Utc::now(),
+        };
+        assert!(App::try_from(row).is_err());
     }
 }

@@ -17,7 +17,7 @@ use uuid::Uuid;
 
 use crate::PostgresStore;
 use crate::error::token_error;
-use crate::rows::{DecodeError, parse_app_role};
+use crate::rows::{DecodeError, display_name, email, parse_app_role, username};
 
 /// A row of `api_tokens`.
 #[derive(Debug, sqlx::FromRow)]
@@ -48,7 +48,7 @@ impl TryFrom<TokenRow> for ApiToken {
         Ok(ApiToken {
             id: r.id.into(),
             user_id: r.user_id.into(),
-            name: r.name,
+            name: display_name(r.name)?,
             scope,
             created_at: r.created_at,
             expires_at: r.expires_at,
@@ -76,8 +76,8 @@ impl TryFrom<TokenWithUserRow> for (ApiToken, AdminUser) {
             .ok_or_else(|| DecodeError::new("instance_role", r.u_instance_role.clone()))?;
         let user = AdminUser {
             id: r.token.user_id.into(),
-            username: r.u_username,
-            email: r.u_email,
+            username: username(r.u_username)?,
+            email: email(r.u_email)?,
             instance_role,
             is_active: r.u_is_active,
             created_at: r.u_created_at,
@@ -107,7 +107,7 @@ impl TokenRepository for PostgresStore {
         )
         .bind(t.id.as_uuid())
         .bind(t.user_id.as_uuid())
-        .bind(&t.name)
+        .bind(t.name.as_str())
         .bind(&new.token_hash)
         .bind(t.scope.map(|s| s.app_id.as_uuid()))
         .bind(t.scope.map(|s| s.max_role.as_str()))

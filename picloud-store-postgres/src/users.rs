@@ -35,7 +35,7 @@ impl AdminUserRepository for PostgresStore {
              RETURNING id, username, email, instance_role, is_active, created_at",
         )
         .bind(user.id.as_uuid())
-        .bind(&user.username)
+        .bind(user.username.as_str())
         .bind(user.email.as_deref())
         .bind(user.password_hash.as_deref())
         .bind(user.instance_role.as_str())

@@ -117,19 +117,28 @@ async fn conflicts_name_what_is_taken() {
     let stores = db.store.clone().into_stores();
     let app = stores
         .apps
-        .create(NewApp::new(Slug::parse("taken").unwrap(), "first"))
+        .create(NewApp::new(
+            Slug::parse("taken").unwrap(),
+            picloud_core::testkit::display_name("first"),
+        ))
         .await
         .unwrap();
     let e = stores
         .apps
-        .create(NewApp::new(app.slug.clone(), "second"))
+        .create(NewApp::new(
+            app.slug.clone(),
+            picloud_core::testkit::display_name("second"),
+        ))
         .await
         .unwrap_err();
     assert!(
         matches!(&e, AppRepoError::Conflict(s) if s == "taken"),
         "got {e:?}"
     );
-    let mut same_id = NewApp::new(Slug::parse("other").unwrap(), "third");
+    let mut same_id = NewApp::new(
+        Slug::parse("other").unwrap(),
+        picloud_core::testkit::display_name("third"),
+    );
     same_id.id = app.id;
     let e = stores.apps.create(same_id).await.unwrap_err();
     assert!(
@@ -139,19 +148,26 @@ async fn conflicts_name_what_is_taken() {
 
     let user = stores
         .users
-        .create(NewAdminUser::new("ann", InstanceRole::Member))
+        .create(NewAdminUser::new(
+            picloud_core::testkit::username("ann"),
+            InstanceRole::Member,
+        ))
         .await
         .unwrap();
     let e = stores
         .users
-        .create(NewAdminUser::new("ann", InstanceRole::Owner))
+        .create(NewAdminUser::new(
+            picloud_core::testkit::username("ann"),
+            InstanceRole::Owner,
+        ))
         .await
         .unwrap_err();
     assert!(
         matches!(&e, AdminUserRepoError::Conflict(s) if s == "ann"),
         "got {e:?}"
     );
-    let mut same_id = NewAdminUser::new("bob", InstanceRole::Member);
+    let mut same_id =
+        NewAdminUser::new(picloud_core::testkit::username("bob"), InstanceRole::Member);
     same_id.id = user.id;
     let e = stores.users.create(same_id).await.unwrap_err();
     assert!(

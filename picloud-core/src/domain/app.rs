@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::Slug;
+use super::{DisplayName, Slug};
 use crate::ids::AppId;
 
 /// An app: one tenant, with its scripts, members and settings.
@@ -14,7 +14,7 @@ pub struct App {
     /// Its unique slug, used in URLs (`/run/{slug}/...`).
     pub slug: Slug,
     /// A display name.
-    pub name: String,
+    pub name: DisplayName,
     /// When it was created.
     pub created_at: DateTime<Utc>,
 }
@@ -27,18 +27,18 @@ pub struct NewApp {
     /// Its slug (unique per instance).
     pub slug: Slug,
     /// Its display name.
-    pub name: String,
+    pub name: DisplayName,
     /// Its creation time.
     pub created_at: DateTime<Utc>,
 }
 
 impl NewApp {
     /// A new app with a fresh id, created now.
-    pub fn new(slug: Slug, name: impl Into<String>) -> Self {
+    pub fn new(slug: Slug, name: DisplayName) -> Self {
         Self {
             id: AppId::new(),
             slug,
-            name: name.into(),
+            name,
             created_at: crate::clock::now(),
         }
     }

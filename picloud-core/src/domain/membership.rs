@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::{AdminUser, AppRole, InstanceRole};
+use super::{AdminUser, AppRole, Email, InstanceRole, Username};
 use crate::ids::{AdminUserId, AppId};
 
 /// An explicit membership row: `user` holds `role` on `app`.
@@ -25,9 +25,9 @@ pub struct AppMembershipDetail {
     /// The member's id.
     pub user_id: AdminUserId,
     /// The member's login name.
-    pub username: String,
+    pub username: Username,
     /// The member's e-mail, if any.
-    pub email: Option<String>,
+    pub email: Option<Email>,
     /// The member's instance role.
     pub instance_role: InstanceRole,
     /// Whether the member is active (inactive members are still listed).

@@ -15,7 +15,7 @@ mod token;
 mod user;
 
 pub use app::{App, NewApp};
-pub use display_name::validate_display_name;
+pub use display_name::{DisplayName, DisplayNameError, validate_display_name};
 pub use invocation::InvocationRecord;
 pub use membership::{AppMembership, AppMembershipDetail};
 pub use owner_guard::{
@@ -26,4 +26,7 @@ pub use roles::{AppRole, InstanceRole};
 pub use script::{Deployed, Script, ScriptName, ScriptNameError, ScriptVersion, ScriptVersionInfo};
 pub use slug::{Slug, SlugError};
 pub use token::{ApiToken, NewApiToken};
-pub use user::{AdminUser, NewAdminUser, UserCredentials, UsernameError, validate_username};
+pub use user::{
+    AdminUser, Email, EmailError, NewAdminUser, UserCredentials, Username, UsernameError,
+    validate_username,
+};

@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::TokenScope;
+use super::{DisplayName, TokenScope};
 use crate::ids::{AdminUserId, TokenId};
 
 /// An API token's stored record. The secret itself is never stored: only a
@@ -15,7 +15,7 @@ pub struct ApiToken {
     /// The user it authenticates as.
     pub user_id: AdminUserId,
     /// A name for people ("ci deploy", "login").
-    pub name: String,
+    pub name: DisplayName,
     /// If set, the token acts only on this app, with at most this role.
     pub scope: Option<TokenScope>,
     /// When it was issued.

@@ -1,4 +1,6 @@
-//! Users, their credentials and username validation.
+//! Users, their credentials, and the [`Username`] and [`Email`] types.
+
+use std::fmt;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -13,9 +15,9 @@ pub struct AdminUser {
     /// Their id.
     pub id: AdminUserId,
     /// Their unique login name.
-    pub username: String,
+    pub username: Username,
     /// An optional e-mail address.
-    pub email: Option<String>,
+    pub email: Option<Email>,
     /// Their role on the instance.
     pub instance_role: InstanceRole,
     /// False once deactivated: they can no longer authenticate or act.
@@ -31,9 +33,9 @@ pub struct NewAdminUser {
     /// The id to give them.
     pub id: AdminUserId,
     /// Their unique login name.
-    pub username: String,
+    pub username: Username,
     /// An optional e-mail address.
-    pub email: Option<String>,
+    pub email: Option<Email>,
     /// A PHC-format password hash (argon2), or `None` for a user who cannot log
     /// in with a password (tokens only).
     pub password_hash: Option<String>,
@@ -47,10 +49,10 @@ pub struct NewAdminUser {
 
 impl NewAdminUser {
     /// An active user with a fresh id, created now, without a password.
-    pub fn new(username: impl Into<String>, instance_role: InstanceRole) -> Self {
+    pub fn new(username: Username, instance_role: InstanceRole) -> Self {
         Self {
             id: AdminUserId::new(),
-            username: username.into(),
+            username,
             email: None,
             password_hash: None,
             instance_role,
@@ -86,14 +88,139 @@ pub struct UserCredentials {
 #[error("username must be 1 to 64 characters of a-z, A-Z, 0-9, '.', '_' and '-'")]
 pub struct UsernameError;
 
-/// Checks a username: 1–64 characters of `A-Za-z0-9._-`.
-pub fn validate_username(username: &str) -> Result<(), UsernameError> {
-    let ok = (1..=64).contains(&username.len())
-        && username
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
-    if ok { Ok(()) } else { Err(UsernameError) }
+/// A login name: 1–64 characters of `A-Za-z0-9._-`. A value of this type is
+/// always one a user can log in with, so no store (and no raw port call)
+/// keeps a user who never could.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Username(String);
+
+impl Username {
+    /// The longest username allowed, in bytes (all of them ASCII).
+    pub const MAX_LEN: usize = 64;
+
+    /// Validates `s` as a username. It is not trimmed: `" ann"` is refused.
+    pub fn parse(s: &str) -> Result<Self, UsernameError> {
+        let ok = (1..=Self::MAX_LEN).contains(&s.len())
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+        if ok {
+            Ok(Self(s.to_owned()))
+        } else {
+            Err(UsernameError)
+        }
+    }
+
+    /// The username as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
 }
+
+/// Checks a username: 1–64 characters of `A-Za-z0-9._-` (see [`Username`]).
+pub fn validate_username(username: &str) -> Result<(), UsernameError> {
+    Username::parse(username).map(drop)
+}
+
+/// Why an e-mail address was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("email is not a valid address")]
+pub struct EmailError;
+
+/// An e-mail address, as far as PiCloud checks one: at most 254 bytes,
+/// something on each side of an `@`, no white space and no control
+/// characters (NUL included). Whether it receives mail is not checked.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Email(String);
+
+impl Email {
+    /// The longest address allowed, in bytes.
+    pub const MAX_LEN: usize = 254;
+
+    /// Validates `s` as an address. It is not trimmed.
+    pub fn parse(s: &str) -> Result<Self, EmailError> {
+        let ok = s.len() <= Self::MAX_LEN
+            && s.split_once('@')
+                .is_some_and(|(l, d)| !l.is_empty() && !d.is_empty())
+            && !s.chars().any(|c| c.is_whitespace() || c.is_control());
+        if ok {
+            Ok(Self(s.to_owned()))
+        } else {
+            Err(EmailError)
+        }
+    }
+
+    /// The address as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// The conversions every validated text type has: `TryFrom` text, into
+/// `String`, `Deref` and `AsRef` to `str` (read-only: a value cannot be
+/// changed into an invalid one), `Display`, and comparison with `str`.
+macro_rules! text_newtype {
+    ($ty:ident, $err:ident) => {
+        impl TryFrom<String> for $ty {
+            type Error = $err;
+
+            fn try_from(s: String) -> Result<Self, Self::Error> {
+                Self::parse(&s)
+            }
+        }
+
+        impl TryFrom<&str> for $ty {
+            type Error = $err;
+
+            fn try_from(s: &str) -> Result<Self, Self::Error> {
+                Self::parse(s)
+            }
+        }
+
+        impl From<$ty> for String {
+            fn from(v: $ty) -> Self {
+                v.0
+            }
+        }
+
+        impl std::ops::Deref for $ty {
+            type Target = str;
+
+            fn deref(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl AsRef<str> for $ty {
+            fn as_ref(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $ty {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl PartialEq<str> for $ty {
+            fn eq(&self, other: &str) -> bool {
+                self.0 == other
+            }
+        }
+
+        impl PartialEq<&str> for $ty {
+            fn eq(&self, other: &&str) -> bool {
+                self.0 == *other
+            }
+        }
+    };
+}
+pub(crate) use text_newtype;
+
+text_newtype!(Username, UsernameError);
+text_newtype!(Email, EmailError);
 
 #[cfg(test)]
 mod tests {
@@ -107,5 +234,22 @@ mod tests {
         assert!(validate_username(&"a".repeat(65)).is_err());
         assert!(validate_username("ann smith").is_err());
         assert!(validate_username("ann/..").is_err());
+        assert!(Username::parse("Alice Smith").is_err());
+        assert!(Username::parse("ann\0").is_err());
+        assert!(serde_json::from_str::<Username>("\"a b\"").is_err());
+        let ann = Username::parse("ann").unwrap();
+        assert_eq!(serde_json::to_string(&ann).unwrap(), "\"ann\"");
+    }
+
+    #[test]
+    fn emails_follow_the_rules() {
+        assert!(Email::parse("ann@example.org").is_ok());
+        assert!(Email::parse("ann").is_err());
+        assert!(Email::parse("@example.org").is_err());
+        assert!(Email::parse("ann@").is_err());
+        assert!(Email::parse("ann @example.org").is_err());
+        assert!(Email::parse("ann\0@example.org").is_err());
+        assert!(Email::parse(&format!("{}@b", "a".repeat(253))).is_err());
+        assert!(serde_json::from_str::<Email>("\"nope\"").is_err());
     }
 }

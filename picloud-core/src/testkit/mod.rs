@@ -23,7 +23,10 @@ pub mod world;
 
 use uuid::Uuid;
 
-use crate::domain::{AdminUser, App, InstanceRole, NewAdminUser, NewApp, Principal, Slug};
+use crate::domain::{
+    AdminUser, App, DisplayName, Email, InstanceRole, NewAdminUser, NewApp, Principal, Slug,
+    Username,
+};
 use crate::stores::Stores;
 
 /// A [`Stores`] of `mockall` mocks with no expectations (needs feature
@@ -51,6 +54,21 @@ pub fn strict_mocks() -> Stores {
         scripts: Arc::new(scripts::MockScriptRepository::new()),
         invocations: Arc::new(invocations::MockInvocationLog::new()),
     }
+}
+
+/// `s` as a [`Username`]; panics if it is not one (for tests).
+pub fn username(s: impl AsRef<str>) -> Username {
+    Username::parse(s.as_ref()).unwrap_or_else(|e| panic!("{:?}: {e}", s.as_ref()))
+}
+
+/// `s` as a [`DisplayName`]; panics if it is not one (for tests).
+pub fn display_name(s: impl AsRef<str>) -> DisplayName {
+    DisplayName::parse(s.as_ref()).unwrap_or_else(|e| panic!("{:?}: {e}", s.as_ref()))
+}
+
+/// `s` as an [`Email`]; panics if it is not one (for tests).
+pub fn email(s: impl AsRef<str>) -> Email {
+    Email::parse(s.as_ref()).unwrap_or_else(|e| panic!("{:?}: {e}", s.as_ref()))
 }
 
 /// A short random lowercase tag, to keep names unique when tests share a store.
@@ -83,7 +101,7 @@ impl Fixture {
 
     /// Creates an active user `{tag}-{name}` with `role`.
     pub async fn user(&self, name: &str, role: InstanceRole) -> AdminUser {
-        let new = NewAdminUser::new(format!("{}-{name}", self.tag), role);
+        let new = NewAdminUser::new(username(format!("{}-{name}", self.tag)), role);
         self.stores.users.create(new).await.expect("create user")
     }
 
@@ -93,7 +111,7 @@ impl Fixture {
     pub async fn inactive_user(&self, name: &str, role: InstanceRole) -> AdminUser {
         let new = NewAdminUser {
             is_active: false,
-            ..NewAdminUser::new(format!("{}-{name}", self.tag), role)
+            ..NewAdminUser::new(username(format!("{}-{name}", self.tag)), role)
         };
         self.stores
             .users
@@ -107,7 +125,7 @@ impl Fixture {
         let slug = Slug::parse(&format!("{}-{name}", self.tag)).expect("valid slug");
         self.stores
             .apps
-            .create(NewApp::new(slug, name))
+            .create(NewApp::new(slug, display_name(name)))
             .await
             .expect("create app")
     }

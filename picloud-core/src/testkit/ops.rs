@@ -347,14 +347,24 @@ pub async fn apply(stores: &Stores, world: &World, ops: &[RepoOp]) -> Vec<Observ
                 let a = &world.apps[app.index(na)];
                 // Taken unless the app was deleted; then the create succeeds
                 // and the new app stays outside the world.
-                match stores.apps.create(NewApp::new(a.slug.clone(), "dup")).await {
+                match stores
+                    .apps
+                    .create(NewApp::new(
+                        a.slug.clone(),
+                        crate::testkit::display_name("dup"),
+                    ))
+                    .await
+                {
                     Ok(_) => Observation::Done,
                     Err(e) => Observation::Err(app_err(e)),
                 }
             }
             RepoOp::CreateUserWithTakenName { user } => {
                 let u = &world.users[user.index(nu)];
-                let new = NewAdminUser::new(u.username.clone(), InstanceRole::Member);
+                let new = NewAdminUser::new(
+                    crate::testkit::username(u.username.clone()),
+                    InstanceRole::Member,
+                );
                 match stores.users.create(new).await {
                     Ok(_) => Observation::Done,
                     Err(e) => Observation::Err(user_err(e)),

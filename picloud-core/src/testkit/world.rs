@@ -101,14 +101,17 @@ impl WorldSpec {
     pub async fn install(&self, stores: &Stores, tag: &str) -> World {
         let mut users = Vec::with_capacity(self.users.len());
         for (i, spec) in self.users.iter().enumerate() {
-            let mut new = NewAdminUser::new(format!("{tag}-u{i}"), spec.instance_role);
+            let mut new = NewAdminUser::new(
+                crate::testkit::username(format!("{tag}-u{i}")),
+                spec.instance_role,
+            );
             new.is_active = spec.is_active;
             users.push(stores.users.create(new).await.expect("create user"));
         }
         let mut apps = Vec::with_capacity(self.apps);
         for i in 0..self.apps {
             let slug = Slug::parse(&format!("{tag}-a{i}")).expect("valid slug");
-            let new = NewApp::new(slug, format!("app {i}"));
+            let new = NewApp::new(slug, crate::testkit::display_name(format!("app {i}")));
             apps.push(stores.apps.create(new).await.expect("create app"));
         }
         let mut explicit = BTreeMap::new();

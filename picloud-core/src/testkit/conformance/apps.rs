@@ -52,7 +52,10 @@ pub async fn apps_duplicate_slug_is_conflict(stores: Stores) {
     let app = fx.app("dup").await;
     let err = stores
         .apps
-        .create(NewApp::new(app.slug.clone(), "other"))
+        .create(NewApp::new(
+            app.slug.clone(),
+            crate::testkit::display_name("other"),
+        ))
         .await
         .unwrap_err();
     assert!(matches!(err, AppRepoError::Conflict(_)), "got {err:?}");
@@ -156,7 +159,10 @@ pub async fn apps_delete_cascades_memberships(stores: Stores) {
     // The slug is free again.
     stores
         .apps
-        .create(NewApp::new(app.slug.clone(), "again"))
+        .create(NewApp::new(
+            app.slug.clone(),
+            crate::testkit::display_name("again"),
+        ))
         .await
         .unwrap();
 }
@@ -185,7 +191,7 @@ pub async fn apps_resolve_by_id_or_slug(stores: Stores) {
     if let Ok(s) = Slug::parse(&uuidish) {
         let app = stores
             .apps
-            .create(NewApp::new(s, "uuid-like"))
+            .create(NewApp::new(s, crate::testkit::display_name("uuid-like")))
             .await
             .unwrap();
         assert_eq!(stores.apps.resolve(&uuidish).await.unwrap(), Some(app));
@@ -195,7 +201,10 @@ pub async fn apps_resolve_by_id_or_slug(stores: Stores) {
 /// Timestamps read back exactly as written (microsecond precision).
 pub async fn timestamps_round_trip_exactly(stores: Stores) {
     let fx = Fixture::new(stores.clone());
-    let new = NewApp::new(slug(&format!("{}-ts", fx.tag())), "ts");
+    let new = NewApp::new(
+        slug(&format!("{}-ts", fx.tag())),
+        crate::testkit::display_name("ts"),
+    );
     let created_at = new.created_at;
     let app = stores.apps.create(new).await.unwrap();
     assert_eq!(app.created_at, created_at);

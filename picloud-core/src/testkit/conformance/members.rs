@@ -242,8 +242,11 @@ pub async fn members_find_returns_the_row_or_none(stores: Stores) {
 pub async fn members_list_joins_users_and_includes_inactive(stores: Stores) {
     let fx = Fixture::new(stores.clone());
     let app = fx.app("a").await;
-    let mut new = NewAdminUser::new(format!("{}-eve", fx.tag()), InstanceRole::Member);
-    new.email = Some("eve@example.com".into());
+    let mut new = NewAdminUser::new(
+        crate::testkit::username(format!("{}-eve", fx.tag())),
+        InstanceRole::Member,
+    );
+    new.email = Some(crate::testkit::email("eve@example.com"));
     let eve = stores.users.create(new).await.unwrap();
     let row = stores
         .members
@@ -284,7 +287,7 @@ pub async fn members_list_is_ordered_by_username(stores: Stores) {
         names.push(u.username);
     }
     names.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
-    let listed: Vec<String> = stores
+    let listed: Vec<_> = stores
         .members
         .list_for_app_enriched(app.id)
         .await

@@ -35,7 +35,7 @@ fn new_token(user: AdminUserId, scope: Option<TokenScope>) -> NewApiToken {
         token: ApiToken {
             id: TokenId::new(),
             user_id: user,
-            name: "ci".into(),
+            name: crate::testkit::display_name("ci"),
             scope,
             created_at: now,
             expires_at: Some(now + chrono::Duration::hours(1)),

@@ -44,8 +44,11 @@ macro_rules! __conformance_users_cases {
 /// A created user reads back identically by id and by username.
 pub async fn users_create_then_get_and_find(stores: Stores) {
     let fx = Fixture::new(stores.clone());
-    let mut new = NewAdminUser::new(format!("{}-ann", fx.tag()), InstanceRole::Admin);
-    new.email = Some("ann@example.com".into());
+    let mut new = NewAdminUser::new(
+        crate::testkit::username(format!("{}-ann", fx.tag())),
+        InstanceRole::Admin,
+    );
+    new.email = Some(crate::testkit::email("ann@example.com"));
     let user = stores.users.create(new.clone()).await.unwrap();
     assert_eq!(user, new.to_user());
     assert_eq!(stores.users.get(user.id).await.unwrap(), Some(user.clone()));
@@ -67,7 +70,7 @@ pub async fn users_duplicate_username_is_conflict(stores: Stores) {
     let err = stores
         .users
         .create(NewAdminUser::new(
-            user.username.clone(),
+            crate::testkit::username(user.username.clone()),
             InstanceRole::Owner,
         ))
         .await
@@ -83,7 +86,10 @@ pub async fn users_duplicate_username_is_conflict(stores: Stores) {
 /// `credentials` returns the stored hash, and `set_password_hash` replaces it.
 pub async fn users_credentials_carry_the_password_hash(stores: Stores) {
     let fx = Fixture::new(stores.clone());
-    let mut new = NewAdminUser::new(format!("{}-carol", fx.tag()), InstanceRole::Member);
+    let mut new = NewAdminUser::new(
+        crate::testkit::username(format!("{}-carol", fx.tag())),
+        InstanceRole::Member,
+    );
     new.password_hash = Some("$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into());
     let user = stores.users.create(new.clone()).await.unwrap();
     let creds = stores
