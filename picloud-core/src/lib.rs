@@ -31,6 +31,7 @@ pub mod error;
 #[cfg_attr(docsrs, doc(cfg(feature = "executor")))]
 pub mod executor;
 pub mod ids;
+pub mod limits;
 pub mod members;
 pub mod ports;
 #[cfg(feature = "executor")]

@@ -8,6 +8,7 @@
 use async_trait::async_trait;
 use picloud_core::domain::{Deployed, Script, ScriptName, ScriptVersion, ScriptVersionInfo};
 use picloud_core::ids::{AdminUserId, AppId, ScriptId};
+use picloud_core::limits::Limits;
 use picloud_core::ports::{QuotaExceeded, ScriptRepoError, ScriptRepository, StorageQuota};
 
 use crate::{MemoryStore, State, StoredScript};
@@ -171,14 +172,14 @@ impl ScriptRepository for MemoryStore {
             .collect())
     }
 
-    async fn app_limits(&self, app: AppId) -> Result<Option<String>, ScriptRepoError> {
-        Ok(self.read().app_limits.get(&app).cloned())
+    async fn app_limits(&self, app: AppId) -> Result<Option<Limits>, ScriptRepoError> {
+        Ok(self.read().app_limits.get(&app).copied())
     }
 
     async fn set_app_limits(
         &self,
         app: AppId,
-        limits: Option<String>,
+        limits: Option<Limits>,
     ) -> Result<(), ScriptRepoError> {
         let mut s = self.write();
         if !s.apps.contains_key(&app) {

@@ -17,6 +17,7 @@ use picloud_core::domain::{
     Deployed, InvocationRecord, Script, ScriptName, ScriptVersion, ScriptVersionInfo,
 };
 use picloud_core::ids::{AdminUserId, AppId, ScriptId};
+use picloud_core::limits::Limits;
 use picloud_core::ports::{
     INVOCATION_BYTES_PER_APP, INVOCATION_BYTES_PER_SCRIPT, INVOCATION_RECORD_MAX_BYTES,
     INVOCATIONS_KEPT, InvocationLog, InvocationLogError, QuotaExceeded, ScriptRepoError,
@@ -395,21 +396,32 @@ impl ScriptRepository for PostgresStore {
             .map_err(err)
     }
 
-    async fn app_limits(&self, app: AppId) -> Result<Option<String>, ScriptRepoError> {
-        let limits: Option<Option<String>> =
+    async fn app_limits(&self, app: AppId) -> Result<Option<Limits>, ScriptRepoError> {
+        let text: Option<Option<String>> =
             sqlx::query_scalar("SELECT limits FROM apps WHERE id = $1")
                 .bind(app.as_uuid())
                 .fetch_optional(&self.pool)
                 .await
                 .map_err(err)?;
-        Ok(limits.flatten())
+        // Stored as JSON text, read with `deny_unknown_fields`: an override
+        // with a field this version does not know is unreadable, not
+        // quietly the defaults.
+        text.flatten()
+            .map(|text| {
+                serde_json::from_str(&text).map_err(|e| ScriptRepoError::Unreadable(e.to_string()))
+            })
+            .transpose()
     }
 
     async fn set_app_limits(
         &self,
         app: AppId,
-        limits: Option<String>,
+        limits: Option<Limits>,
     ) -> Result<(), ScriptRepoError> {
+        let limits = limits
+            .map(|l| serde_json::to_string(&l))
+            .transpose()
+            .map_err(|e| ScriptRepoError::Backend(Box::new(e)))?;
         let done = sqlx::query("UPDATE apps SET limits = $2 WHERE id = $1")
             .bind(app.as_uuid())
             .bind(limits)

@@ -40,7 +40,6 @@ mod bounded;
 pub mod error;
 pub mod inline;
 pub mod lazy;
-pub mod limits;
 #[cfg(feature = "meter")]
 #[cfg_attr(docsrs, doc(cfg(feature = "meter")))]
 pub mod meter;
@@ -57,10 +56,11 @@ use async_trait::async_trait;
 /// engine's own types (a [`CompiledScript::ast`], a comparison engine).
 pub use rhai;
 
+/// The limits are plain data, outside this feature: see [`crate::limits`].
+pub use crate::limits::{self, LimitKind, Limits, LimitsError};
 pub use error::{CompileError, ExecError, ExecErrorKind};
 pub use inline::InlineBudget;
 pub use lazy::LazyExecutor;
-pub use limits::{LimitKind, Limits, LimitsError};
 pub use pool::{ExecutorConfig, ExecutorStats, RhaiExecutor};
 pub use request::{ScriptRequest, ScriptResponse};
 pub use sandbox::{CompileBudget, CompiledScript, Sandbox, compile, compile_with};

@@ -30,13 +30,14 @@ use crate::stores::Stores;
 /// silent fall-back to the defaults: those may be *higher* than what the
 /// app was given. The app's scripts then do not run until an app admin sets
 /// its limits again; every other app is served.
-fn parse_limits(app: AppId, text: Option<&str>) -> Result<Limits, ScriptError> {
-    match text {
-        None => Ok(Limits::default()),
-        Some(text) => serde_json::from_str::<Limits>(text).map_err(|e| ScriptError::StoredLimits {
-            app,
-            reason: e.to_string(),
-        }),
+fn effective_limits(
+    app: AppId,
+    stored: Result<Option<Limits>, ScriptRepoError>,
+) -> Result<Limits, ScriptError> {
+    match stored {
+        Ok(limits) => Ok(limits.unwrap_or_default()),
+        Err(ScriptRepoError::Unreadable(reason)) => Err(ScriptError::StoredLimits { app, reason }),
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -313,7 +314,7 @@ impl ScriptService {
     }
 
     async fn app_limits(&self, app: AppId) -> Result<Limits, ScriptError> {
-        parse_limits(app, self.stores.scripts.app_limits(app).await?.as_deref())
+        effective_limits(app, self.stores.scripts.app_limits(app).await)
     }
 
     async fn authorized_app(
@@ -562,8 +563,6 @@ impl ScriptService {
         limits
             .validate()
             .map_err(|e| ScriptError::Invalid(e.to_string()))?;
-        let text =
-            serde_json::to_string(&limits).map_err(|e| ScriptError::Invalid(e.to_string()))?;
         let lock = self.app_lock(app.id);
         let _serial = lock.lock().await;
         // Some limits are checked at compile time (nesting, literals, the
@@ -590,7 +589,7 @@ impl ScriptService {
         }
         self.stores
             .scripts
-            .set_app_limits(app.id, Some(text))
+            .set_app_limits(app.id, Some(limits))
             .await?;
         for (script, compiled) in recompiled {
             self.cache.put(

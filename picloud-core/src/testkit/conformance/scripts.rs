@@ -7,6 +7,7 @@ use tokio::task::JoinSet;
 
 use crate::domain::InstanceRole;
 use crate::ids::AppId;
+use crate::limits::Limits;
 use crate::ports::{QuotaExceeded, ScriptRepoError, StorageQuota};
 use crate::stores::Stores;
 use crate::testkit::Fixture;
@@ -267,25 +268,45 @@ pub async fn scripts_concurrent_deploys_get_distinct_versions(stores: Stores) {
     assert_eq!(script.latest_version, 20);
 }
 
-/// Per-app limits overrides are stored, replaced and cleared.
+/// Per-app limits overrides are stored (every field), replaced and
+/// cleared.
 pub async fn scripts_app_limits_round_trip(stores: Stores) {
     let fx = Fixture::new(stores.clone());
     let app = fx.app("a").await;
     assert_eq!(stores.scripts.app_limits(app.id).await.unwrap(), None);
+    let tight = Limits {
+        wall_clock: std::time::Duration::from_millis(500),
+        max_operations: 12_345,
+        max_output_bytes: 0,
+        ..Limits::default()
+    };
     stores
         .scripts
-        .set_app_limits(app.id, Some("{\"wall_clock_ms\":500}".into()))
+        .set_app_limits(app.id, Some(tight))
         .await
         .unwrap();
     assert_eq!(
-        stores.scripts.app_limits(app.id).await.unwrap().as_deref(),
-        Some("{\"wall_clock_ms\":500}")
+        stores.scripts.app_limits(app.id).await.unwrap(),
+        Some(tight)
+    );
+    let loose = Limits {
+        wall_clock: std::time::Duration::from_secs(5),
+        ..Limits::default()
+    };
+    stores
+        .scripts
+        .set_app_limits(app.id, Some(loose))
+        .await
+        .unwrap();
+    assert_eq!(
+        stores.scripts.app_limits(app.id).await.unwrap(),
+        Some(loose)
     );
     stores.scripts.set_app_limits(app.id, None).await.unwrap();
     assert_eq!(stores.scripts.app_limits(app.id).await.unwrap(), None);
     let e = stores
         .scripts
-        .set_app_limits(AppId::new(), Some("{}".into()))
+        .set_app_limits(AppId::new(), Some(Limits::default()))
         .await
         .unwrap_err();
     assert!(matches!(e, ScriptRepoError::NotFound), "got {e:?}");

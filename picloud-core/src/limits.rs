@@ -84,7 +84,7 @@ impl Limits {
     /// recursion that would not fit anyway; this keeps the limit meaningful.
     pub const MAX_CALL_DEPTH: usize = 256;
     /// The highest expression depth accepted (top level and in functions).
-    /// Parsing recurses once per level; [`compile`](super::compile) parses
+    /// Parsing recurses once per level; `executor::compile` parses
     /// on a thread whose stack fits this depth even in a debug build.
     pub const MAX_EXPR_DEPTH: usize = 256;
     /// The highest string size accepted: 64 MiB.
@@ -229,8 +229,8 @@ pub struct LimitsError {
 }
 
 /// Which limit a script hit. Carried by
-/// [`ExecError::LimitExceeded`](super::ExecError::LimitExceeded) and
-/// [`CompileError::limit`](super::CompileError::limit).
+/// `executor::ExecError::LimitExceeded` and
+/// `executor::CompileError::limit`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]

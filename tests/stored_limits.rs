@@ -1,17 +1,24 @@
 //! An app's stored limits override that this version cannot read is an
 //! error naming the app, never a silent fall-back to the defaults (which
 //! may be higher than what the app was given).
+//!
+//! The port is typed (`Option<Limits>`), so only a store that keeps text
+//! can hold an unreadable override: PostgreSQL, written by another version
+//! of PiCloud. The test writes that text with plain SQL.
 
 use std::sync::Arc;
 
 use picloud_core::executor::{ExecutorConfig, LazyExecutor, Limits};
+use picloud_core::ports::ScriptRepoError;
 use picloud_core::scripts::{ScriptError, ScriptService};
 use picloud_core::{AppService, InstanceRole, NewAdminUser, Principal};
-use picloud_store_memory::MemoryStore;
 
 #[tokio::test]
 async fn an_unreadable_override_stops_that_app_only_until_it_is_set_again() {
-    let stores = MemoryStore::new().into_stores();
+    let Some(db) = picloud_store_postgres::testing::fresh_db().await else {
+        return;
+    };
+    let stores = db.store.clone().into_stores();
     let owner = stores
         .users
         .create(NewAdminUser::new(
@@ -33,14 +40,19 @@ async fn an_unreadable_override_stops_that_app_only_until_it_is_set_again() {
             .unwrap();
     }
     // A newer version wrote a field this one does not know.
-    stores
-        .scripts
-        .set_app_limits(
-            shop.id,
-            Some(r#"{"wall_clock_ms":500,"future_knob":1}"#.to_owned()),
-        )
+    sqlx::query("UPDATE apps SET limits = $2 WHERE id = $1")
+        .bind(shop.id.as_uuid())
+        .bind(r#"{"wall_clock_ms":500,"future_knob":1}"#)
+        .execute(db.store.pool())
         .await
         .unwrap();
+    // The port says it cannot read it, rather than answering `None`.
+    match stores.scripts.app_limits(shop.id).await {
+        Err(ScriptRepoError::Unreadable(reason)) => {
+            assert!(reason.contains("future_knob"), "{reason}");
+        }
+        other => panic!("expected Unreadable, got {other:?}"),
+    }
 
     // A node starting now: the shop's scripts are not served, the blog's are.
     let node = ScriptService::new(stores.clone(), executor);
@@ -68,4 +80,5 @@ async fn an_unreadable_override_stops_that_app_only_until_it_is_set_again() {
         Limits::default()
     );
     assert!(node.live("shop", "hello").await.is_ok());
+    db.drop().await;
 }
