@@ -49,7 +49,7 @@ pub use picloud_core::testkit;
 #[doc(inline)]
 pub use picloud_core::{
     AdminUser, AdminUserId, ApiToken, App, AppError, AppId, AppMembership, AppMembershipDetail,
-    AppRole, AppService, AppView, AuthzDenied, Capability, Deployed, InstanceRole,
+    AppRole, AppService, AppWithRole, AuthzDenied, Capability, Deployed, InstanceRole,
     InvocationRecord, MembershipError, MembershipService, NewAdminUser, NewApp, Principal, Script,
     ScriptName, ScriptVersion, ScriptVersionInfo, Slug, SlugError, Stores, TokenId, TokenScope,
     decide, my_role, require,

@@ -2,7 +2,7 @@
 //! 422 rather than a silently ignored value.
 
 use chrono::{DateTime, Utc};
-use picloud_core::apps::AppView;
+use picloud_core::apps::AppWithRole;
 use picloud_core::{AdminUser, ApiToken, AppMembershipDetail, AppRole, InstanceRole};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -135,8 +135,8 @@ pub struct AppDto {
     pub my_role: Option<AppRole>,
 }
 
-impl From<AppView> for AppDto {
-    fn from(v: AppView) -> Self {
+impl From<AppWithRole> for AppDto {
+    fn from(v: AppWithRole) -> Self {
         Self {
             id: v.app.id.into(),
             slug: v.app.slug.to_string(),

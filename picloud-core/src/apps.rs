@@ -9,7 +9,7 @@ use crate::stores::Stores;
 
 /// An app as one caller sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AppView {
+pub struct AppWithRole {
     /// The app.
     pub app: App,
     /// The caller's effective role on it.
@@ -81,18 +81,18 @@ impl AppService {
         principal: &Principal,
         slug: &str,
         name: &str,
-    ) -> Result<AppView, AppError> {
+    ) -> Result<AppWithRole, AppError> {
         require(self.stores.authz.as_ref(), principal, Capability::CreateApp).await?;
         let slug = Slug::parse(slug).map_err(|e| AppError::Invalid(e.to_string()))?;
         let name = DisplayName::parse(name).map_err(|e| AppError::Invalid(e.to_string()))?;
         let app = self.stores.apps.create(NewApp::new(slug, name)).await?;
         let my_role = authz::my_role(principal, app.id, None);
-        Ok(AppView { app, my_role })
+        Ok(AppWithRole { app, my_role })
     }
 
     /// The apps the caller can see, by slug: every app for owners and admins,
     /// the explicit memberships of a member, only its app for a scoped token.
-    pub async fn list(&self, principal: &Principal) -> Result<Vec<AppView>, AppError> {
+    pub async fn list(&self, principal: &Principal) -> Result<Vec<AppWithRole>, AppError> {
         if !principal.is_active {
             return Ok(Vec::new());
         }
@@ -129,7 +129,7 @@ impl AppService {
         Ok(apps
             .into_iter()
             .filter_map(|(app, explicit)| {
-                authz::my_role(principal, app.id, explicit).map(|r| AppView {
+                authz::my_role(principal, app.id, explicit).map(|r| AppWithRole {
                     app,
                     my_role: Some(r),
                 })
@@ -138,9 +138,9 @@ impl AppService {
     }
 
     /// One app (`AppView` on it), by id or slug.
-    pub async fn get(&self, principal: &Principal, ident: &str) -> Result<AppView, AppError> {
+    pub async fn get(&self, principal: &Principal, ident: &str) -> Result<AppWithRole, AppError> {
         let (app, my_role) =
             authz::resolve_with_role(&self.stores, principal, ident, Capability::AppView).await?;
-        Ok(AppView { app, my_role })
+        Ok(AppWithRole { app, my_role })
     }
 }

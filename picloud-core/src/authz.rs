@@ -1,7 +1,7 @@
 //! Authorization: the capability table as one pure function.
 //!
 //! The store answers one fact, "what explicit role does this user hold on
-//! this app?" ([`AuthzRepo::app_role`]); everything else is decided here,
+//! this app?" ([`AuthzRepository::app_role`]); everything else is decided here,
 //! without I/O, so it can be benchmarked, property-tested against a reference
 //! model, and reused by every transport. Handlers never re-implement a rule:
 //! they call a service, and the service calls [`require`].
@@ -24,7 +24,7 @@
 use crate::domain::{App, AppRole, InstanceRole, Principal};
 use crate::ids::AppId;
 use crate::ports::AppRepoError;
-pub use crate::ports::authz::{AuthzRepo, AuthzRepoError};
+pub use crate::ports::authz::{AuthzRepoError, AuthzRepository};
 use crate::stores::Stores;
 
 /// Something a principal may be allowed to do.
@@ -144,7 +144,7 @@ pub enum AuthzDenied {
 /// Checks that `principal` holds `capability`, asking `repo` for the explicit
 /// app role only when the decision depends on it.
 pub async fn require(
-    repo: &dyn AuthzRepo,
+    repo: &dyn AuthzRepository,
     principal: &Principal,
     capability: Capability,
 ) -> Result<(), AuthzDenied> {
@@ -222,7 +222,7 @@ pub async fn resolve_with_role(
 /// The caller's effective role on `app`, looking up the explicit role only if
 /// it matters (see [`my_role`]).
 pub async fn my_role_in(
-    repo: &dyn AuthzRepo,
+    repo: &dyn AuthzRepository,
     principal: &Principal,
     app: AppId,
 ) -> Result<Option<AppRole>, AuthzRepoError> {

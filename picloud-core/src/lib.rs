@@ -45,7 +45,7 @@ pub mod testkit;
 #[cfg_attr(docsrs, doc(cfg(feature = "auth")))]
 pub mod users;
 
-pub use apps::{AppError, AppService, AppView};
+pub use apps::{AppError, AppService, AppWithRole};
 pub use authz::{AuthzDenied, Capability, decide, my_role, require};
 pub use domain::{
     AdminUser, ApiToken, App, AppMembership, AppMembershipDetail, AppRole, Deployed, InstanceRole,

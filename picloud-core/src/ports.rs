@@ -19,10 +19,10 @@ pub mod tokens;
 pub mod users;
 
 pub use apps::{AppRepoError, AppRepository};
-pub use authz::{AuthzRepo, AuthzRepoError};
+pub use authz::{AuthzRepoError, AuthzRepository};
 pub use invocations::{
     INVOCATION_BYTES_PER_APP, INVOCATION_BYTES_PER_SCRIPT, INVOCATION_RECORD_MAX_BYTES,
-    INVOCATIONS_KEPT, InvocationLog, InvocationLogError, fit_record,
+    INVOCATIONS_KEPT, InvocationRepoError, InvocationRepository, fit_record,
 };
 pub use members::{AppMembersRepoError, AppMembersRepository};
 pub use scripts::{

@@ -8,8 +8,8 @@ use std::fmt;
 use std::sync::Arc;
 
 use crate::ports::{
-    AdminUserRepository, AppMembersRepository, AppRepository, AuthzRepo, InvocationLog,
-    ScriptRepository, TokenRepository,
+    AdminUserRepository, AppMembersRepository, AppRepository, AuthzRepository,
+    InvocationRepository, ScriptRepository, TokenRepository,
 };
 
 /// Every port PiCloud needs, as shared trait objects.
@@ -27,13 +27,13 @@ pub struct Stores {
     /// Explicit app memberships.
     pub members: Arc<dyn AppMembersRepository>,
     /// The authorization fact source (explicit app roles).
-    pub authz: Arc<dyn AuthzRepo>,
+    pub authz: Arc<dyn AuthzRepository>,
     /// API tokens (hashed).
     pub tokens: Arc<dyn TokenRepository>,
     /// Scripts and their versions.
     pub scripts: Arc<dyn ScriptRepository>,
     /// Recent invocations.
-    pub invocations: Arc<dyn InvocationLog>,
+    pub invocations: Arc<dyn InvocationRepository>,
 }
 
 impl Stores {
@@ -45,10 +45,10 @@ impl Stores {
         S: AppRepository
             + AdminUserRepository
             + AppMembersRepository
-            + AuthzRepo
+            + AuthzRepository
             + TokenRepository
             + ScriptRepository
-            + InvocationLog
+            + InvocationRepository
             + 'static,
     {
         Self {

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use picloud_core::domain::{AdminUser, App, AppMembership, Slug};
 use picloud_core::ports::apps::MockAppRepository;
-use picloud_core::ports::authz::MockAuthzRepo;
+use picloud_core::ports::authz::MockAuthzRepository;
 use picloud_core::ports::members::MockAppMembersRepository;
 use picloud_core::ports::users::MockAdminUserRepository;
 use picloud_core::ports::{AuthzRepoError, BoxError};
@@ -19,7 +19,7 @@ struct Mocks {
     apps: MockAppRepository,
     users: MockAdminUserRepository,
     members: MockAppMembersRepository,
-    authz: MockAuthzRepo,
+    authz: MockAuthzRepository,
 }
 
 impl Mocks {
@@ -29,7 +29,7 @@ impl Mocks {
             apps: MockAppRepository::new(),
             users: MockAdminUserRepository::new(),
             members: MockAppMembersRepository::new(),
-            authz: MockAuthzRepo::new(),
+            authz: MockAuthzRepository::new(),
         }
     }
 

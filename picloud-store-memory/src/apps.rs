@@ -27,7 +27,7 @@ impl AppRepository for MemoryStore {
         if s.apps.contains_key(&app.id) {
             return Err(AppRepoError::Conflict(app.id.to_string()));
         }
-        let app = app.into_app();
+        let app = app.to_app();
         s.app_slugs.insert(app.slug.to_string(), app.id);
         s.apps.insert(app.id, app.clone());
         Ok(app)

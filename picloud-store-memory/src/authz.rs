@@ -1,15 +1,15 @@
-//! [`AuthzRepo`] for [`MemoryStore`]: a user's role on an app, read off the
+//! [`AuthzRepository`] for [`MemoryStore`]: a user's role on an app, read off the
 //! memberships.
 
 use async_trait::async_trait;
 use picloud_core::domain::AppRole;
 use picloud_core::ids::{AdminUserId, AppId};
-use picloud_core::ports::{AuthzRepo, AuthzRepoError};
+use picloud_core::ports::{AuthzRepoError, AuthzRepository};
 
 use crate::MemoryStore;
 
 #[async_trait]
-impl AuthzRepo for MemoryStore {
+impl AuthzRepository for MemoryStore {
     async fn app_role(
         &self,
         app: AppId,

@@ -1,4 +1,4 @@
-//! [`InvocationLog`] for [`MemoryStore`]: the recent invocations of each
+//! [`InvocationRepository`] for [`MemoryStore`]: the recent invocations of each
 //! script, oldest first.
 //!
 //! Records are kept in start-time order (they are stamped when they start
@@ -14,7 +14,7 @@ use picloud_core::domain::InvocationRecord;
 use picloud_core::ids::{AppId, ScriptId};
 use picloud_core::ports::{
     INVOCATION_BYTES_PER_APP, INVOCATION_BYTES_PER_SCRIPT, INVOCATION_RECORD_MAX_BYTES,
-    INVOCATIONS_KEPT, InvocationLog, InvocationLogError, fit_record,
+    INVOCATIONS_KEPT, InvocationRepoError, InvocationRepository, fit_record,
 };
 
 use crate::{MemoryStore, State};
@@ -89,8 +89,8 @@ impl State {
 }
 
 #[async_trait]
-impl InvocationLog for MemoryStore {
-    async fn append(&self, records: Vec<InvocationRecord>) -> Result<(), InvocationLogError> {
+impl InvocationRepository for MemoryStore {
+    async fn append(&self, records: Vec<InvocationRecord>) -> Result<(), InvocationRepoError> {
         let mut s = self.write();
         let app_of: HashMap<ScriptId, AppId> = s
             .scripts
@@ -131,7 +131,7 @@ impl InvocationLog for MemoryStore {
         &self,
         script: ScriptId,
         limit: usize,
-    ) -> Result<Vec<InvocationRecord>, InvocationLogError> {
+    ) -> Result<Vec<InvocationRecord>, InvocationRepoError> {
         // Newest first; among equal times, the later arrival first. Only
         // the `limit` records asked for are cloned.
         Ok(self

@@ -4,7 +4,7 @@
 //! `picloud-core` ([`AppRepository`](picloud_core::ports::AppRepository),
 //! [`AdminUserRepository`](picloud_core::ports::AdminUserRepository),
 //! [`AppMembersRepository`](picloud_core::ports::AppMembersRepository),
-//! [`AuthzRepo`](picloud_core::ports::AuthzRepo) and
+//! [`AuthzRepository`](picloud_core::ports::AuthzRepository) and
 //! [`TokenRepository`](picloud_core::ports::TokenRepository)) over one sqlx connection
 //! pool, with the schema shipped as embedded migrations ([`MIGRATOR`]).
 //!

@@ -1,4 +1,4 @@
-//! [`AppMembersRepository`] and [`AuthzRepo`] for [`PostgresStore`]: the
+//! [`AppMembersRepository`] and [`AuthzRepository`] for [`PostgresStore`]: the
 //! `app_members` table.
 //!
 //! Every method is exactly one SQL statement, so each is atomic without an
@@ -20,7 +20,9 @@
 use async_trait::async_trait;
 use picloud_core::domain::{AppMembership, AppMembershipDetail, AppRole};
 use picloud_core::ids::{AdminUserId, AppId};
-use picloud_core::ports::{AppMembersRepoError, AppMembersRepository, AuthzRepo, AuthzRepoError};
+use picloud_core::ports::{
+    AppMembersRepoError, AppMembersRepository, AuthzRepoError, AuthzRepository,
+};
 
 use crate::PostgresStore;
 use crate::error::{authz_error, member_error};
@@ -145,7 +147,7 @@ impl AppMembersRepository for PostgresStore {
 }
 
 #[async_trait]
-impl AuthzRepo for PostgresStore {
+impl AuthzRepository for PostgresStore {
     async fn app_role(
         &self,
         app: AppId,

@@ -1,4 +1,4 @@
-//! [`ScriptRepository`] and [`InvocationLog`] for [`PostgresStore`]: the
+//! [`ScriptRepository`] and [`InvocationRepository`] for [`PostgresStore`]: the
 //! `scripts`, `script_versions` and `invocations` tables, `apps.limits` and
 //! `apps.script_source_bytes`.
 //!
@@ -20,7 +20,7 @@ use picloud_core::ids::{AdminUserId, AppId, ScriptId};
 use picloud_core::limits::Limits;
 use picloud_core::ports::{
     INVOCATION_BYTES_PER_APP, INVOCATION_BYTES_PER_SCRIPT, INVOCATION_RECORD_MAX_BYTES,
-    INVOCATIONS_KEPT, InvocationLog, InvocationLogError, QuotaExceeded, ScriptRepoError,
+    INVOCATIONS_KEPT, InvocationRepoError, InvocationRepository, QuotaExceeded, ScriptRepoError,
     ScriptRepository, StorageQuota, fit_record,
 };
 use uuid::Uuid;
@@ -508,16 +508,16 @@ impl TryFrom<InvocationRow> for InvocationRecord {
     }
 }
 
-fn log_error(e: impl Into<Failure>) -> InvocationLogError {
+fn log_error(e: impl Into<Failure>) -> InvocationRepoError {
     match e.into() {
-        Failure::Backend(e) => InvocationLogError::Backend(e),
-        other => InvocationLogError::Backend(format!("unexpected {other:?}").into()),
+        Failure::Backend(e) => InvocationRepoError::Backend(e),
+        other => InvocationRepoError::Backend(format!("unexpected {other:?}").into()),
     }
 }
 
 #[async_trait]
-impl InvocationLog for PostgresStore {
-    async fn append(&self, mut records: Vec<InvocationRecord>) -> Result<(), InvocationLogError> {
+impl InvocationRepository for PostgresStore {
+    async fn append(&self, mut records: Vec<InvocationRecord>) -> Result<(), InvocationRepoError> {
         if records.is_empty() {
             return Ok(());
         }
@@ -614,7 +614,7 @@ impl InvocationLog for PostgresStore {
         &self,
         script: ScriptId,
         limit: usize,
-    ) -> Result<Vec<InvocationRecord>, InvocationLogError> {
+    ) -> Result<Vec<InvocationRecord>, InvocationRepoError> {
         let rows: Vec<InvocationRow> = sqlx::query_as(
             "SELECT script_id, version, at, status, duration_us, logs, error \
              FROM invocations WHERE script_id = $1 ORDER BY at DESC, id DESC LIMIT $2",

@@ -44,11 +44,11 @@ impl NewApp {
     }
 
     /// The app this will become once stored.
-    pub fn into_app(self) -> App {
+    pub fn to_app(&self) -> App {
         App {
             id: self.id,
-            slug: self.slug,
-            name: self.name,
+            slug: self.slug.clone(),
+            name: self.name.clone(),
             created_at: self.created_at,
         }
     }

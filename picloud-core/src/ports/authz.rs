@@ -6,7 +6,7 @@ use super::BoxError;
 use crate::domain::AppRole;
 use crate::ids::{AdminUserId, AppId};
 
-/// Errors of [`AuthzRepo`].
+/// Errors of [`AuthzRepository`].
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum AuthzRepoError {
@@ -18,7 +18,7 @@ pub enum AuthzRepoError {
 /// Answers the one fact [`crate::authz::require`] needs from a store.
 #[cfg_attr(feature = "mock", mockall::automock)]
 #[async_trait]
-pub trait AuthzRepo: Send + Sync {
+pub trait AuthzRepository: Send + Sync {
     /// The explicit role `user` holds on `app`, if any.
     async fn app_role(
         &self,

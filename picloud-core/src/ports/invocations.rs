@@ -101,10 +101,10 @@ fn cut_at_char(text: &mut String, max: usize) {
     text.truncate(text.floor_char_boundary(max));
 }
 
-/// Errors of [`InvocationLog`].
+/// Errors of [`InvocationRepository`].
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
-pub enum InvocationLogError {
+pub enum InvocationRepoError {
     /// The backend failed.
     #[error("invocation log backend error: {0}")]
     Backend(#[source] BoxError),
@@ -113,13 +113,13 @@ pub enum InvocationLogError {
 /// Keeps recent invocations.
 #[cfg_attr(feature = "mock", mockall::automock)]
 #[async_trait]
-pub trait InvocationLog: Send + Sync {
+pub trait InvocationRepository: Send + Sync {
     /// Appends a batch of records, each first cut down by [`fit_record`] to
     /// [`INVOCATION_RECORD_MAX_BYTES`], then trims each touched script and
     /// app to the retention bounds (see the module documentation). Records
     /// of scripts that no longer exist are dropped. Callers keep batches
     /// small (the writer sends at most 8 MiB at once).
-    async fn append(&self, records: Vec<InvocationRecord>) -> Result<(), InvocationLogError>;
+    async fn append(&self, records: Vec<InvocationRecord>) -> Result<(), InvocationRepoError>;
 
     /// The newest `limit` invocations of a script, newest first. Reads only
     /// those `limit` records, never the whole retained log.
@@ -127,7 +127,7 @@ pub trait InvocationLog: Send + Sync {
         &self,
         script: ScriptId,
         limit: usize,
-    ) -> Result<Vec<InvocationRecord>, InvocationLogError>;
+    ) -> Result<Vec<InvocationRecord>, InvocationRepoError>;
 }
 
 #[cfg(test)]

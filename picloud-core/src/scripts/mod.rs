@@ -27,7 +27,7 @@ pub use writer::InvocationWriter;
 use crate::authz::AuthzRepoError;
 use crate::error::{ErrorKind, ServiceError};
 use crate::executor::{CompileError, ExecError};
-use crate::ports::{AppRepoError, InvocationLogError, QuotaExceeded, ScriptRepoError};
+use crate::ports::{AppRepoError, InvocationRepoError, QuotaExceeded, ScriptRepoError};
 
 /// The largest script source accepted, in bytes.
 pub const MAX_SOURCE_BYTES: usize = 2 * 1024 * 1024;
@@ -74,7 +74,7 @@ pub enum ScriptError {
     Authz(#[from] AuthzRepoError),
     /// The invocation log failed.
     #[error("invocation log error: {0}")]
-    Invocations(#[from] InvocationLogError),
+    Invocations(#[from] InvocationRepoError),
     /// The app's stored limits override cannot be read: its scripts do not
     /// run (rather than run under defaults that may be higher) until an app
     /// admin sets its limits again.

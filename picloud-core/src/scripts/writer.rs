@@ -11,8 +11,8 @@ use tokio::sync::mpsc;
 use crate::domain::InvocationRecord;
 use crate::ids::ScriptId;
 use crate::ports::{
-    INVOCATION_BYTES_PER_SCRIPT, INVOCATION_RECORD_MAX_BYTES, INVOCATIONS_KEPT, InvocationLog,
-    fit_record,
+    INVOCATION_BYTES_PER_SCRIPT, INVOCATION_RECORD_MAX_BYTES, INVOCATIONS_KEPT,
+    InvocationRepository, fit_record,
 };
 use crate::stores::Stores;
 
@@ -237,7 +237,7 @@ fn split_by_bytes(batch: Vec<InvocationRecord>, max_bytes: usize) -> Vec<Vec<Inv
 /// Appends `records`; if the store refuses them, retries one script at a
 /// time (smallest first), then one record at a time, within the budget of
 /// [`InvocationWriter::RETRIES`]. Returns how many records were lost.
-async fn append_isolating(log: &dyn InvocationLog, records: Vec<InvocationRecord>) -> u64 {
+async fn append_isolating(log: &dyn InvocationRepository, records: Vec<InvocationRecord>) -> u64 {
     if records.is_empty() {
         return 0;
     }
@@ -304,7 +304,7 @@ async fn append_isolating(log: &dyn InvocationLog, records: Vec<InvocationRecord
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ports::InvocationLogError;
+    use crate::ports::InvocationRepoError;
 
     fn record(script: ScriptId, at_us: i64, version: u32) -> InvocationRecord {
         InvocationRecord {
@@ -404,15 +404,15 @@ mod tests {
     }
 
     #[async_trait::async_trait]
-    impl InvocationLog for Choosy {
-        async fn append(&self, records: Vec<InvocationRecord>) -> Result<(), InvocationLogError> {
+    impl InvocationRepository for Choosy {
+        async fn append(&self, records: Vec<InvocationRecord>) -> Result<(), InvocationRepoError> {
             self.calls.fetch_add(1, Ordering::Relaxed);
             if self.down
                 || records
                     .iter()
                     .any(|r| r.logs.first().is_some_and(|l| l == "poison"))
             {
-                return Err(InvocationLogError::Backend("refused".into()));
+                return Err(InvocationRepoError::Backend("refused".into()));
             }
             self.stored.lock().unwrap().extend(records);
             Ok(())
@@ -422,7 +422,7 @@ mod tests {
             &self,
             _: ScriptId,
             _: usize,
-        ) -> Result<Vec<InvocationRecord>, InvocationLogError> {
+        ) -> Result<Vec<InvocationRecord>, InvocationRepoError> {
             Ok(Vec::new())
         }
     }

@@ -49,10 +49,10 @@ pub fn strict_mocks() -> Stores {
         apps: Arc::new(apps::MockAppRepository::new()),
         users: Arc::new(users::MockAdminUserRepository::new()),
         members: Arc::new(members::MockAppMembersRepository::new()),
-        authz: Arc::new(authz::MockAuthzRepo::new()),
+        authz: Arc::new(authz::MockAuthzRepository::new()),
         tokens: Arc::new(tokens::MockTokenRepository::new()),
         scripts: Arc::new(scripts::MockScriptRepository::new()),
-        invocations: Arc::new(invocations::MockInvocationLog::new()),
+        invocations: Arc::new(invocations::MockInvocationRepository::new()),
     }
 }
 

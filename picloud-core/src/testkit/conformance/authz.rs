@@ -1,5 +1,5 @@
 //! Conformance cases of the authz port,
-//! [`AuthzRepo`](crate::ports::AuthzRepo).
+//! [`AuthzRepository`](crate::ports::AuthzRepository).
 
 use crate::authz::{self, AuthzDenied, Capability};
 use crate::domain::{AppRole, InstanceRole};

@@ -1,5 +1,5 @@
 //! Conformance cases of the invocations port,
-//! [`InvocationLog`](crate::ports::InvocationLog).
+//! [`InvocationRepository`](crate::ports::InvocationRepository).
 
 use crate::domain::{InstanceRole, InvocationRecord};
 use crate::ports::{
