@@ -86,8 +86,10 @@ async fn one_apps_infinite_loops_do_not_starve_another_app() {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     // Had the good app waited for a worker to come free, it would have
-    // waited for one of the evil app's loops to end, on its wall clock (or
-    // for all of them, a dozen wall clocks, without a share per app).
+    // waited for one of the evil app's loops to end: what is left of the
+    // earliest one's wall clock, which can be just under a whole one (or for
+    // all of them, a dozen wall clocks, without a share per app). Half a
+    // wall clock keeps that case apart; a pass takes milliseconds.
     for _ in 0..5 {
         let started = Instant::now();
         let resp = s.client.get(s.url("/run/good/s")).send().await.unwrap();
@@ -96,7 +98,7 @@ async fn one_apps_infinite_loops_do_not_starve_another_app() {
         assert_eq!(resp.text().await.unwrap(), "still here");
         println!("the good app answered in {elapsed:?}");
         assert!(
-            elapsed < evil_wall_clock,
+            elapsed < evil_wall_clock / 2,
             "the good app waited {elapsed:?}, against the evil app's wall clock of {evil_wall_clock:?}"
         );
         let during = stats();
