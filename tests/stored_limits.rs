@@ -9,7 +9,7 @@
 use std::sync::Arc;
 
 use picloud_core::executor::{ExecutorConfig, LazyExecutor, Limits};
-use picloud_core::ports::ScriptRepoError;
+use picloud_core::ports::SettingsRepoError;
 use picloud_core::scripts::{ScriptError, ScriptService};
 use picloud_core::{AppService, InstanceRole, NewAdminUser, Principal};
 
@@ -47,8 +47,8 @@ async fn an_unreadable_override_stops_that_app_only_until_it_is_set_again() {
         .await
         .unwrap();
     // The port says it cannot read it, rather than answering `None`.
-    match stores.scripts.app_limits(shop.id).await {
-        Err(ScriptRepoError::Unreadable(reason)) => {
+    match stores.settings.app_limits(shop.id).await {
+        Err(SettingsRepoError::Unreadable(reason)) => {
             assert!(reason.contains("future_knob"), "{reason}");
         }
         other => panic!("expected Unreadable, got {other:?}"),

@@ -15,6 +15,7 @@ pub mod authz;
 pub mod invocations;
 pub mod members;
 pub mod scripts;
+pub mod settings;
 pub mod tokens;
 pub mod users;
 
@@ -29,6 +30,7 @@ pub use scripts::{
     QuotaExceeded, SOURCE_BYTES_PER_APP, ScriptRepoError, ScriptRepository, StorageQuota,
     VERSIONS_PER_SCRIPT,
 };
+pub use settings::{AppSettingsRepository, SettingsRepoError};
 pub use tokens::{TokenRepoError, TokenRepository};
 pub use users::{AdminUserRepoError, AdminUserRepository};
 

@@ -8,8 +8,8 @@ use std::fmt;
 use std::sync::Arc;
 
 use crate::ports::{
-    AdminUserRepository, AppMembersRepository, AppRepository, AuthzRepository,
-    InvocationRepository, ScriptRepository, TokenRepository,
+    AdminUserRepository, AppMembersRepository, AppRepository, AppSettingsRepository,
+    AuthzRepository, InvocationRepository, ScriptRepository, TokenRepository,
 };
 
 /// Every port PiCloud needs, as shared trait objects.
@@ -34,6 +34,8 @@ pub struct Stores {
     pub scripts: Arc<dyn ScriptRepository>,
     /// Recent invocations.
     pub invocations: Arc<dyn InvocationRepository>,
+    /// Per-app settings (the limits override).
+    pub settings: Arc<dyn AppSettingsRepository>,
 }
 
 impl Stores {
@@ -49,6 +51,7 @@ impl Stores {
             + TokenRepository
             + ScriptRepository
             + InvocationRepository
+            + AppSettingsRepository
             + 'static,
     {
         Self {
@@ -58,7 +61,8 @@ impl Stores {
             authz: store.clone(),
             tokens: store.clone(),
             scripts: store.clone(),
-            invocations: store,
+            invocations: store.clone(),
+            settings: store,
         }
     }
 }

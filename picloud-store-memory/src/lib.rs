@@ -24,6 +24,7 @@ mod authz;
 mod invocations;
 mod members;
 mod scripts;
+mod settings;
 mod tokens;
 mod users;
 

@@ -1,5 +1,5 @@
 //! [`ScriptRepository`] for [`MemoryStore`]: the scripts by `(app, name)`,
-//! each with all its versions, and the per-app limits overrides.
+//! each with all its versions.
 //!
 //! The storage quota is checked under the same write lock as the deploy, so
 //! concurrent deploys to one app each see the bytes of those before them.
@@ -8,7 +8,6 @@
 use async_trait::async_trait;
 use picloud_core::domain::{Deployed, Script, ScriptName, ScriptVersion, ScriptVersionInfo};
 use picloud_core::ids::{AdminUserId, AppId, ScriptId};
-use picloud_core::limits::Limits;
 use picloud_core::ports::{QuotaExceeded, ScriptRepoError, ScriptRepository, StorageQuota};
 
 use crate::{MemoryStore, State, StoredScript};
@@ -170,25 +169,5 @@ impl ScriptRepository for MemoryStore {
                     .map(|v| (st.script.clone(), v.clone()))
             })
             .collect())
-    }
-
-    async fn app_limits(&self, app: AppId) -> Result<Option<Limits>, ScriptRepoError> {
-        Ok(self.read().app_limits.get(&app).copied())
-    }
-
-    async fn set_app_limits(
-        &self,
-        app: AppId,
-        limits: Option<Limits>,
-    ) -> Result<(), ScriptRepoError> {
-        let mut s = self.write();
-        if !s.apps.contains_key(&app) {
-            return Err(ScriptRepoError::NotFound);
-        }
-        match limits {
-            Some(l) => s.app_limits.insert(app, l),
-            None => s.app_limits.remove(&app),
-        };
-        Ok(())
     }
 }

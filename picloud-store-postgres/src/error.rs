@@ -10,7 +10,7 @@
 use picloud_core::domain::{NewAdminUser, NewApp};
 use picloud_core::ports::{
     AdminUserRepoError, AppMembersRepoError, AppRepoError, AuthzRepoError, BoxError,
-    ScriptRepoError, TokenRepoError,
+    ScriptRepoError, SettingsRepoError, TokenRepoError,
 };
 
 use crate::rows::DecodeError;
@@ -126,6 +126,15 @@ pub(crate) fn script_error(e: impl Into<Failure>) -> ScriptRepoError {
         }
         Failure::ForeignKey => ScriptRepoError::NotFound,
         Failure::Backend(e) => ScriptRepoError::Backend(e),
+    }
+}
+
+/// A [`SettingsRepoError`]: the port writes only existing app rows, so
+/// every failure is a backend failure.
+pub(crate) fn settings_error(e: impl Into<Failure>) -> SettingsRepoError {
+    match e.into() {
+        Failure::Backend(e) => SettingsRepoError::Backend(e),
+        other => SettingsRepoError::Backend(format!("unexpected {other:?}").into()),
     }
 }
 

@@ -55,6 +55,7 @@ mod error;
 mod members;
 mod rows;
 mod scripts;
+mod settings;
 #[cfg(feature = "test-support")]
 pub mod testing;
 mod tokens;

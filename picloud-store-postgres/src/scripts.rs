@@ -1,5 +1,5 @@
 //! [`ScriptRepository`] and [`InvocationRepository`] for [`PostgresStore`]: the
-//! `scripts`, `script_versions` and `invocations` tables, `apps.limits` and
+//! `scripts`, `script_versions` and `invocations` tables and
 //! `apps.script_source_bytes`.
 //!
 //! **The storage quota** is checked by the deploy statement itself: its first
@@ -17,7 +17,6 @@ use picloud_core::domain::{
     Deployed, InvocationRecord, Script, ScriptName, ScriptVersion, ScriptVersionInfo,
 };
 use picloud_core::ids::{AdminUserId, AppId, ScriptId};
-use picloud_core::limits::Limits;
 use picloud_core::ports::{
     INVOCATION_BYTES_PER_APP, INVOCATION_BYTES_PER_SCRIPT, INVOCATION_RECORD_MAX_BYTES,
     INVOCATIONS_KEPT, InvocationRepoError, InvocationRepository, QuotaExceeded, ScriptRepoError,
@@ -394,45 +393,6 @@ impl ScriptRepository for PostgresStore {
             })
             .collect::<Result<_, DecodeError>>()
             .map_err(err)
-    }
-
-    async fn app_limits(&self, app: AppId) -> Result<Option<Limits>, ScriptRepoError> {
-        let text: Option<Option<String>> =
-            sqlx::query_scalar("SELECT limits FROM apps WHERE id = $1")
-                .bind(app.as_uuid())
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(err)?;
-        // Stored as JSON text, read with `deny_unknown_fields`: an override
-        // with a field this version does not know is unreadable, not
-        // quietly the defaults.
-        text.flatten()
-            .map(|text| {
-                serde_json::from_str(&text).map_err(|e| ScriptRepoError::Unreadable(e.to_string()))
-            })
-            .transpose()
-    }
-
-    async fn set_app_limits(
-        &self,
-        app: AppId,
-        limits: Option<Limits>,
-    ) -> Result<(), ScriptRepoError> {
-        let limits = limits
-            .map(|l| serde_json::to_string(&l))
-            .transpose()
-            .map_err(|e| ScriptRepoError::Backend(Box::new(e)))?;
-        let done = sqlx::query("UPDATE apps SET limits = $2 WHERE id = $1")
-            .bind(app.as_uuid())
-            .bind(limits)
-            .execute(&self.pool)
-            .await
-            .map_err(err)?;
-        if done.rows_affected() == 0 {
-            Err(ScriptRepoError::NotFound)
-        } else {
-            Ok(())
-        }
     }
 }
 

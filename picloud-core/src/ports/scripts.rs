@@ -1,4 +1,4 @@
-//! The scripts port: scripts, their immutable versions, per-app limits.
+//! The scripts port: scripts and their immutable versions.
 //!
 //! **Storage is bounded per app.** Every version is kept (rollback needs
 //! them), so a deploy is refused once the app's script sources, across all
@@ -16,7 +16,6 @@ use async_trait::async_trait;
 use super::BoxError;
 use crate::domain::{Deployed, Script, ScriptName, ScriptVersion, ScriptVersionInfo};
 use crate::ids::{AdminUserId, AppId};
-use crate::limits::Limits;
 
 /// The default bound on an app's script sources, all versions of all its
 /// scripts together: 64 MiB.
@@ -80,11 +79,6 @@ pub enum ScriptRepoError {
     /// The deploy would pass a storage quota; nothing was stored.
     #[error(transparent)]
     QuotaExceeded(QuotaExceeded),
-    /// A stored value could not be read back (written by another version
-    /// of PiCloud, say: a limits override with a field this one does not
-    /// know). The reason says what could not be read.
-    #[error("stored value unreadable: {0}")]
-    Unreadable(String),
     /// The backend failed.
     #[error("script store backend error: {0}")]
     Backend(#[source] BoxError),
@@ -154,17 +148,4 @@ pub trait ScriptRepository: Send + Sync {
 
     /// Every script's live version, across all apps (to warm a node's cache).
     async fn all_live(&self) -> Result<Vec<(Script, ScriptVersion)>, ScriptRepoError>;
-
-    /// The app's limits override, if any. One the store cannot read back is
-    /// [`ScriptRepoError::Unreadable`], never `None`: the defaults may be
-    /// higher than what the app was given.
-    async fn app_limits(&self, app: AppId) -> Result<Option<Limits>, ScriptRepoError>;
-
-    /// Sets (or, with `None`, clears) the app's limits override.
-    /// [`ScriptRepoError::NotFound`] if the app does not exist.
-    async fn set_app_limits(
-        &self,
-        app: AppId,
-        limits: Option<Limits>,
-    ) -> Result<(), ScriptRepoError>;
 }

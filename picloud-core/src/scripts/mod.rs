@@ -27,7 +27,9 @@ pub use writer::InvocationWriter;
 use crate::authz::AuthzRepoError;
 use crate::error::{ErrorKind, ServiceError};
 use crate::executor::{CompileError, ExecError};
-use crate::ports::{AppRepoError, InvocationRepoError, QuotaExceeded, ScriptRepoError};
+use crate::ports::{
+    AppRepoError, InvocationRepoError, QuotaExceeded, ScriptRepoError, SettingsRepoError,
+};
 
 /// The largest script source accepted, in bytes.
 pub const MAX_SOURCE_BYTES: usize = 2 * 1024 * 1024;
@@ -75,6 +77,9 @@ pub enum ScriptError {
     /// The invocation log failed.
     #[error("invocation log error: {0}")]
     Invocations(#[from] InvocationRepoError),
+    /// The settings store failed.
+    #[error("settings repository error: {0}")]
+    Settings(SettingsRepoError),
     /// The app's stored limits override cannot be read: its scripts do not
     /// run (rather than run under defaults that may be higher) until an app
     /// admin sets its limits again.
@@ -107,6 +112,7 @@ impl ServiceError for ScriptError {
             | Self::Apps(_)
             | Self::Authz(_)
             | Self::Invocations(_)
+            | Self::Settings(_)
             | Self::StoredLimits { .. } => ErrorKind::Internal,
         }
     }

@@ -21,7 +21,7 @@ use crate::executor::{
     ScriptRequest, compile_with,
 };
 use crate::ids::AppId;
-use crate::ports::{INVOCATIONS_KEPT, ScriptRepoError, StorageQuota};
+use crate::ports::{INVOCATIONS_KEPT, ScriptRepoError, SettingsRepoError, StorageQuota};
 use crate::stores::Stores;
 
 /// The app's effective limits: its override, or the defaults when it has
@@ -32,12 +32,14 @@ use crate::stores::Stores;
 /// its limits again; every other app is served.
 fn effective_limits(
     app: AppId,
-    stored: Result<Option<Limits>, ScriptRepoError>,
+    stored: Result<Option<Limits>, SettingsRepoError>,
 ) -> Result<Limits, ScriptError> {
     match stored {
         Ok(limits) => Ok(limits.unwrap_or_default()),
-        Err(ScriptRepoError::Unreadable(reason)) => Err(ScriptError::StoredLimits { app, reason }),
-        Err(e) => Err(e.into()),
+        Err(SettingsRepoError::Unreadable(reason)) => {
+            Err(ScriptError::StoredLimits { app, reason })
+        }
+        Err(e) => Err(ScriptError::Settings(e)),
     }
 }
 
@@ -314,7 +316,7 @@ impl ScriptService {
     }
 
     async fn app_limits(&self, app: AppId) -> Result<Limits, ScriptError> {
-        effective_limits(app, self.stores.scripts.app_limits(app).await)
+        effective_limits(app, self.stores.settings.app_limits(app).await)
     }
 
     async fn authorized_app(
@@ -588,9 +590,14 @@ impl ScriptService {
             recompiled.push((script, compiled));
         }
         self.stores
-            .scripts
+            .settings
             .set_app_limits(app.id, Some(limits))
-            .await?;
+            .await
+            .map_err(|e| match e {
+                // The app vanished since it was resolved.
+                SettingsRepoError::NotFound => ScriptError::AppNotFound(app.slug.to_string()),
+                other => ScriptError::Settings(other),
+            })?;
         for (script, compiled) in recompiled {
             self.cache.put(
                 &app,

@@ -43,7 +43,7 @@ use crate::stores::Stores;
 pub fn strict_mocks() -> Stores {
     use std::sync::Arc;
 
-    use crate::ports::{apps, authz, invocations, members, scripts, tokens, users};
+    use crate::ports::{apps, authz, invocations, members, scripts, settings, tokens, users};
 
     Stores {
         apps: Arc::new(apps::MockAppRepository::new()),
@@ -53,6 +53,7 @@ pub fn strict_mocks() -> Stores {
         tokens: Arc::new(tokens::MockTokenRepository::new()),
         scripts: Arc::new(scripts::MockScriptRepository::new()),
         invocations: Arc::new(invocations::MockInvocationRepository::new()),
+        settings: Arc::new(settings::MockAppSettingsRepository::new()),
     }
 }
 

@@ -36,6 +36,7 @@ mod authz;
 mod invocations;
 mod members;
 mod scripts;
+mod settings;
 mod tokens;
 mod users;
 
@@ -72,6 +73,7 @@ macro_rules! __conformance_ports {
         $crate::__conformance_invocations_cases!($($callback)::+; $($args)*);
         $crate::__conformance_members_cases!($($callback)::+; $($args)*);
         $crate::__conformance_scripts_cases!($($callback)::+; $($args)*);
+        $crate::__conformance_settings_cases!($($callback)::+; $($args)*);
         $crate::__conformance_tokens_cases!($($callback)::+; $($args)*);
         $crate::__conformance_users_cases!($($callback)::+; $($args)*);
     };

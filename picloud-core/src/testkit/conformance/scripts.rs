@@ -7,7 +7,6 @@ use tokio::task::JoinSet;
 
 use crate::domain::InstanceRole;
 use crate::ids::AppId;
-use crate::limits::Limits;
 use crate::ports::{QuotaExceeded, ScriptRepoError, StorageQuota};
 use crate::stores::Stores;
 use crate::testkit::Fixture;
@@ -29,7 +28,6 @@ macro_rules! __conformance_scripts_cases {
             scripts_list_by_name_within_the_app,
             scripts_all_live_returns_the_live_versions,
             scripts_concurrent_deploys_get_distinct_versions,
-            scripts_app_limits_round_trip,
             scripts_go_with_their_app,
             scripts_quota_refuses_the_deploy_that_would_pass_it,
             scripts_concurrent_deploys_never_pass_the_quota,
@@ -266,50 +264,6 @@ pub async fn scripts_concurrent_deploys_get_distinct_versions(stores: Stores) {
         .unwrap()
         .unwrap();
     assert_eq!(script.latest_version, 20);
-}
-
-/// Per-app limits overrides are stored (every field), replaced and
-/// cleared.
-pub async fn scripts_app_limits_round_trip(stores: Stores) {
-    let fx = Fixture::new(stores.clone());
-    let app = fx.app("a").await;
-    assert_eq!(stores.scripts.app_limits(app.id).await.unwrap(), None);
-    let tight = Limits {
-        wall_clock: std::time::Duration::from_millis(500),
-        max_operations: 12_345,
-        max_output_bytes: 0,
-        ..Limits::default()
-    };
-    stores
-        .scripts
-        .set_app_limits(app.id, Some(tight))
-        .await
-        .unwrap();
-    assert_eq!(
-        stores.scripts.app_limits(app.id).await.unwrap(),
-        Some(tight)
-    );
-    let loose = Limits {
-        wall_clock: std::time::Duration::from_secs(5),
-        ..Limits::default()
-    };
-    stores
-        .scripts
-        .set_app_limits(app.id, Some(loose))
-        .await
-        .unwrap();
-    assert_eq!(
-        stores.scripts.app_limits(app.id).await.unwrap(),
-        Some(loose)
-    );
-    stores.scripts.set_app_limits(app.id, None).await.unwrap();
-    assert_eq!(stores.scripts.app_limits(app.id).await.unwrap(), None);
-    let e = stores
-        .scripts
-        .set_app_limits(AppId::new(), Some(Limits::default()))
-        .await
-        .unwrap_err();
-    assert!(matches!(e, ScriptRepoError::NotFound), "got {e:?}");
 }
 
 /// Deleting an app deletes its scripts, versions and invocations.

@@ -1,0 +1,44 @@
+//! The settings port: what an app has set for itself, apart from its
+//! scripts. Today that is its limits override; the per-app settings of the
+//! issues to come (public error detail, …) join it here.
+
+use async_trait::async_trait;
+
+use super::BoxError;
+use crate::ids::AppId;
+use crate::limits::Limits;
+
+/// Errors of [`AppSettingsRepository`].
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SettingsRepoError {
+    /// No such app.
+    #[error("app not found")]
+    NotFound,
+    /// A stored value could not be read back (written by another version
+    /// of PiCloud, say: a limits override with a field this one does not
+    /// know). The reason says what could not be read.
+    #[error("stored value unreadable: {0}")]
+    Unreadable(String),
+    /// The backend failed.
+    #[error("settings store backend error: {0}")]
+    Backend(#[source] BoxError),
+}
+
+/// Stores each app's settings. They go with their app.
+#[cfg_attr(feature = "mock", mockall::automock)]
+#[async_trait]
+pub trait AppSettingsRepository: Send + Sync {
+    /// The app's limits override, if any (`None` for an unknown app too).
+    /// One the store cannot read back is [`SettingsRepoError::Unreadable`],
+    /// never `None`: the defaults may be higher than what the app was given.
+    async fn app_limits(&self, app: AppId) -> Result<Option<Limits>, SettingsRepoError>;
+
+    /// Sets (or, with `None`, clears) the app's limits override.
+    /// [`SettingsRepoError::NotFound`] if the app does not exist.
+    async fn set_app_limits(
+        &self,
+        app: AppId,
+        limits: Option<Limits>,
+    ) -> Result<(), SettingsRepoError>;
+}

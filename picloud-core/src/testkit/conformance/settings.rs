@@ -1,0 +1,92 @@
+//! The settings port's cases.
+
+use crate::ids::AppId;
+use crate::limits::Limits;
+use crate::ports::SettingsRepoError;
+use crate::stores::Stores;
+use crate::testkit::Fixture;
+
+/// The cases of this port, in order.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __conformance_settings_cases {
+    ($($callback:ident)::+; $($args:tt)*) => {
+        $($callback)::+! { $($args)* settings =>
+            settings_app_limits_round_trip,
+            settings_go_with_their_app,
+        }
+    };
+}
+
+/// Per-app limits overrides are stored (every field), replaced and
+/// cleared.
+pub async fn settings_app_limits_round_trip(stores: Stores) {
+    let fx = Fixture::new(stores.clone());
+    let app = fx.app("a").await;
+    assert_eq!(stores.settings.app_limits(app.id).await.unwrap(), None);
+    let tight = Limits {
+        wall_clock: std::time::Duration::from_millis(500),
+        max_operations: 12_345,
+        max_output_bytes: 0,
+        ..Limits::default()
+    };
+    stores
+        .settings
+        .set_app_limits(app.id, Some(tight))
+        .await
+        .unwrap();
+    assert_eq!(
+        stores.settings.app_limits(app.id).await.unwrap(),
+        Some(tight)
+    );
+    let loose = Limits {
+        wall_clock: std::time::Duration::from_secs(5),
+        ..Limits::default()
+    };
+    stores
+        .settings
+        .set_app_limits(app.id, Some(loose))
+        .await
+        .unwrap();
+    assert_eq!(
+        stores.settings.app_limits(app.id).await.unwrap(),
+        Some(loose)
+    );
+    stores.settings.set_app_limits(app.id, None).await.unwrap();
+    assert_eq!(stores.settings.app_limits(app.id).await.unwrap(), None);
+    let e = stores
+        .settings
+        .set_app_limits(AppId::new(), Some(Limits::default()))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, SettingsRepoError::NotFound), "got {e:?}");
+}
+
+/// An unknown app has no settings, and none can be set on it.
+pub async fn settings_go_with_their_app(stores: Stores) {
+    let fx = Fixture::new(stores.clone());
+    let a = fx.app("a").await;
+    let b = fx.app("b").await;
+    let tight = Limits {
+        max_operations: 777,
+        ..Limits::default()
+    };
+    stores
+        .settings
+        .set_app_limits(a.id, Some(tight))
+        .await
+        .unwrap();
+    // One app's settings are its own.
+    assert_eq!(stores.settings.app_limits(b.id).await.unwrap(), None);
+    assert_eq!(stores.settings.app_limits(a.id).await.unwrap(), Some(tight));
+    assert_eq!(
+        stores.settings.app_limits(AppId::new()).await.unwrap(),
+        None
+    );
+    let e = stores
+        .settings
+        .set_app_limits(AppId::new(), None)
+        .await
+        .unwrap_err();
+    assert!(matches!(e, SettingsRepoError::NotFound), "got {e:?}");
+}

@@ -1,0 +1,32 @@
+//! [`AppSettingsRepository`] for [`MemoryStore`]: the per-app limits
+//! overrides, dropped with their app.
+
+use async_trait::async_trait;
+use picloud_core::ids::AppId;
+use picloud_core::limits::Limits;
+use picloud_core::ports::{AppSettingsRepository, SettingsRepoError};
+
+use crate::MemoryStore;
+
+#[async_trait]
+impl AppSettingsRepository for MemoryStore {
+    async fn app_limits(&self, app: AppId) -> Result<Option<Limits>, SettingsRepoError> {
+        Ok(self.read().app_limits.get(&app).copied())
+    }
+
+    async fn set_app_limits(
+        &self,
+        app: AppId,
+        limits: Option<Limits>,
+    ) -> Result<(), SettingsRepoError> {
+        let mut s = self.write();
+        if !s.apps.contains_key(&app) {
+            return Err(SettingsRepoError::NotFound);
+        }
+        match limits {
+            Some(l) => s.app_limits.insert(app, l),
+            None => s.app_limits.remove(&app),
+        };
+        Ok(())
+    }
+}

@@ -1,0 +1,52 @@
+//! [`AppSettingsRepository`] for [`PostgresStore`]: `apps.limits`, the
+//! limits override as JSON text (so it goes with its app row).
+
+use async_trait::async_trait;
+use picloud_core::ids::AppId;
+use picloud_core::limits::Limits;
+use picloud_core::ports::{AppSettingsRepository, SettingsRepoError};
+
+use crate::PostgresStore;
+use crate::error::settings_error;
+
+#[async_trait]
+impl AppSettingsRepository for PostgresStore {
+    async fn app_limits(&self, app: AppId) -> Result<Option<Limits>, SettingsRepoError> {
+        let text: Option<Option<String>> =
+            sqlx::query_scalar("SELECT limits FROM apps WHERE id = $1")
+                .bind(app.as_uuid())
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(settings_error)?;
+        // Read with `deny_unknown_fields`: an override with a field this
+        // version does not know is unreadable, not quietly the defaults.
+        text.flatten()
+            .map(|text| {
+                serde_json::from_str(&text)
+                    .map_err(|e| SettingsRepoError::Unreadable(e.to_string()))
+            })
+            .transpose()
+    }
+
+    async fn set_app_limits(
+        &self,
+        app: AppId,
+        limits: Option<Limits>,
+    ) -> Result<(), SettingsRepoError> {
+        let limits = limits
+            .map(|l| serde_json::to_string(&l))
+            .transpose()
+            .map_err(|e| SettingsRepoError::Backend(Box::new(e)))?;
+        let done = sqlx::query("UPDATE apps SET limits = $2 WHERE id = $1")
+            .bind(app.as_uuid())
+            .bind(limits)
+            .execute(&self.pool)
+            .await
+            .map_err(settings_error)?;
+        if done.rows_affected() == 0 {
+            Err(SettingsRepoError::NotFound)
+        } else {
+            Ok(())
+        }
+    }
+}
