@@ -3,22 +3,16 @@
 //! `{prefix}/run/{app}`, so the browser sends them back.
 
 use axum::Router;
+use picloud::AppService;
 use picloud::http::{ApiState, run_router};
 use picloud::store::memory::MemoryStore;
-use picloud::{AppService, InstanceRole, NewAdminUser, Principal};
 
 #[tokio::test]
 async fn cookies_follow_the_mount_point() {
     let stores = MemoryStore::new().into_stores();
-    let owner = stores
-        .users
-        .create(NewAdminUser::new(
-            picloud_core::testkit::username("root"),
-            InstanceRole::Owner,
-        ))
-        .await
-        .unwrap();
-    let owner = Principal::of(&owner);
+    let owner = picloud_core::testkit::Fixture::new(stores.clone())
+        .owner()
+        .await;
     AppService::new(stores.clone())
         .create(&owner, "shop", "Shop")
         .await

@@ -8,10 +8,10 @@
 
 use std::sync::Arc;
 
+use picloud_core::AppService;
 use picloud_core::executor::{ExecutorConfig, LazyExecutor, Limits};
 use picloud_core::ports::SettingsRepoError;
 use picloud_core::scripts::{ScriptError, ScriptService};
-use picloud_core::{AppService, InstanceRole, NewAdminUser, Principal};
 
 #[tokio::test]
 async fn an_unreadable_override_stops_that_app_only_until_it_is_set_again() {
@@ -19,15 +19,9 @@ async fn an_unreadable_override_stops_that_app_only_until_it_is_set_again() {
         return;
     };
     let stores = db.store.clone().into_stores();
-    let owner = stores
-        .users
-        .create(NewAdminUser::new(
-            picloud_core::testkit::username("root"),
-            InstanceRole::Owner,
-        ))
-        .await
-        .unwrap();
-    let owner = Principal::of(&owner);
+    let owner = picloud_core::testkit::Fixture::new(stores.clone())
+        .owner()
+        .await;
     let apps = AppService::new(stores.clone());
     let shop = apps.create(&owner, "shop", "Shop").await.unwrap().app;
     apps.create(&owner, "blog", "Blog").await.unwrap();

@@ -25,7 +25,7 @@ use picloud_core::executor::{
     MockExecutor, RhaiExecutor, ScriptRequest, ScriptResponse, compile,
 };
 use picloud_core::scripts::{InvokeError, ScriptService, exec_status};
-use picloud_core::{AppService, InstanceRole, NewAdminUser, Principal, Stores};
+use picloud_core::{AppService, Principal, Stores};
 use picloud_store_memory::MemoryStore;
 
 /// Held by every test that keeps workers busy, starts an executor's
@@ -439,15 +439,9 @@ async fn a_caller_that_gives_up_does_not_block_the_pool() {
 /// `cart` (an infinite loop), served by a [`ScriptService`] on `executor`.
 async fn shop_on(executor: Arc<dyn Executor>, limits: Limits) -> (ScriptService, Principal) {
     let stores: Stores = MemoryStore::new().into_stores();
-    let owner = stores
-        .users
-        .create(NewAdminUser::new(
-            picloud_core::testkit::username("owner"),
-            InstanceRole::Owner,
-        ))
-        .await
-        .unwrap();
-    let owner = Principal::of(&owner);
+    let owner = picloud_core::testkit::Fixture::new(stores.clone())
+        .owner()
+        .await;
     AppService::new(stores.clone())
         .create(&owner, "shop", "Shop")
         .await

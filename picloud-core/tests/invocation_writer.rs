@@ -7,20 +7,14 @@ use std::sync::Arc;
 use picloud_core::executor::{ExecutorConfig, RhaiExecutor, ScriptRequest};
 use picloud_core::ports::INVOCATIONS_KEPT;
 use picloud_core::scripts::ScriptService;
-use picloud_core::{AppService, InstanceRole, NewAdminUser, Principal, Stores};
+use picloud_core::{AppService, Principal, Stores};
 use picloud_store_memory::MemoryStore;
 
 async fn service_with_script(source: &str) -> (ScriptService, Principal) {
     let stores: Stores = MemoryStore::new().into_stores();
-    let owner = stores
-        .users
-        .create(NewAdminUser::new(
-            picloud_core::testkit::username("owner"),
-            InstanceRole::Owner,
-        ))
-        .await
-        .unwrap();
-    let owner = Principal::of(&owner);
+    let owner = picloud_core::testkit::Fixture::new(stores.clone())
+        .owner()
+        .await;
     AppService::new(stores.clone())
         .create(&owner, "shop", "Shop")
         .await

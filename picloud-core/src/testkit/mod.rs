@@ -106,6 +106,12 @@ impl Fixture {
         self.stores.users.create(new).await.expect("create user")
     }
 
+    /// Creates an active owner `{tag}-owner` and returns its principal: the
+    /// caller most service tests start from.
+    pub async fn owner(&self) -> Principal {
+        Self::principal(&self.user("owner", InstanceRole::Owner).await)
+    }
+
     /// Creates an inactive user `{tag}-{name}` with `role`. Created inactive
     /// rather than deactivated afterwards: no guarded update is needed, and
     /// an inactive owner can be made in a store with no active owner.
