@@ -59,7 +59,7 @@ pub async fn host_app() -> Router {
         stores
             .users
             .create(NewAdminUser::new(
-                picloud_core::testkit::username(name),
+                picloud::Username::parse(name).expect("a valid username"),
                 role,
             ))
             .await
@@ -70,7 +70,7 @@ pub async fn host_app() -> Router {
         .apps
         .create(NewApp::new(
             slug,
-            picloud_core::testkit::display_name("Shop"),
+            picloud::DisplayName::parse("Shop").expect("a valid name"),
         ))
         .await
         .expect("seed app");

@@ -15,7 +15,10 @@ use picloud::{
 };
 
 async fn user(stores: &Stores, name: &str, role: InstanceRole, active: bool) -> AdminUser {
-    let mut new = NewAdminUser::new(picloud_core::testkit::username(name), role);
+    let mut new = NewAdminUser::new(
+        picloud::Username::parse(name).expect("a valid username"),
+        role,
+    );
     new.is_active = active;
     stores.users.create(new).await.expect("create user")
 }
@@ -44,7 +47,7 @@ async fn main() {
         .apps
         .create(NewApp::new(
             slug,
-            picloud_core::testkit::display_name("Shop"),
+            picloud::DisplayName::parse("Shop").expect("a valid name"),
         ))
         .await
         .expect("create app");

@@ -29,7 +29,7 @@
 // An explicit list, not `pub use picloud_core::*`: what this crate promises
 // is written here, and a new item in the core is not public here by accident.
 #[doc(inline)]
-pub use picloud_core::{apps, authz, clock, domain, ids, members, ports, stores};
+pub use picloud_core::{apps, authz, clock, domain, ids, limits, members, ports, stores};
 
 #[cfg(feature = "auth")]
 #[cfg_attr(docsrs, doc(cfg(feature = "auth")))]
@@ -49,9 +49,10 @@ pub use picloud_core::testkit;
 #[doc(inline)]
 pub use picloud_core::{
     AdminUser, AdminUserId, ApiToken, App, AppError, AppId, AppMembership, AppMembershipDetail,
-    AppRole, AppService, AppWithRole, AuthzDenied, Capability, Deployed, InstanceRole,
-    InvocationRecord, MembershipError, MembershipService, NewAdminUser, NewApp, Principal, Script,
-    ScriptName, ScriptVersion, ScriptVersionInfo, Slug, SlugError, Stores, TokenId, TokenScope,
+    AppRole, AppService, AppWithRole, AuthzDenied, Capability, Deployed, DisplayName,
+    DisplayNameError, Email, EmailError, InstanceRole, InvocationRecord, Limits, MembershipError,
+    MembershipService, NewAdminUser, NewApp, Principal, Script, ScriptName, ScriptVersion,
+    ScriptVersionInfo, Slug, SlugError, Stores, TokenId, TokenScope, Username, UsernameError,
     decide, my_role, require,
 };
 

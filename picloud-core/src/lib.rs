@@ -48,11 +48,13 @@ pub mod users;
 pub use apps::{AppError, AppService, AppWithRole};
 pub use authz::{AuthzDenied, Capability, decide, my_role, require};
 pub use domain::{
-    AdminUser, ApiToken, App, AppMembership, AppMembershipDetail, AppRole, Deployed, InstanceRole,
-    InvocationRecord, NewAdminUser, NewApp, Principal, Script, ScriptName, ScriptVersion,
-    ScriptVersionInfo, Slug, SlugError, TokenScope,
+    AdminUser, ApiToken, App, AppMembership, AppMembershipDetail, AppRole, Deployed, DisplayName,
+    DisplayNameError, Email, EmailError, InstanceRole, InvocationRecord, NewAdminUser, NewApp,
+    Principal, Script, ScriptName, ScriptVersion, ScriptVersionInfo, Slug, SlugError, TokenScope,
+    Username, UsernameError,
 };
 pub use error::{ErrorKind, ServiceError};
 pub use ids::{AdminUserId, AppId, TokenId};
+pub use limits::Limits;
 pub use members::{MembershipError, MembershipService};
 pub use stores::Stores;

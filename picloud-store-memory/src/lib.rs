@@ -56,7 +56,7 @@ struct State {
     tokens: tokens::Tokens,
     /// Scripts by `(app, name)`, so one app's scripts are a range, by name.
     scripts: BTreeMap<(AppId, String), StoredScript>,
-    /// Per-app limits overrides (JSON text).
+    /// Per-app limits overrides, dropped with their app.
     app_limits: HashMap<AppId, picloud_core::limits::Limits>,
     /// Recent invocations per script, oldest first (by start time, then
     /// arrival).

@@ -4,8 +4,11 @@
 //! `picloud-core` ([`AppRepository`](picloud_core::ports::AppRepository),
 //! [`AdminUserRepository`](picloud_core::ports::AdminUserRepository),
 //! [`AppMembersRepository`](picloud_core::ports::AppMembersRepository),
-//! [`AuthzRepository`](picloud_core::ports::AuthzRepository) and
-//! [`TokenRepository`](picloud_core::ports::TokenRepository)) over one sqlx connection
+//! [`AuthzRepository`](picloud_core::ports::AuthzRepository),
+//! [`TokenRepository`](picloud_core::ports::TokenRepository),
+//! [`ScriptRepository`](picloud_core::ports::ScriptRepository),
+//! [`InvocationRepository`](picloud_core::ports::InvocationRepository) and
+//! [`AppSettingsRepository`](picloud_core::ports::AppSettingsRepository)) over one sqlx connection
 //! pool, with the schema shipped as embedded migrations ([`MIGRATOR`]).
 //!
 //! ## Why it looks the way it does

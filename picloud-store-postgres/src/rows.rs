@@ -64,9 +64,13 @@ pub(crate) fn email(s: Option<String>) -> Result<Option<Email>, DecodeError> {
         .transpose()
 }
 
-/// An app's or a token's name as stored.
+/// An app's or a token's name as stored: exactly as stored (a name that
+/// would need trimming was not written by the type, and is refused too).
 pub(crate) fn display_name(s: String) -> Result<DisplayName, DecodeError> {
-    DisplayName::parse(&s).map_err(|_| DecodeError::new("name", s))
+    match DisplayName::parse(&s) {
+        Ok(name) if name.as_str() == s => Ok(name),
+        _ => Err(DecodeError::new("name", s)),
+    }
 }
 
 /// A row of `apps`.
@@ -253,6 +257,14 @@ mod tests {
             id: Uuid::new_v4(),
             slug: "shop".into(),
             name: "  ".into(),
+            created_at: Utc::now(),
+        };
+        assert!(App::try_from(row).is_err());
+        // Decoding is exact: a name the type would trim was not written by it.
+        let row = AppRow {
+            id: Uuid::new_v4(),
+            slug: "shop".into(),
+            name: " Shop ".into(),
             created_at: Utc::now(),
         };
         assert!(App::try_from(row).is_err());

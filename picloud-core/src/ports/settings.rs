@@ -34,7 +34,9 @@ pub trait AppSettingsRepository: Send + Sync {
     /// never `None`: the defaults may be higher than what the app was given.
     async fn app_limits(&self, app: AppId) -> Result<Option<Limits>, SettingsRepoError>;
 
-    /// Sets (or, with `None`, clears) the app's limits override.
+    /// Sets (or, with `None`, clears) the app's limits override. A store
+    /// may keep `wall_clock` to the millisecond only (its JSON form,
+    /// `wall_clock_ms`); every other field is kept exactly.
     /// [`SettingsRepoError::NotFound`] if the app does not exist.
     async fn set_app_limits(
         &self,

@@ -18,8 +18,8 @@ macro_rules! __conformance_settings_cases {
     };
 }
 
-/// Per-app limits overrides are stored (every field), replaced and
-/// cleared.
+/// Per-app limits overrides are stored (three fields off their defaults),
+/// replaced and cleared.
 pub async fn settings_app_limits_round_trip(stores: Stores) {
     let fx = Fixture::new(stores.clone());
     let app = fx.app("a").await;
@@ -62,7 +62,8 @@ pub async fn settings_app_limits_round_trip(stores: Stores) {
     assert!(matches!(e, SettingsRepoError::NotFound), "got {e:?}");
 }
 
-/// An unknown app has no settings, and none can be set on it.
+/// An unknown app has no settings, and none can be set on it; a deleted
+/// app's settings go with it.
 pub async fn settings_go_with_their_app(stores: Stores) {
     let fx = Fixture::new(stores.clone());
     let a = fx.app("a").await;
@@ -86,6 +87,15 @@ pub async fn settings_go_with_their_app(stores: Stores) {
     let e = stores
         .settings
         .set_app_limits(AppId::new(), None)
+        .await
+        .unwrap_err();
+    assert!(matches!(e, SettingsRepoError::NotFound), "got {e:?}");
+    // Deleting the app drops its settings.
+    stores.apps.delete(a.id).await.unwrap();
+    assert_eq!(stores.settings.app_limits(a.id).await.unwrap(), None);
+    let e = stores
+        .settings
+        .set_app_limits(a.id, Some(tight))
         .await
         .unwrap_err();
     assert!(matches!(e, SettingsRepoError::NotFound), "got {e:?}");
