@@ -6,9 +6,11 @@
 //! conformance suite can assert on errors across every store. With the `mock`
 //! feature, each trait also gets a `mockall` mock (`MockAppRepository`, ...).
 //!
-//! To add a port, copy the shape of [`apps`]: the trait, its error enum with a
-//! `Backend(BoxError)` variant, the `automock` attribute, then add a view to
-//! [`crate::Stores`] and cases to the conformance suite.
+//! To add a port, copy the shape of [`settings`] (the newest, and small): the
+//! trait, its `#[non_exhaustive]` error enum with a `Backend(BoxError)`
+//! variant, the `automock` attribute; then a field of [`crate::Stores`], a
+//! conformance module, and one file per store. ARCHITECTURE.md ("How to add
+//! a port") lists the four places.
 
 pub mod apps;
 pub mod authz;
