@@ -4,7 +4,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use super::user::text_newtype;
+use super::text::text_newtype;
 
 /// Trims a free-text name (an app's or a token's) and checks it: 1 to `max`
 /// characters, no control characters (a store need not keep NUL, and

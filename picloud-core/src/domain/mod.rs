@@ -11,6 +11,7 @@ mod principal;
 mod roles;
 mod script;
 mod slug;
+mod text;
 mod token;
 mod user;
 

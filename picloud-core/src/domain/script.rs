@@ -5,6 +5,8 @@ use std::fmt;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use super::text::text_newtype;
+
 use crate::ids::{AdminUserId, AppId, ScriptId};
 
 /// A script's name within its app: 1–64 characters of `A-Za-z0-9_-`, used in
@@ -37,25 +39,7 @@ impl ScriptName {
     }
 }
 
-impl TryFrom<String> for ScriptName {
-    type Error = ScriptNameError;
-
-    fn try_from(s: String) -> Result<Self, Self::Error> {
-        Self::parse(&s)
-    }
-}
-
-impl From<ScriptName> for String {
-    fn from(s: ScriptName) -> Self {
-        s.0
-    }
-}
-
-impl fmt::Display for ScriptName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
+text_newtype!(ScriptName, ScriptNameError);
 
 /// A script of an app: a name, and which of its immutable versions is live.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
