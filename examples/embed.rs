@@ -4,6 +4,10 @@
 //! ```text
 //! cargo run --example embed
 //! curl -H 'x-user: alice' http://127.0.0.1:3000/picloud/admin/apps
+//! curl -X PUT -H 'x-user: alice' -H 'content-type: text/plain' \
+//!      --data-binary '"hello from " + request.path' \
+//!      http://127.0.0.1:3000/picloud/admin/apps/shop/scripts/hello
+//! curl http://127.0.0.1:3000/picloud/run/shop/hello/there
 //! ```
 //!
 //! The host app authenticates people its own way (here, a toy `x-user`
@@ -11,7 +15,9 @@
 //! PiCloud [`Principal`]. PiCloud's admin routers are mounted under
 //! `/picloud`; they read the `Extension<Principal>` and enforce every rule in
 //! `picloud-core`, so the host's layer decides *who* is calling and PiCloud
-//! decides *what* they may do.
+//! decides *what* they may do. The script endpoints (`run_router`) are
+//! public, like any serverless function's URL, so they sit beside the
+//! admin routes, outside the host's auth layer.
 
 use axum::extract::{Request, State};
 use axum::http::StatusCode;
@@ -47,7 +53,8 @@ async fn toy_auth(State(stores): State<Stores>, mut req: Request, next: Next) ->
     }
 }
 
-/// The host app: its own routes, plus PiCloud's admin API under `/picloud`.
+/// The host app: its own routes, plus PiCloud's admin API and script
+/// endpoints under `/picloud`.
 pub async fn host_app() -> Router {
     let stores = MemoryStore::new().into_stores();
     // The host seeds its users in PiCloud's directory (or syncs them).
@@ -75,8 +82,10 @@ pub async fn host_app() -> Router {
         .await
         .expect("seed app");
 
-    let picloud = picloud::http::admin_router(ApiState::new(stores.clone()))
+    let state = ApiState::new(stores.clone());
+    let admin = picloud::http::admin_router(state.clone())
         .layer(middleware::from_fn_with_state(stores, toy_auth));
+    let picloud = admin.merge(picloud::http::run_router(state));
     Router::new()
         .route("/", get(|| async { "the host app's own home page" }))
         .nest("/picloud", picloud)

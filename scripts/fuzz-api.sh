@@ -45,11 +45,14 @@ WARNINGS=(--warnings off)
 [ -n "${FUZZ_SHOW_WARNINGS:-}" ] && WARNINGS=()
 
 # Revoking tokens is excluded: the stateful phase would revoke the very token
-# it authenticates with (tests/members_api.rs covers revocation).
+# it authenticates with (tests/members_api.rs covers revocation). The script
+# endpoints (/run) are documented but not fuzzed: a fuzzer-deployed script
+# that throws answers its own 500, which is the script's, not the server's.
 "$VENV/bin/schemathesis" run "$BASE/api/v1/openapi.json" \
   --header "Authorization: Bearer $TOKEN" \
   --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance \
   --exclude-path '/api/v1/admin/tokens/{id}' \
+  --exclude-path-regex '^/run/' \
   --max-examples "$MAX_EXAMPLES" \
   --seed "${FUZZ_SEED:-20261122}" \
   "${WARNINGS[@]}"

@@ -18,7 +18,16 @@ static ALLOCATOR: picloud_core::executor::meter::MeteredAllocator =
 
 /// PiCloud: upload a Rhai script, get an HTTP endpoint.
 #[derive(Debug, Parser)]
-#[command(version, about)]
+#[command(
+    version,
+    about,
+    after_help = "Environment:\n  \
+        PICLOUD_BOOTSTRAP_TOKEN  the first owner's API token (at least 32 characters), used only \
+        when the store has no owner yet; without it a token is generated and printed once\n  \
+        DATABASE_URL             PostgreSQL (postgres://USER@HOST:PORT/DB); without it, memory\n  \
+        RUST_LOG                 the log filter (default: info)\n\n\
+        Locked out? `picloud admin create-owner-token --database-url URL` prints a fresh owner token."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -33,6 +42,21 @@ enum Command {
     /// Run the database migrations, then exit.
     Migrate {
         /// PostgreSQL URL.
+        #[arg(long, env = "DATABASE_URL")]
+        database_url: String,
+    },
+    /// Offline administration, straight through the store (no server needed).
+    #[command(subcommand)]
+    Admin(AdminCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum AdminCommand {
+    /// Print a fresh owner API token on standard output: the way back in
+    /// after the owner's tokens are lost. Makes `admin` an owner again if no
+    /// active owner is left.
+    CreateOwnerToken {
+        /// PostgreSQL URL (the in-memory store has nothing to recover).
         #[arg(long, env = "DATABASE_URL")]
         database_url: String,
     },
@@ -126,13 +150,22 @@ async fn run(cli: Cli) -> ExitCode {
             .await
             .map(|()| tracing::info!("migrations applied"))
             .map_err(|e| e.to_string()),
+        Some(Command::Admin(AdminCommand::CreateOwnerToken { database_url })) => {
+            server::create_owner_token(&database_url)
+                .await
+                .map(|(token, owner)| {
+                    eprintln!("A new API token for the owner `{owner}` (shown once):");
+                    println!("{token}");
+                })
+                .map_err(|e| e.to_string())
+        }
         Some(Command::Serve(args)) => serve(args).await,
         None => serve(cli.serve).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            tracing::error!("{e}");
+            // Once, on standard error: the log is for the running server.
             eprintln!("picloud: {e}");
             ExitCode::FAILURE
         }

@@ -83,8 +83,9 @@ impl Default for ServerConfig {
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    /// The database could not be reached or migrated.
-    #[error("database: {0}")]
+    /// The database could not be reached or migrated (the message names
+    /// the server and the cause, and says what to do).
+    #[error("{0}")]
     Database(String),
     /// The feature for the requested store is not compiled in.
     #[error("{0}")]
@@ -160,13 +161,14 @@ pub async fn open_store(database_url: Option<&str>) -> Result<OpenedStore, Start
         }),
         #[cfg(feature = "postgres")]
         Some(url) => {
-            let store = picloud_store_postgres::PostgresStore::connect(url)
+            let store = picloud_store_postgres::PostgresStore::connect_explained(url)
                 .await
-                .map_err(|e| StartError::Database(e.to_string()))?;
-            store
-                .migrate()
-                .await
-                .map_err(|e| StartError::Database(e.to_string()))?;
+                .map_err(StartError::Database)?;
+            store.migrate().await.map_err(|e| {
+                StartError::Database(format!(
+                    "the database's schema could not be brought up to date: {e}"
+                ))
+            })?;
             Ok(OpenedStore {
                 stores: store.clone().into_stores(),
                 kind: StoreKind::Postgres,
@@ -183,6 +185,18 @@ pub async fn open_store(database_url: Option<&str>) -> Result<OpenedStore, Start
 /// Runs the migrations against `database_url` (`picloud migrate`).
 pub async fn migrate(database_url: &str) -> Result<(), StartError> {
     open_store(Some(database_url)).await.map(|_| ())
+}
+
+/// Owner recovery (`picloud admin create-owner-token`): straight through
+/// the store at `database_url`, issues a fresh owner token, and returns it
+/// with the owner's username. See [`AuthService::create_owner_token`].
+pub async fn create_owner_token(database_url: &str) -> Result<(String, String), StartError> {
+    let opened = open_store(Some(database_url)).await?;
+    let (issued, owner) = AuthService::new(opened.stores)
+        .create_owner_token()
+        .await
+        .map_err(|e| StartError::Bootstrap(e.to_string()))?;
+    Ok((issued.token, owner.username.to_string()))
 }
 
 /// A server running in the background.
@@ -257,6 +271,14 @@ pub async fn start_with_signal(
         .bootstrap(config.bootstrap_token.as_deref())
         .await
         .map_err(|e| StartError::Bootstrap(e.to_string()))?;
+    if bootstrap == Bootstrap::ConfiguredTokenIgnored {
+        tracing::warn!(
+            "PICLOUD_BOOTSTRAP_TOKEN is ignored: an owner exists, and this is not one of its \
+             working tokens (the variable is used only when the first owner is created). \
+             If you are locked out, run `picloud admin create-owner-token --database-url URL` \
+             on this machine for a fresh owner token"
+        );
+    }
     start_on(opened, &config, bootstrap, signal).await
 }
 
@@ -312,7 +334,8 @@ async fn start_on(
         loop {
             match state.warm().await {
                 Ok(scripts) => {
-                    tracing::info!("warm: {scripts} live scripts compiled");
+                    let noun = if scripts == 1 { "script" } else { "scripts" };
+                    tracing::info!("warm: {scripts} live {noun} compiled");
                     break;
                 }
                 Err(e) => {

@@ -82,5 +82,24 @@ async fn the_embedded_routers_follow_the_host_auth_and_the_core_rules() {
             .status(),
         403
     );
+    // Scripts: alice deploys through the admin routes (bob, a viewer, may
+    // not), and anyone calls the script, with no host auth at all.
+    let deploy = |user: &'static str| {
+        client
+            .put(format!("{base}/picloud/admin/apps/shop/scripts/hello"))
+            .header("x-user", user)
+            .header("content-type", "text/plain")
+            .body(r#""hello from " + request.path"#)
+            .send()
+    };
+    assert_eq!(deploy("bob").await.unwrap().status(), 403);
+    assert_eq!(deploy("alice").await.unwrap().status(), 201);
+    let run = get("/picloud/run/shop/hello/there", None).await.unwrap();
+    assert_eq!(run.status(), 200);
+    assert_eq!(run.text().await.unwrap(), "hello from /there");
+    assert_eq!(
+        get("/picloud/run/shop/nope", None).await.unwrap().status(),
+        404
+    );
     server.abort();
 }

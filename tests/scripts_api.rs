@@ -75,6 +75,27 @@ async fn every_output_form(s: TestServer) {
     assert_eq!(resp.status().as_u16(), 418);
     assert_eq!(resp.headers()["x-brewed-by"], "picloud");
     assert_eq!(resp.text().await.unwrap(), "I'm a teapot");
+    // The router's own routes: each one it advertises answers, and a user
+    // id that is not a number is a 404, not a script error.
+    let (status, _, body) = s.run(Method::GET, "/run/shop/router", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body, "routes: /users, /users/{id}, /teapot");
+    let (status, _, body) = s.run(Method::GET, "/run/shop/router/users/2", None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap()["name"],
+        "linus"
+    );
+    for missing in ["/users/abc", "/users/3", "/time"] {
+        let (status, _, body) = s
+            .run(Method::GET, &format!("/run/shop/router{missing}"), None)
+            .await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{missing}: {body}");
+        assert_eq!(
+            serde_json::from_str::<Value>(&body).unwrap()["error"],
+            format!("nothing at {missing}")
+        );
+    }
     // response(status, map): JSON with that status.
     let (status, _, body) = s.run(Method::GET, "/run/shop/router/nope", None).await;
     assert_eq!(status, StatusCode::NOT_FOUND);

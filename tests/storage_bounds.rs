@@ -139,6 +139,12 @@ async fn a_log_flood_stays_within_its_bounds_and_spares_other_apps(s: TestServer
     s.shutdown().await;
 }
 
+/// `source` (from [`source_of`]) with `i` written into its first comment:
+/// the same length, a different source.
+fn numbered(source: &str, i: usize) -> String {
+    source.replacen("xxx", &format!("{i:03}"), 1)
+}
+
 /// A source of exactly `len` bytes that compiles (to 1): comment lines.
 fn source_of(len: usize) -> String {
     let mut src = String::from("1\n");
@@ -165,7 +171,10 @@ async fn deploys_stop_at_the_quota_and_deleting_a_script_frees_it(s: TestServer)
     let big = source_of(size);
     for i in 0..fit {
         // Versions of a few scripts: every version counts.
-        let (status, body) = s.deploy("shop", &format!("big{}", i % 4), &big).await;
+        // Each version differs (an identical upload stores nothing).
+        let (status, body) = s
+            .deploy("shop", &format!("big{}", i % 4), &numbered(&big, i))
+            .await;
         assert!(status.is_success(), "deploy {i}: {status} {body}");
     }
     let (_, usage) = s.get("/api/v1/admin/apps/shop/usage", &s.owner_token).await;
@@ -181,7 +190,7 @@ async fn deploys_stop_at_the_quota_and_deleting_a_script_frees_it(s: TestServer)
     let error = body["error"].as_str().unwrap();
     assert!(error.contains("storage quota exceeded"), "{error}");
     assert!(error.contains(&SOURCE_BYTES_PER_APP.to_string()), "{error}");
-    let (status, body) = s.deploy("shop", "big1", &big).await;
+    let (status, body) = s.deploy("shop", "big1", &numbered(&big, 999)).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
     let (status, _) = s
         .get("/api/v1/admin/apps/shop/scripts/extra", &s.owner_token)

@@ -159,6 +159,20 @@ pub struct CreateAppRequest {
     pub name: String,
 }
 
+/// `PATCH /admin/apps/{id_or_slug}`: rename an app (its slug stays).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PatchAppRequest {
+    /// The new display name, 1–200 characters, not only spaces.
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = "\\S",
+        example = "Shop (EU)"
+    )]
+    pub name: String,
+}
+
 /// `POST /auth/login`.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -167,6 +181,19 @@ pub struct LoginRequest {
     pub username: String,
     /// The password.
     pub password: String,
+}
+
+/// `PUT /admin/me/password`: change the caller's own password.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ChangePasswordRequest {
+    /// The present password; omitted only by a user who has none yet (the
+    /// bootstrap owner `admin`, setting a first one).
+    #[serde(default)]
+    pub current_password: Option<String>,
+    /// The new password (8–1024 characters).
+    #[schema(min_length = 8, max_length = 1024, example = "correct horse battery")]
+    pub new_password: String,
 }
 
 /// A successful login: a bearer token valid for 12 hours, and the user.
@@ -196,6 +223,11 @@ pub struct CreateTokenRequest {
     /// With `app`: the most the token may do there (default `app_admin`).
     #[serde(default)]
     pub max_role: Option<AppRole>,
+    /// Seconds from now until the token stops working (1 to 316 224 000,
+    /// ten years); without it, it works until revoked.
+    #[serde(default)]
+    #[schema(minimum = 1, maximum = 316_224_000, example = 86400)]
+    pub expires_in: Option<u64>,
 }
 
 /// A token's record (never the secret, except once in [`TokenCreatedDto`]).

@@ -299,6 +299,7 @@ mod tests {
         let e = ExecError::Runtime {
             message: "boom".into(),
             line: Some(2),
+            column: Some(5),
         };
         let (status, json) = body(ApiError::from(&e)).await;
         assert_eq!(status, 500);

@@ -112,12 +112,13 @@ impl ApiState {
 
     /// Services over `stores`, running scripts on `executor`.
     pub fn with_executor(stores: Stores, executor: Arc<dyn Executor>) -> Self {
+        let scripts = ScriptService::new(stores.clone(), executor);
         Self(Arc::new(Services {
             members: MembershipService::new(stores.clone()),
-            apps: AppService::new(stores.clone()),
+            apps: AppService::new(stores.clone()).with_listener(Arc::new(scripts.clone())),
             users: UserService::new(stores.clone()),
             auth: AuthService::new(stores.clone()),
-            scripts: ScriptService::new(stores.clone(), executor),
+            scripts,
             stores,
         }))
     }
@@ -138,7 +139,12 @@ pub fn admin_router(state: ApiState) -> Router {
     use routes::{apps, members, scripts, tokens, users};
     Router::new()
         .route("/admin/apps", get(apps::list_apps).post(apps::create_app))
-        .route("/admin/apps/{id_or_slug}", get(apps::get_app))
+        .route(
+            "/admin/apps/{id_or_slug}",
+            get(apps::get_app)
+                .patch(apps::patch_app)
+                .delete(apps::delete_app),
+        )
         .route(
             "/admin/apps/{id_or_slug}/members",
             get(members::list_members).post(members::grant_member),
@@ -152,6 +158,10 @@ pub fn admin_router(state: ApiState) -> Router {
             get(users::list_users).post(users::create_user),
         )
         .route("/admin/admins/{id}", patch(users::patch_user))
+        .route(
+            "/admin/me/password",
+            axum::routing::put(routes::auth::change_password),
+        )
         .route(
             "/admin/tokens",
             get(tokens::list_tokens).post(tokens::create_token),
@@ -188,9 +198,19 @@ pub fn admin_router(state: ApiState) -> Router {
         )
         .route(
             "/admin/apps/{id_or_slug}/limits",
-            get(scripts::get_limits).put(scripts::put_limits),
+            get(scripts::get_limits)
+                .put(scripts::put_limits)
+                .patch(scripts::patch_limits),
         )
         .route("/admin/apps/{id_or_slug}/usage", get(scripts::get_usage))
+        .route(
+            "/admin/apps/{id_or_slug}/invocations",
+            get(scripts::list_app_invocations),
+        )
+        .route(
+            "/admin/apps/{id_or_slug}/logs/stream",
+            get(routes::logs::stream_logs),
+        )
         .with_state(state)
 }
 
@@ -276,6 +296,20 @@ impl std::fmt::Debug for AppOptions {
     }
 }
 
+/// `GET /`: what this server is and where its parts are, for a person
+/// who opened the address (the dashboard takes this place once it exists).
+async fn index() -> Json<serde_json::Value> {
+    Json(serde_json::json!({
+        "name": "picloud",
+        "version": env!("CARGO_PKG_VERSION"),
+        "api": "/api/v1",
+        "openapi": "/api/v1/openapi.json",
+        "scripts": "/run/{app}/{script}",
+        "health": "/healthz",
+        "ready": "/readyz",
+    }))
+}
+
 async fn healthz() -> Json<serde_json::Value> {
     Json(serde_json::json!({ "status": "ok" }))
 }
@@ -324,6 +358,7 @@ fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
 /// JSON fallbacks, and the [`standard_layers`].
 pub fn app(state: ApiState, options: AppOptions) -> Router {
     let probes = Router::new()
+        .route("/", get(index))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .with_state(Probe {
@@ -359,14 +394,19 @@ pub fn standard_layers_with(router: Router, body_limit: usize, body_timeout: Dur
         tower::ServiceBuilder::new()
             .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
             .layer(
-                TraceLayer::new_for_http().make_span_with(|req: &Request| {
-                    let id = req
-                        .headers()
-                        .get("x-request-id")
-                        .and_then(|v| v.to_str().ok())
-                        .unwrap_or("-");
-                    tracing::info_span!("request", method = %req.method(), uri = %req.uri(), request_id = %id)
-                }),
+                // No `on_failure` line: a 5xx from a script is the script's
+                // (the run handler logs it for its app, at INFO), and an
+                // internal error logs its cause where it happens.
+                TraceLayer::new_for_http()
+                    .make_span_with(|req: &Request| {
+                        let id = req
+                            .headers()
+                            .get("x-request-id")
+                            .and_then(|v| v.to_str().ok())
+                            .unwrap_or("-");
+                        tracing::info_span!("request", method = %req.method(), uri = %req.uri(), request_id = %id)
+                    })
+                    .on_failure(()),
             )
             .layer(PropagateRequestIdLayer::x_request_id())
             .layer(CatchPanicLayer::custom(panic_response))

@@ -25,14 +25,98 @@ impl Modify for BearerAuth {
     }
 }
 
+/// Whether the process is alive.
+#[utoipa::path(
+    get, path = "/healthz", tag = "probes",
+    responses((status = 200, description = "Alive: `{\"status\": \"ok\"}`", body = Object)),
+)]
+#[allow(dead_code)]
+fn healthz() {}
+
+/// Whether the server can serve: the store is reachable and the live
+/// scripts are compiled.
+#[utoipa::path(
+    get, path = "/readyz", tag = "probes",
+    responses(
+        (status = 200, description = "Ready: `{\"status\": \"ready\"}`", body = Object),
+        (status = 503, description = "Warming up, or the store is unreachable", body = ErrorBody),
+    ),
+)]
+#[allow(dead_code)]
+fn readyz() {}
+
+/// What a script endpoint answers.
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)]
+enum RunResponses {
+    /// The script's answer (any status and content type it chose).
+    #[response(status = 200)]
+    Answer,
+    /// The script returned nothing.
+    #[response(status = 204)]
+    Nothing,
+    /// No such app or script.
+    #[response(status = 404)]
+    NotFound(ErrorBody),
+    /// Body over 1 MiB.
+    #[response(status = 413)]
+    TooLarge(ErrorBody),
+    /// Script error: `error`, and `line` when known.
+    #[response(status = 500)]
+    ScriptError(ErrorBody),
+    /// The pool is full: retry after `Retry-After`.
+    #[response(status = 503)]
+    Busy(ErrorBody),
+    /// The script ran out of time (wall clock or operations).
+    #[response(status = 504)]
+    OutOfTime(ErrorBody),
+}
+
+/// Calls a script: public, no token needed. The request (method, path,
+/// query, headers, body) is the script's `request`; its value is the
+/// answer: a string is 200 `text/plain`, `response(status, body[,
+/// headers])` sets all three, unit is 204, anything else is 200 JSON.
+#[utoipa::path(
+    method(get, post, put, patch, delete), path = "/run/{app}/{script}", tag = "run",
+    params(
+        ("app" = String, Path, description = "App slug", example = "demo"),
+        ("script" = String, Path, description = "Script name", example = "hello"),
+    ),
+    request_body(content = String, content_type = "*/*", description = "Any body, at most 1 MiB of UTF-8"),
+    responses(RunResponses),
+)]
+#[allow(dead_code)]
+fn run() {}
+
+/// Calls a script with a path of its own: `request.path` is `/{rest}`.
+#[utoipa::path(
+    method(get, post, put, patch, delete), path = "/run/{app}/{script}/{rest}", tag = "run",
+    params(
+        ("app" = String, Path, description = "App slug", example = "demo"),
+        ("script" = String, Path, description = "Script name", example = "hello"),
+        ("rest" = String, Path, description = "The rest of the path, the script's `request.path`", example = "users/1"),
+    ),
+    request_body(content = String, content_type = "*/*", description = "Any body, at most 1 MiB of UTF-8"),
+    responses(RunResponses),
+)]
+#[allow(dead_code)]
+fn run_rest() {}
+
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "PiCloud API", description = "Self-hosted serverless: apps, members, users and tokens."),
+    info(title = "PiCloud API", description = "Self-hosted serverless: apps, members, users, tokens, scripts and their endpoints."),
     paths(
+        healthz,
+        readyz,
+        run,
+        run_rest,
         routes::auth::login,
+        routes::auth::change_password,
         routes::apps::list_apps,
         routes::apps::create_app,
         routes::apps::get_app,
+        routes::apps::patch_app,
+        routes::apps::delete_app,
         routes::members::list_members,
         routes::members::grant_member,
         routes::members::patch_member,
@@ -50,18 +134,21 @@ impl Modify for BearerAuth {
         routes::scripts::get_version,
         routes::scripts::rollback_script,
         routes::scripts::list_invocations,
+        routes::scripts::list_app_invocations,
+        routes::logs::stream_logs,
         routes::scripts::get_limits,
         routes::scripts::put_limits,
+        routes::scripts::patch_limits,
         routes::scripts::get_usage,
     ),
     components(schemas(
         ErrorBody,
         dto::AppMemberDto, dto::GrantMemberRequest, dto::PatchMemberRequest,
         dto::UserDto, dto::CreateUserRequest, dto::PatchUserRequest,
-        dto::AppDto, dto::CreateAppRequest,
-        dto::LoginRequest, dto::LoginResponse,
+        dto::AppDto, dto::CreateAppRequest, dto::PatchAppRequest,
+        dto::LoginRequest, dto::LoginResponse, dto::ChangePasswordRequest,
         dto::CreateTokenRequest, dto::TokenDto, dto::TokenCreatedDto,
-        routes::scripts::ScriptDto, routes::scripts::ScriptDetailDto, routes::scripts::VersionDto,
+        routes::scripts::ScriptDto, routes::scripts::DeployDto, routes::scripts::ScriptDetailDto, routes::scripts::VersionDto,
         routes::scripts::VersionSourceDto, routes::scripts::RollbackRequest,
         routes::scripts::InvocationDto, routes::scripts::CompileErrorBody, picloud_core::executor::Limits,
         routes::scripts::UsageDto,
@@ -74,6 +161,8 @@ impl Modify for BearerAuth {
         (name = "users", description = "The user directory"),
         (name = "tokens", description = "The caller's API tokens"),
         (name = "scripts", description = "Scripts: deploy, versions, rollback, delete, invocations, limits, storage usage"),
+        (name = "run", description = "The public script endpoints"),
+        (name = "probes", description = "Liveness and readiness"),
     )
 )]
 struct ApiDoc;
@@ -94,7 +183,9 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
                 .build(),
         )
     };
-    for item in doc.paths.paths.values_mut() {
+    for (path, item) in doc.paths.paths.iter_mut() {
+        // A script endpoint takes any body as it is: JSON rules do not apply.
+        let json_api = path.starts_with("/api/");
         let ops = [
             item.get.as_mut(),
             item.post.as_mut(),
@@ -115,7 +206,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
                     "Missing, invalid or revoked token, or deactivated user",
                 ));
             }
-            if has_body {
+            if has_body && json_api {
                 common.push(("413", "Request body too large"));
                 common.push(("415", "Body is not `application/json`"));
                 common.push(("422", "Body has the wrong shape or breaks a rule"));
@@ -133,6 +224,113 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 
 #[cfg(test)]
 mod tests {
+    use serde_json::Value;
+
+    /// Every `{name}` of every path template is a declared path parameter,
+    /// and every declared path parameter is in the template (a query
+    /// parameter declared `in: path` breaks generated clients).
+    #[test]
+    fn path_parameters_match_their_templates() {
+        let doc = serde_json::to_value(super::openapi()).unwrap();
+        let paths = doc["paths"].as_object().unwrap();
+        assert!(
+            paths.contains_key("/run/{app}/{script}"),
+            "{:?}",
+            paths.keys()
+        );
+        assert!(paths.contains_key("/healthz") && paths.contains_key("/readyz"));
+        for (template, item) in paths {
+            let in_template: std::collections::BTreeSet<&str> = template
+                .split('/')
+                .filter_map(|seg| seg.strip_prefix('{')?.strip_suffix('}'))
+                .collect();
+            for (method, op) in item.as_object().unwrap() {
+                let declared: std::collections::BTreeSet<&str> = op["parameters"]
+                    .as_array()
+                    .map(|ps| {
+                        ps.iter()
+                            .filter(|p| p["in"] == "path")
+                            .map(|p| p["name"].as_str().unwrap())
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                assert_eq!(declared, in_template, "{method} {template}");
+            }
+        }
+    }
+
+    /// Whether `value` is of the JSON Schema `schema` as far as its type,
+    /// enum and bounds say (what `default`s use).
+    fn conforms(value: &Value, schema: &Value) -> bool {
+        let types: Vec<&str> = match &schema["type"] {
+            Value::String(t) => vec![t.as_str()],
+            Value::Array(ts) => ts.iter().filter_map(Value::as_str).collect(),
+            _ => Vec::new(),
+        };
+        let typed = types.is_empty()
+            || types.iter().any(|t| match *t {
+                "integer" => value.is_i64() || value.is_u64(),
+                "number" => value.is_number(),
+                "string" => value.is_string(),
+                "boolean" => value.is_boolean(),
+                "array" => value.is_array(),
+                "object" => value.is_object(),
+                "null" => value.is_null(),
+                _ => false,
+            });
+        let listed = schema["enum"]
+            .as_array()
+            .is_none_or(|options| options.contains(value));
+        let above = schema["minimum"]
+            .as_f64()
+            .is_none_or(|min| value.as_f64().is_none_or(|v| v >= min));
+        let below = schema["maximum"]
+            .as_f64()
+            .is_none_or(|max| value.as_f64().is_none_or(|v| v <= max));
+        typed && listed && above && below
+    }
+
+    fn check_defaults(at: &str, node: &Value, bad: &mut Vec<String>) {
+        match node {
+            Value::Object(map) => {
+                if let Some(default) = map.get("default")
+                    && !conforms(default, node)
+                {
+                    bad.push(format!("{at}: default {default} vs {node}"));
+                }
+                for (key, child) in map {
+                    check_defaults(&format!("{at}/{key}"), child, bad);
+                }
+            }
+            Value::Array(items) => {
+                for (i, child) in items.iter().enumerate() {
+                    check_defaults(&format!("{at}/{i}"), child, bad);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Every `default` in the document is a value of its own schema (the
+    /// wall clock's was serde's `{"secs":1,"nanos":0}` for an integer).
+    #[test]
+    fn every_default_validates_against_its_schema() {
+        let doc = serde_json::to_value(super::openapi()).unwrap();
+        let mut bad = Vec::new();
+        check_defaults("", &doc, &mut bad);
+        assert!(bad.is_empty(), "{bad:#?}");
+        let wall = &doc["components"]["schemas"]["Limits"]["properties"]["wall_clock_ms"];
+        assert_eq!(wall["default"], 1000, "{wall}");
+        // The checker itself catches the old mistake.
+        let mut caught = Vec::new();
+        check_defaults(
+            "",
+            &serde_json::json!({"type": "integer", "default": {"secs": 1, "nanos": 0}}),
+            &mut caught,
+        );
+        assert_eq!(caught.len(), 1);
+    }
+
     #[test]
     fn limits_are_documented_from_the_core_type() {
         let doc = serde_json::to_value(super::openapi()).unwrap();

@@ -1,5 +1,7 @@
-//! The apps service: create, list and show apps, each with the caller's
-//! effective role (`my_role`).
+//! The apps service: create, list, show, rename and delete apps, each with
+//! the caller's effective role (`my_role`).
+
+use std::sync::Arc;
 
 use crate::authz::{self, AuthzRepoError, Capability, require};
 use crate::domain::{App, AppRole, DisplayName, InstanceRole, NewApp, Principal, Slug};
@@ -63,16 +65,87 @@ impl ServiceError for AppError {
     }
 }
 
-/// Creates, lists and shows apps.
-#[derive(Debug, Clone)]
+/// Told when an app is created or deleted, so that what another service
+/// keeps in memory about apps (compiled scripts, say) follows.
+#[async_trait::async_trait]
+pub trait AppListener: Send + Sync {
+    /// `app` was just created.
+    async fn app_created(&self, app: &App) {
+        let _ = app;
+    }
+
+    /// `app` is gone from the store; forget it.
+    async fn app_deleted(&self, app: &App);
+}
+
+/// Creates, lists, shows, renames and deletes apps.
+#[derive(Clone)]
 pub struct AppService {
     stores: Stores,
+    listeners: Vec<Arc<dyn AppListener>>,
+}
+
+impl std::fmt::Debug for AppService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppService")
+            .field("listeners", &self.listeners.len())
+            .finish_non_exhaustive()
+    }
 }
 
 impl AppService {
     /// A service over `stores`.
     pub fn new(stores: Stores) -> Self {
-        Self { stores }
+        Self {
+            stores,
+            listeners: Vec::new(),
+        }
+    }
+
+    /// This service, telling `listener` of every app it deletes.
+    pub fn with_listener(mut self, listener: Arc<dyn AppListener>) -> Self {
+        self.listeners.push(listener);
+        self
+    }
+
+    /// Renames an app (`AppAdmin`): a new display name; the slug, and so
+    /// every URL, stays.
+    pub async fn rename(
+        &self,
+        principal: &Principal,
+        ident: &str,
+        name: &str,
+    ) -> Result<AppWithRole, AppError> {
+        let (app, my_role) =
+            authz::resolve_with_role(&self.stores, principal, ident, Capability::AppAdmin).await?;
+        let name = DisplayName::parse(name).map_err(|e| AppError::Invalid(e.to_string()))?;
+        let app = self
+            .stores
+            .apps
+            .rename(app.id, name)
+            .await
+            .map_err(|e| match e {
+                AppRepoError::NotFound => AppError::NotFound(ident.to_owned()),
+                other => other.into(),
+            })?;
+        Ok(AppWithRole { app, my_role })
+    }
+
+    /// Deletes an app (`AppAdmin`) with everything it owns: memberships,
+    /// the tokens scoped to it, scripts with every version and their
+    /// invocation logs, its settings. Its endpoints stop answering at once.
+    /// A second delete of the same app is [`AppError::NotFound`].
+    pub async fn delete(&self, principal: &Principal, ident: &str) -> Result<(), AppError> {
+        let app = authz::resolve_and_require(&self.stores, principal, ident, Capability::AppAdmin)
+            .await?;
+        self.stores.apps.delete(app.id).await.map_err(|e| match e {
+            AppRepoError::NotFound => AppError::NotFound(ident.to_owned()),
+            other => other.into(),
+        })?;
+        for listener in &self.listeners {
+            listener.app_deleted(&app).await;
+        }
+        Ok(())
     }
 
     /// Creates an app (`CreateApp`). The slug must be valid and free.
@@ -86,6 +159,9 @@ impl AppService {
         let slug = Slug::parse(slug).map_err(|e| AppError::Invalid(e.to_string()))?;
         let name = DisplayName::parse(name).map_err(|e| AppError::Invalid(e.to_string()))?;
         let app = self.stores.apps.create(NewApp::new(slug, name)).await?;
+        for listener in &self.listeners {
+            listener.app_created(&app).await;
+        }
         let my_role = authz::my_role(principal, app.id, None);
         Ok(AppWithRole { app, my_role })
     }

@@ -41,6 +41,10 @@ pub const TOKEN_PREFIX: &str = "pc_";
 /// How long a token issued by login lives.
 pub const LOGIN_TOKEN_TTL: Duration = Duration::hours(12);
 
+/// The longest lifetime a token may be issued with (`expires_in`): ten years.
+pub const MAX_TOKEN_LIFETIME: std::time::Duration =
+    std::time::Duration::from_secs(10 * 366 * 24 * 60 * 60);
+
 /// The shortest bootstrap token accepted (characters): 32 random characters
 /// from any reasonable alphabet carry well over 128 bits.
 pub const MIN_BOOTSTRAP_TOKEN_LEN: usize = 32;
@@ -242,9 +246,15 @@ pub struct IssuedToken {
 
 /// What [`AuthService::bootstrap`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Bootstrap {
     /// An active owner already exists: nothing was done.
     OwnerExists,
+    /// An active owner already exists, and the configured token is not one
+    /// of its working tokens (it changed since the owner was created, or
+    /// was revoked): it is ignored. The server says so in its log, with the
+    /// recovery command (`picloud admin create-owner-token`).
+    ConfiguredTokenIgnored,
     /// The owner `admin` was created with the configured token.
     CreatedWithConfiguredToken,
     /// The owner `admin` was created with this generated token, to print once.
@@ -382,18 +392,93 @@ impl AuthService {
         }
     }
 
+    /// Changes the caller's own password. `current` must be their present
+    /// password; a user who has none yet (the bootstrap owner `admin`) sets
+    /// a first one without it. Scoped tokens may not (403). A wrong `current`
+    /// is 401 and counts as a failed login for the throttle (so this is no
+    /// way around the login backoff). Existing tokens keep working.
+    pub async fn change_password(
+        &self,
+        principal: &Principal,
+        client: Option<IpAddr>,
+        current: Option<&str>,
+        new: &str,
+    ) -> Result<(), AuthError> {
+        Self::may_manage_tokens(principal)?;
+        validate_password(new).map_err(AuthError::Invalid)?;
+        let user = self
+            .stores
+            .users
+            .get(principal.user_id)
+            .await?
+            .ok_or(AuthError::Unauthenticated)?;
+        let creds = self
+            .stores
+            .users
+            .credentials(user.username.as_str())
+            .await?
+            .ok_or(AuthError::Unauthenticated)?;
+        if let Some(stored) = creds.password_hash {
+            let Some(current) = current else {
+                return Err(AuthError::Invalid(
+                    "current_password is required to change a password".into(),
+                ));
+            };
+            let attempt = self
+                .throttle
+                .begin(
+                    throttle::ThrottleKey::new(client, user.username.as_str()),
+                    Instant::now(),
+                )
+                .map_err(|t| AuthError::Throttled {
+                    retry_after: t.retry_after,
+                })?;
+            let current = current.to_owned();
+            let matches = blocking(move || verify_password(&current, &stored)).await?;
+            if !matches {
+                attempt.failed(Instant::now());
+                return Err(AuthError::Unauthenticated);
+            }
+            attempt.succeeded();
+        }
+        let new = new.to_owned();
+        let hash = blocking(move || hash_password(&new)).await??;
+        self.stores
+            .users
+            .set_password_hash(user.id, Some(hash))
+            .await?;
+        Ok(())
+    }
+
     /// Issues a named token for the caller, optionally scoped to one app
     /// (`app` is an id or slug) with a maximum role (default `app_admin`).
     /// A scoped principal cannot issue tokens; a scope needs `AppView` on its
-    /// app; `max_role` without `app` is refused.
+    /// app; `max_role` without `app` is refused. With `expires_in` the token
+    /// stops working that long from now (1 s to [`MAX_TOKEN_LIFETIME`]);
+    /// without it, it works until revoked.
     pub async fn issue_token(
         &self,
         principal: &Principal,
         name: &str,
         app: Option<&str>,
         max_role: Option<AppRole>,
+        expires_in: Option<std::time::Duration>,
     ) -> Result<IssuedToken, AuthError> {
         Self::may_manage_tokens(principal)?;
+        let expires_at = match expires_in {
+            None => None,
+            Some(d) if d.is_zero() || d > MAX_TOKEN_LIFETIME => {
+                return Err(AuthError::Invalid(format!(
+                    "expires_in must be 1 to {} seconds",
+                    MAX_TOKEN_LIFETIME.as_secs()
+                )));
+            }
+            Some(d) => Some(
+                crate::clock::now()
+                    + chrono::Duration::from_std(d)
+                        .map_err(|_| AuthError::Invalid("expires_in is out of range".into()))?,
+            ),
+        };
         let name = DisplayName::parse_field(name, "token name", 100)
             .map_err(|e| AuthError::Invalid(e.to_string()))?;
         let scope = match (app, max_role) {
@@ -421,7 +506,7 @@ impl AuthService {
             .get(principal.user_id)
             .await?
             .ok_or(AuthError::Unauthenticated)?;
-        self.store_token(&user, name, scope, None).await
+        self.store_token(&user, name, scope, expires_at).await
     }
 
     /// The caller's own tokens, newest first.
@@ -511,26 +596,16 @@ impl AuthService {
         if self.stores.users.count_active_owners().await? > 0 {
             // The token is used only when the owner is created: a revoked
             // bootstrap token must stay revoked across restarts.
+            if let Some(t) = configured
+                && self.authenticate(t).await.is_err()
+            {
+                return Ok(Bootstrap::ConfiguredTokenIgnored);
+            }
             return Ok(Bootstrap::OwnerExists);
         }
-        let owner = match self.stores.users.find_by_username("admin").await? {
-            // An `admin` user exists but is no active owner: make it one, in
-            // one guarded step (a promotion never trips the last-owner rule).
-            Some(u) => {
-                self.stores
-                    .users
-                    .update_guarded(u.id, Some(InstanceRole::Owner), Some(true), true)
-                    .await?
-            }
-            None => {
-                let new = NewAdminUser::new(admin_username(), InstanceRole::Owner);
-                match self.stores.users.create(new).await {
-                    Ok(u) => u,
-                    // Another node starting on the same database won the race.
-                    Err(AdminUserRepoError::Conflict(_)) => return Ok(Bootstrap::OwnerExists),
-                    Err(e) => return Err(e.into()),
-                }
-            }
+        let Some(owner) = self.make_admin_owner().await? else {
+            // Another node starting on the same database won the race.
+            return Ok(Bootstrap::OwnerExists);
         };
         match configured {
             Some(t) => {
@@ -556,7 +631,66 @@ impl AuthService {
     }
 }
 
-/// A token name PiCloud itself gives (`login`, `bootstrap`).
+impl AuthService {
+    /// Makes `admin` an active owner: creates it, or promotes and
+    /// reactivates it in one guarded step (a promotion never trips the
+    /// last-owner rule). `None` when another node created it meanwhile.
+    async fn make_admin_owner(&self) -> Result<Option<AdminUser>, AuthError> {
+        match self.stores.users.find_by_username("admin").await? {
+            Some(u) => Ok(Some(
+                self.stores
+                    .users
+                    .update_guarded(u.id, Some(InstanceRole::Owner), Some(true), true)
+                    .await?,
+            )),
+            None => {
+                let new = NewAdminUser::new(admin_username(), InstanceRole::Owner);
+                match self.stores.users.create(new).await {
+                    Ok(u) => Ok(Some(u)),
+                    Err(AdminUserRepoError::Conflict(_)) => Ok(None),
+                    Err(e) => Err(e.into()),
+                }
+            }
+        }
+    }
+
+    /// Owner recovery, for an operator with access to the store (the
+    /// `picloud admin create-owner-token` command): issues a fresh, ordinary
+    /// token, named `recovery`, for an active owner (`admin` when it is one,
+    /// else the first by username). With no active owner left, the owner
+    /// `admin` is made one first, as [`bootstrap`](Self::bootstrap) does.
+    /// No authorization: whoever can reach the store directly already holds
+    /// everything.
+    pub async fn create_owner_token(&self) -> Result<(IssuedToken, AdminUser), AuthError> {
+        let owners: Vec<AdminUser> = self
+            .stores
+            .users
+            .list()
+            .await?
+            .into_iter()
+            .filter(|u| u.is_active && u.instance_role == InstanceRole::Owner)
+            .collect();
+        let owner = match owners.iter().find(|u| u.username.as_str() == "admin") {
+            Some(admin) => admin.clone(),
+            None => match owners.into_iter().next() {
+                Some(first) => first,
+                None => match self.make_admin_owner().await? {
+                    Some(admin) => admin,
+                    // Created a moment ago by a starting server: promote it.
+                    None => self.make_admin_owner().await?.ok_or(AuthError::Invalid(
+                        "no active owner could be made: the user `admin` keeps changing".into(),
+                    ))?,
+                },
+            },
+        };
+        let issued = self
+            .store_token(&owner, fixed_name("recovery"), None, None)
+            .await?;
+        Ok((issued, owner))
+    }
+}
+
+/// A token name PiCloud itself gives (`login`, `bootstrap`, `recovery`).
 fn fixed_name(name: &'static str) -> DisplayName {
     DisplayName::parse(name).expect("a valid display name")
 }

@@ -33,7 +33,7 @@ pub struct Limits {
     /// milliseconds on the wire (`wall_clock_ms`). Default 1 s, at most
     /// 60 s. Time spent waiting in the pool's queue does not count.
     #[serde(rename = "wall_clock_ms", with = "millis")]
-    #[cfg_attr(feature = "openapi", schema(value_type = u64, example = 1000))]
+    #[cfg_attr(feature = "openapi", schema(value_type = u64, default = 1000, example = 1000))]
     pub wall_clock: Duration,
     /// Rhai operations (roughly: expressions and statements evaluated).
     /// Default 50 million, about one second of a busy loop on one core in a

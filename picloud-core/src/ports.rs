@@ -25,7 +25,7 @@ pub use apps::{AppRepoError, AppRepository};
 pub use authz::{AuthzRepoError, AuthzRepository};
 pub use invocations::{
     INVOCATION_BYTES_PER_APP, INVOCATION_BYTES_PER_SCRIPT, INVOCATION_RECORD_MAX_BYTES,
-    INVOCATIONS_KEPT, InvocationRepoError, InvocationRepository, fit_record,
+    INVOCATIONS_KEPT, InvocationFilter, InvocationRepoError, InvocationRepository, fit_record,
 };
 pub use members::{AppMembersRepoError, AppMembersRepository};
 pub use scripts::{

@@ -133,7 +133,7 @@ async fn token_calls_answer_401_when_inactive_and_403_when_scoped_everywhere() {
     });
     for (principal, expected) in [(&inactive, "Unauthenticated"), (&scoped, "Forbidden")] {
         let issue = auth
-            .issue_token(principal, "ci", None, None)
+            .issue_token(principal, "ci", None, None, None)
             .await
             .unwrap_err();
         let list = auth.list_tokens(principal).await.unwrap_err();
@@ -147,7 +147,10 @@ async fn token_calls_answer_401_when_inactive_and_403_when_scoped_everywhere() {
     }
     // An active, unscoped caller manages their tokens.
     let active = Principal::of(&user);
-    let issued = auth.issue_token(&active, "ci", None, None).await.unwrap();
+    let issued = auth
+        .issue_token(&active, "ci", None, None, None)
+        .await
+        .unwrap();
     assert_eq!(auth.list_tokens(&active).await.unwrap().len(), 1);
     auth.revoke_token(&active, issued.record.id).await.unwrap();
 }

@@ -9,8 +9,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use picloud_core::executor::{
-    CompileError, ExecError, ExecutorConfig, Invocation, LimitKind, Limits, RhaiExecutor,
-    ScriptRequest, compile,
+    CompileBudget, CompileError, ExecError, ExecutorConfig, Invocation, LimitKind, Limits,
+    RhaiExecutor, ScriptRequest, compile, compile_with,
 };
 
 /// What a hostile script must end in.
@@ -304,9 +304,14 @@ async fn run_one(ex: Arc<RhaiExecutor>, tenant: String, source: String) -> (Ende
     let limits = Limits::default();
     let start = Instant::now();
     // Compiling is synchronous and parses on its own big-stack thread.
-    let compiled = tokio::task::spawn_blocking(move || compile(&source, &limits))
-        .await
-        .expect("compile does not panic");
+    // Leniently: a deploy refuses undefined variables, but a version stored
+    // before strict variables still runs, and these are the defences it
+    // meets at run time.
+    let compiled = tokio::task::spawn_blocking(move || {
+        compile_with(&source, &limits, &CompileBudget::default().lenient())
+    })
+    .await
+    .expect("compile does not panic");
     match compiled {
         Err(err) => (Ended::Compile(err), start.elapsed()),
         Ok(script) => {

@@ -155,7 +155,7 @@ async fn response_refuses_bad_status_and_headers_with_the_line() {
         ),
     ] {
         let err = run_with(&ex, source, get("/")).await.outcome.unwrap_err();
-        let ExecError::Runtime { message, line } = &err else {
+        let ExecError::Runtime { message, line, .. } = &err else {
             panic!("{source}: {err:?}")
         };
         assert!(message.contains(needle), "{source}: {message}");
@@ -273,10 +273,12 @@ async fn a_runtime_error_reports_the_line() {
     let inv = run_with(&executor(), source, get("/")).await;
     let err = inv.outcome.unwrap_err();
     assert!(
-        matches!(&err, ExecError::Runtime { message, line: Some(2) } if message.contains("nope")),
+        matches!(&err, ExecError::Runtime { message, line: Some(2), .. } if message.contains("nope")),
         "{err:?}"
     );
     assert_eq!(err.line(), Some(2));
+    // `a.nope()`: the column of the call, 1-based.
+    assert_eq!(err.column(), Some(11), "{err:?}");
     assert_eq!(
         err.to_string(),
         format!(
@@ -296,7 +298,7 @@ async fn an_error_inside_a_function_names_it_and_points_at_its_line() {
         .await
         .outcome
         .unwrap_err();
-    let ExecError::Runtime { message, line } = &err else {
+    let ExecError::Runtime { message, line, .. } = &err else {
         panic!("{err:?}")
     };
     assert!(message.contains("Division by zero"), "{message}");
@@ -450,7 +452,15 @@ fn the_sandbox_runs_on_the_current_thread_and_is_reusable() {
     }
     // State does not leak between runs: a variable from one run is gone.
     let set = compile("let leaked = 1; leaked", &limits).unwrap();
-    let read = compile("leaked", &limits).unwrap();
+    // Strict variables refuse `leaked` at compile time; a version stored
+    // before them compiles leniently and must still not see it.
+    assert!(compile("leaked", &limits).is_err());
+    let read = picloud_core::executor::compile_with(
+        "leaked",
+        &limits,
+        &picloud_core::executor::CompileBudget::default().lenient(),
+    )
+    .unwrap();
     assert!(sandbox.run(&set, get("/"), &limits).outcome.is_ok());
     assert!(sandbox.run(&read, get("/"), &limits).outcome.is_err());
 }
@@ -494,6 +504,7 @@ fn error_kinds_for_the_transport() {
         limit,
         message: String::new(),
         line: None,
+        column: None,
     };
     assert_eq!(limit(LimitKind::WallClock).kind(), ExecErrorKind::Timeout);
     assert_eq!(limit(LimitKind::Operations).kind(), ExecErrorKind::Timeout);

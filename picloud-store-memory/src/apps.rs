@@ -6,7 +6,7 @@
 //! and its limits go with it, under the same write lock.
 
 use async_trait::async_trait;
-use picloud_core::domain::{App, AppRole, NewApp};
+use picloud_core::domain::{App, AppRole, DisplayName, NewApp};
 use picloud_core::ids::{AdminUserId, AppId, ScriptId};
 use picloud_core::ports::{AppRepoError, AppRepository};
 
@@ -61,6 +61,13 @@ impl AppRepository for MemoryStore {
             .collect();
         apps.sort_by(|a, b| a.0.slug.cmp(&b.0.slug));
         Ok(apps)
+    }
+
+    async fn rename(&self, id: AppId, name: DisplayName) -> Result<App, AppRepoError> {
+        let mut s = self.write();
+        let app = s.apps.get_mut(&id).ok_or(AppRepoError::NotFound)?;
+        app.name = name;
+        Ok(app.clone())
     }
 
     async fn delete(&self, id: AppId) -> Result<(), AppRepoError> {

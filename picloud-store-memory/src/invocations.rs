@@ -14,7 +14,7 @@ use picloud_core::domain::InvocationRecord;
 use picloud_core::ids::{AppId, ScriptId};
 use picloud_core::ports::{
     INVOCATION_BYTES_PER_APP, INVOCATION_BYTES_PER_SCRIPT, INVOCATION_RECORD_MAX_BYTES,
-    INVOCATIONS_KEPT, InvocationRepoError, InvocationRepository, fit_record,
+    INVOCATIONS_KEPT, InvocationFilter, InvocationRepoError, InvocationRepository, fit_record,
 };
 
 use crate::{MemoryStore, State};
@@ -146,5 +146,37 @@ impl InvocationRepository for MemoryStore {
                     .collect()
             })
             .unwrap_or_default())
+    }
+
+    async fn query(
+        &self,
+        app: AppId,
+        filter: &InvocationFilter,
+    ) -> Result<Vec<InvocationRecord>, InvocationRepoError> {
+        let s = self.read();
+        let mut found: Vec<&KeptRecord> = s
+            .scripts
+            .iter()
+            .filter(|((owner, _), st)| {
+                *owner == app && filter.script.is_none_or(|id| id == st.script.id)
+            })
+            .filter_map(|(_, st)| s.invocations.get(&st.script.id))
+            .flatten()
+            .filter(|kept| {
+                let r = &kept.record;
+                filter.status.is_none_or(|status| r.status == status)
+                    && filter.since.is_none_or(|since| r.at >= since)
+                    && filter
+                        .request_id
+                        .as_ref()
+                        .is_none_or(|id| r.context.request_id == *id)
+            })
+            .collect();
+        found.sort_by_key(|k| std::cmp::Reverse((k.record.at, k.seq)));
+        Ok(found
+            .into_iter()
+            .take(filter.limit)
+            .map(|kept| kept.record.clone())
+            .collect())
     }
 }

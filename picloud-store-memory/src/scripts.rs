@@ -83,6 +83,7 @@ impl ScriptRepository for MemoryStore {
             script: stored.script.clone(),
             version,
             created,
+            unchanged: false,
         })
     }
 

@@ -5,7 +5,7 @@
 //! `app_members` to delete its memberships in the same statement.
 
 use async_trait::async_trait;
-use picloud_core::domain::{App, AppRole, NewApp};
+use picloud_core::domain::{App, AppRole, DisplayName, NewApp};
 use picloud_core::ids::{AdminUserId, AppId};
 use picloud_core::ports::{AppRepoError, AppRepository};
 
@@ -90,6 +90,19 @@ impl AppRepository for PostgresStore {
             .map(|r| Ok((App::try_from(r.app)?, parse_app_role(r.role)?)))
             .collect::<Result<_, crate::rows::DecodeError>>()
             .map_err(|e| app_error(e, None))
+    }
+
+    async fn rename(&self, id: AppId, name: DisplayName) -> Result<App, AppRepoError> {
+        let row: Option<AppRow> = sqlx::query_as(
+            "UPDATE apps SET name = $2 WHERE id = $1 RETURNING id, slug, name, created_at",
+        )
+        .bind(id.as_uuid())
+        .bind(name.as_str())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(|e| app_error(e, None))?;
+        let row = row.ok_or(AppRepoError::NotFound)?;
+        App::try_from(row).map_err(|e| app_error(e, None))
     }
 
     async fn delete(&self, id: AppId) -> Result<(), AppRepoError> {

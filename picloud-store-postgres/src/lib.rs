@@ -125,6 +125,33 @@ impl PostgresStore {
         Self::connect_with(Self::pool_options(), options).await
     }
 
+    /// [`connect`](Self::connect), with a failure explained for people: it
+    /// names the server and the database, says what went wrong in words,
+    /// and what to do (for a missing database: create it with `createdb`).
+    /// The URL's password never appears.
+    pub async fn connect_explained(url: &str) -> Result<Self, String> {
+        let options: PgConnectOptions = url.parse().map_err(|e: sqlx::Error| {
+            format!("DATABASE_URL is not a valid PostgreSQL URL ({e}); expected postgres://USER@HOST:PORT/DATABASE")
+        })?;
+        // One plain connection first: the pool reports a refused or failed
+        // connection only as "timed out", and the cause is what people need.
+        let probe = tokio::time::timeout(
+            DEFAULT_ACQUIRE_TIMEOUT,
+            <sqlx::PgConnection as sqlx::Connection>::connect_with(&options),
+        )
+        .await;
+        match probe {
+            Ok(Ok(conn)) => {
+                let _ = sqlx::Connection::close(conn).await;
+            }
+            Ok(Err(e)) => return Err(explain_connect_error(&options, &e)),
+            Err(_) => return Err(explain_connect_error(&options, &sqlx::Error::PoolTimedOut)),
+        }
+        Self::connect_with(Self::pool_options(), options.clone())
+            .await
+            .map_err(|e| explain_connect_error(&options, &e))
+    }
+
     /// Connects with explicit pool and connection options, opening one
     /// connection to check that the database is reachable.
     pub async fn connect_with(
@@ -175,5 +202,48 @@ impl PostgresStore {
     /// bool, for a `/readyz` endpoint.
     pub async fn is_ready(&self) -> bool {
         self.ping().await.is_ok()
+    }
+}
+
+/// A connection failure in words: where, what, and what to do.
+fn explain_connect_error(options: &PgConnectOptions, e: &sqlx::Error) -> String {
+    let server = match options.get_socket() {
+        Some(socket) => format!("the socket {}", socket.display()),
+        None => format!("{}:{}", options.get_host(), options.get_port()),
+    };
+    let user = options.get_username();
+    let database = options.get_database().unwrap_or(user);
+    let code = e
+        .as_database_error()
+        .and_then(|d| d.code())
+        .map(|c| c.into_owned());
+    match (code.as_deref(), e) {
+        (Some("3D000"), _) => format!(
+            "PostgreSQL at {server} has no database \"{database}\": create it with \
+             `createdb -h {} -p {} -U {user} {database}`, or point DATABASE_URL at one that exists",
+            options.get_host(),
+            options.get_port()
+        ),
+        (Some("28P01" | "28000"), _) => format!(
+            "PostgreSQL at {server} refused user \"{user}\" for database \"{database}\": \
+             check the user name and password in DATABASE_URL (and pg_hba.conf)"
+        ),
+        (Some(code), sqlx::Error::Database(d)) => format!(
+            "PostgreSQL at {server} refused the connection to \"{database}\": {} (SQLSTATE {code})",
+            d.message()
+        ),
+        (_, sqlx::Error::Io(io)) => format!(
+            "cannot reach PostgreSQL at {server}: {io}; is it running, and is DATABASE_URL's host and port right?"
+        ),
+        (_, sqlx::Error::PoolTimedOut) => format!(
+            "PostgreSQL at {server} did not accept a connection in time (database \"{database}\"); \
+             is it running and reachable?"
+        ),
+        (_, sqlx::Error::Tls(tls)) => {
+            format!("TLS with PostgreSQL at {server} failed: {tls}; check sslmode in DATABASE_URL")
+        }
+        (_, other) => {
+            format!("cannot connect to PostgreSQL at {server} (database \"{database}\"): {other}")
+        }
     }
 }

@@ -14,13 +14,14 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use picloud_core::domain::{
-    Deployed, InvocationRecord, Script, ScriptName, ScriptVersion, ScriptVersionInfo,
+    Deployed, InvocationContext, InvocationRecord, Script, ScriptName, ScriptVersion,
+    ScriptVersionInfo, Trigger,
 };
 use picloud_core::ids::{AdminUserId, AppId, ScriptId};
 use picloud_core::ports::{
     INVOCATION_BYTES_PER_APP, INVOCATION_BYTES_PER_SCRIPT, INVOCATION_RECORD_MAX_BYTES,
-    INVOCATIONS_KEPT, InvocationRepoError, InvocationRepository, QuotaExceeded, ScriptRepoError,
-    ScriptRepository, StorageQuota, fit_record,
+    INVOCATIONS_KEPT, InvocationFilter, InvocationRepoError, InvocationRepository, QuotaExceeded,
+    ScriptRepoError, ScriptRepository, StorageQuota, fit_record,
 };
 use uuid::Uuid;
 
@@ -217,6 +218,7 @@ impl ScriptRepository for PostgresStore {
             script,
             version,
             created: row.created,
+            unchanged: false,
         })
     }
 
@@ -438,6 +440,14 @@ impl PostgresStore {
     }
 }
 
+/// The columns of an [`InvocationRow`], of `invocations i`.
+macro_rules! invocation_columns {
+    () => {
+        "i.script_id, i.version, i.at, i.status, i.duration_us, i.logs, i.error, \
+         i.request_id, i.trigger, i.method, i.path, i.query, i.line, i.col"
+    };
+}
+
 /// A row of `invocations`.
 #[derive(Debug, sqlx::FromRow)]
 struct InvocationRow {
@@ -448,6 +458,13 @@ struct InvocationRow {
     duration_us: i64,
     logs: String,
     error: Option<String>,
+    request_id: String,
+    trigger: String,
+    method: Option<String>,
+    path: Option<String>,
+    query: Option<String>,
+    line: Option<i32>,
+    col: Option<i32>,
 }
 
 impl TryFrom<InvocationRow> for InvocationRecord {
@@ -464,6 +481,16 @@ impl TryFrom<InvocationRow> for InvocationRecord {
                 .map_err(|_| DecodeError::new("duration_us", r.duration_us.to_string()))?,
             logs: serde_json::from_str(&r.logs).map_err(|_| DecodeError::new("logs", r.logs))?,
             error: r.error,
+            line: r.line.and_then(|l| u32::try_from(l).ok()),
+            column: r.col.and_then(|c| u32::try_from(c).ok()),
+            context: InvocationContext {
+                trigger: Trigger::parse(&r.trigger)
+                    .ok_or_else(|| DecodeError::new("trigger", r.trigger.clone()))?,
+                request_id: r.request_id,
+                method: r.method,
+                path: r.path,
+                query: r.query,
+            },
         })
     }
 }
@@ -492,7 +519,22 @@ impl InvocationRepository for PostgresStore {
         let mut logs = Vec::with_capacity(records.len());
         let mut errors = Vec::with_capacity(records.len());
         let mut sizes = Vec::with_capacity(records.len());
+        let mut request_ids = Vec::with_capacity(records.len());
+        let mut triggers = Vec::with_capacity(records.len());
+        let mut methods = Vec::with_capacity(records.len());
+        let mut paths = Vec::with_capacity(records.len());
+        let mut queries = Vec::with_capacity(records.len());
+        let mut lines = Vec::with_capacity(records.len());
+        let mut columns = Vec::with_capacity(records.len());
         for r in &records {
+            let c = &r.context;
+            request_ids.push(without_nul(&c.request_id));
+            triggers.push(c.trigger.as_str());
+            methods.push(c.method.as_deref().map(without_nul));
+            paths.push(c.path.as_deref().map(without_nul));
+            queries.push(c.query.as_deref().map(without_nul));
+            lines.push(r.line.map(|l| i32::try_from(l).unwrap_or(i32::MAX)));
+            columns.push(r.column.map(|l| i32::try_from(l).unwrap_or(i32::MAX)));
             sizes.push(i64::try_from(r.log_bytes()).unwrap_or(i64::MAX));
             scripts.push(r.script_id.as_uuid());
             versions.push(i32::try_from(r.version).unwrap_or(i32::MAX));
@@ -510,13 +552,17 @@ impl InvocationRepository for PostgresStore {
         // skipped rather than failing the batch.
         sqlx::query(
             "INSERT INTO invocations \
-               (script_id, version, at, status, duration_us, logs, error, size_bytes) \
+               (script_id, version, at, status, duration_us, logs, error, size_bytes, \
+                request_id, trigger, method, path, query, line, col) \
              SELECT r.script_id, r.version, r.at, r.status, r.duration_us, r.logs, r.error, \
-                    r.size_bytes \
+                    r.size_bytes, r.request_id, r.trigger, r.method, r.path, r.query, r.line, \
+                    r.col \
              FROM UNNEST($1::uuid[], $2::int[], $3::timestamptz[], $4::int[], $5::bigint[], \
-                         $6::text[], $7::text[], $8::bigint[]) \
+                         $6::text[], $7::text[], $8::bigint[], $9::text[], $10::text[], \
+                         $11::text[], $12::text[], $13::text[], $14::int[], $15::int[]) \
                   WITH ORDINALITY AS r(script_id, version, at, status, duration_us, logs, error, \
-                                       size_bytes, n) \
+                                       size_bytes, request_id, trigger, method, path, query, \
+                                       line, col, n) \
              WHERE EXISTS (SELECT 1 FROM scripts s WHERE s.id = r.script_id) \
              ORDER BY r.n",
         )
@@ -528,6 +574,13 @@ impl InvocationRepository for PostgresStore {
         .bind(&logs)
         .bind(&errors)
         .bind(&sizes)
+        .bind(&request_ids)
+        .bind(&triggers)
+        .bind(&methods)
+        .bind(&paths)
+        .bind(&queries)
+        .bind(&lines)
+        .bind(&columns)
         .execute(&mut *tx)
         .await
         .map_err(log_error)?;
@@ -575,12 +628,45 @@ impl InvocationRepository for PostgresStore {
         script: ScriptId,
         limit: usize,
     ) -> Result<Vec<InvocationRecord>, InvocationRepoError> {
-        let rows: Vec<InvocationRow> = sqlx::query_as(
-            "SELECT script_id, version, at, status, duration_us, logs, error \
-             FROM invocations WHERE script_id = $1 ORDER BY at DESC, id DESC LIMIT $2",
-        )
+        let rows: Vec<InvocationRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            invocation_columns!(),
+            " FROM invocations i \
+             WHERE i.script_id = $1 ORDER BY i.at DESC, i.id DESC LIMIT $2"
+        ))
         .bind(script.as_uuid())
         .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(log_error)?;
+        rows.into_iter()
+            .map(InvocationRecord::try_from)
+            .collect::<Result<_, _>>()
+            .map_err(log_error)
+    }
+
+    async fn query(
+        &self,
+        app: AppId,
+        filter: &InvocationFilter,
+    ) -> Result<Vec<InvocationRecord>, InvocationRepoError> {
+        let rows: Vec<InvocationRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            invocation_columns!(),
+            " FROM invocations i JOIN scripts s ON s.id = i.script_id \
+             WHERE s.app_id = $1 \
+               AND ($2::uuid IS NULL OR i.script_id = $2) \
+               AND ($3::int IS NULL OR i.status = $3) \
+               AND ($4::timestamptz IS NULL OR i.at >= $4) \
+               AND ($5::text IS NULL OR i.request_id = $5) \
+             ORDER BY i.at DESC, i.id DESC LIMIT $6"
+        ))
+        .bind(app.as_uuid())
+        .bind(filter.script.map(|s| s.as_uuid()))
+        .bind(filter.status.map(i32::from))
+        .bind(filter.since)
+        .bind(filter.request_id.as_deref().map(without_nul))
+        .bind(i64::try_from(filter.limit).unwrap_or(i64::MAX))
         .fetch_all(&self.pool)
         .await
         .map_err(log_error)?;

@@ -1,10 +1,11 @@
-//! `/admin/apps`: create, list and show apps, each with the caller's `my_role`.
+//! `/admin/apps`: create, list, show, rename and delete apps, each with the
+//! caller's `my_role`.
 
 use axum::extract::State;
 use axum::http::StatusCode;
 
 use crate::ApiState;
-use crate::dto::{AppDto, CreateAppRequest};
+use crate::dto::{AppDto, CreateAppRequest, PatchAppRequest};
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{Caller, Json, Path};
 
@@ -60,4 +61,49 @@ pub async fn get_app(
     Path(app): Path<String>,
 ) -> Result<Json<AppDto>, ApiError> {
     Ok(Json(s.apps.get(&p, &app).await?.into()))
+}
+
+/// Renames an app (`AppAdmin`): a new display name. The slug, and with it
+/// every URL, stays.
+#[utoipa::path(
+    patch, path = "/api/v1/admin/apps/{id_or_slug}", tag = "apps",
+    params(("id_or_slug" = String, Path, description = "App id or slug", example = "demo")),
+    request_body = PatchAppRequest,
+    responses(
+        (status = 200, description = "Renamed", body = AppDto),
+        (status = 403, description = "Not an app admin", body = ErrorBody),
+        (status = 404, description = "No such app", body = ErrorBody),
+        (status = 422, description = "Invalid name", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn patch_app(
+    State(s): State<ApiState>,
+    Caller(p): Caller,
+    Path(app): Path<String>,
+    Json(req): Json<PatchAppRequest>,
+) -> Result<Json<AppDto>, ApiError> {
+    Ok(Json(s.apps.rename(&p, &app, &req.name).await?.into()))
+}
+
+/// Deletes an app with everything it owns (`AppAdmin`): its scripts with
+/// every version and log, its members, its settings and the tokens scoped
+/// to it. Its endpoints answer 404 at once.
+#[utoipa::path(
+    delete, path = "/api/v1/admin/apps/{id_or_slug}", tag = "apps",
+    params(("id_or_slug" = String, Path, description = "App id or slug", example = "demo")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 403, description = "Not an app admin", body = ErrorBody),
+        (status = 404, description = "No such app (or already deleted)", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn delete_app(
+    State(s): State<ApiState>,
+    Caller(p): Caller,
+    Path(app): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    s.apps.delete(&p, &app).await?;
+    Ok(StatusCode::NO_CONTENT)
 }

@@ -4,6 +4,7 @@
 
 pub mod apps;
 pub mod auth;
+pub mod logs;
 pub mod members;
 pub mod run;
 pub mod scripts;

@@ -12,6 +12,7 @@ use axum::body::{Body, to_bytes};
 use axum::extract::{OriginalUri, Request, State};
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use picloud_core::domain::InvocationContext;
 use picloud_core::executor::ScriptRequest;
 
 use crate::ApiState;
@@ -140,7 +141,19 @@ pub async fn run(State(s): State<ApiState>, req: Request) -> Response {
         headers,
         body,
     };
-    match s.scripts.run(app, &live, request).await {
+    let request_id = parts
+        .headers
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let context = InvocationContext::http(
+        request_id,
+        parts.method.as_str(),
+        &request.path,
+        parts.uri.query(),
+    );
+    let request_id = context.request_id.clone();
+    match s.scripts.run_with(app, &live, request, context).await {
         Ok(invocation) => match invocation.outcome {
             Ok(r) => {
                 let status = StatusCode::from_u16(r.status).unwrap_or(StatusCode::OK);
@@ -173,7 +186,21 @@ pub async fn run(State(s): State<ApiState>, req: Request) -> Response {
                 }
                 resp
             }
-            Err(e) => ApiError::from(&e).into_response(),
+            Err(e) => {
+                // The script's failure, not the server's: logged for the
+                // app, with what finds its invocation record.
+                tracing::info!(
+                    target: "picloud::script",
+                    app,
+                    script,
+                    version = live.version,
+                    request_id = %request_id,
+                    status = picloud_core::scripts::exec_status(&e),
+                    error = %e,
+                    "script failed"
+                );
+                ApiError::from(&e).into_response()
+            }
         },
         Err(e) => ApiError::from(e).into_response(),
     }

@@ -5,7 +5,7 @@
 
 use axum::body::Bytes;
 use axum::extract::{Query, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use chrono::{DateTime, Utc};
 use picloud_core::executor::Limits;
 use picloud_core::{InvocationRecord, Script, ScriptVersionInfo};
@@ -100,9 +100,11 @@ pub struct RollbackRequest {
     pub version: u32,
 }
 
-/// One invocation, with what the script printed.
+/// One invocation, with what the script printed and what started it.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct InvocationDto {
+    /// The script that ran.
+    pub script: String,
     /// When it started.
     pub at: DateTime<Utc>,
     /// The version that ran.
@@ -115,25 +117,51 @@ pub struct InvocationDto {
     pub logs: Vec<String>,
     /// The error, if it failed.
     pub error: Option<String>,
+    /// The error's line, when known.
+    pub line: Option<u32>,
+    /// The error's column, when known.
+    pub column: Option<u32>,
+    /// What started it: `http` (a request to its endpoint).
+    pub trigger: String,
+    /// The request's `x-request-id` (as the response carried it); empty
+    /// when unknown.
+    pub request_id: String,
+    /// The request's method.
+    pub method: Option<String>,
+    /// The path the script saw (`request.path`).
+    pub path: Option<String>,
+    /// The raw query string, without `?`.
+    pub query: Option<String>,
 }
 
-impl From<InvocationRecord> for InvocationDto {
-    fn from(r: InvocationRecord) -> Self {
+impl InvocationDto {
+    /// The DTO of `script`'s record `r`.
+    pub fn of(script: &str, r: InvocationRecord) -> Self {
         Self {
+            script: script.to_owned(),
             at: r.at,
             version: r.version,
             status: r.status,
             duration_us: r.duration_us,
             logs: r.logs,
             error: r.error,
+            line: r.line,
+            column: r.column,
+            trigger: r.context.trigger.as_str().to_owned(),
+            request_id: r.context.request_id,
+            method: r.context.method,
+            path: r.context.path,
+            query: r.context.query,
         }
     }
 }
 
 /// `?limit=` of the invocations list.
 #[derive(Debug, Clone, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct InvocationsQuery {
     /// How many, newest first (1–100, default 20).
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<usize>,
 }
 
@@ -157,15 +185,16 @@ type ScriptResult<T> = Result<T, ApiError>;
     put, path = "/api/v1/admin/apps/{id_or_slug}/scripts/{name}", tag = "scripts",
     params(
         ("id_or_slug" = String, Path, description = "App id or slug", example = "demo"),
-        ("name" = String, Path, description = "Script name: 1–64 of A-Za-z0-9_-", example = "hello"),
+        ("name" = String, Path, description = "Script name: 1–63 of lowercase a-z0-9_-, starting with a letter", example = "hello"),
     ),
-    request_body(content = String, content_type = "text/plain", description = "Rhai source"),
+    request_body(content = String, content_type = "text/plain", description = "Rhai source, as the file's bytes (also accepted: application/x-rhai, text/x-rhai, application/octet-stream, or no content type)"),
     responses(
-        (status = 201, description = "Created (version 1)", body = ScriptDto),
-        (status = 200, description = "A new version, now live", body = ScriptDto),
+        (status = 201, description = "Created (version 1)", body = DeployDto),
+        (status = 200, description = "A new version, now live; or the live version's own source (`unchanged`, nothing stored)", body = DeployDto),
         (status = 403, description = "Not an editor of the app", body = ErrorBody),
         (status = 404, description = "No such app", body = ErrorBody),
-        (status = 422, description = "Does not compile (line, column), a bad name, or the app's storage quota would be exceeded (the message names it; nothing is stored)", body = CompileErrorBody),
+        (status = 415, description = "Not a script's content type (JSON, or the form encoding `curl -d` sends)", body = ErrorBody),
+        (status = 422, description = "Does not compile (line, column; an undefined variable too), empty, a bad name, or the app's storage quota would be exceeded (the message names it; nothing is stored)", body = CompileErrorBody),
     ),
     security(("bearer" = []))
 )]
@@ -173,8 +202,10 @@ pub async fn deploy_script(
     State(s): State<ApiState>,
     Caller(p): Caller,
     Path((app, name)): Path<(String, String)>,
+    headers: HeaderMap,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
-) -> ScriptResult<(StatusCode, Json<ScriptDto>)> {
+) -> ScriptResult<(StatusCode, Json<DeployDto>)> {
+    check_source_type(&headers)?;
     let body = body.map_err(|r| {
         let status = r.status();
         let message = if status == StatusCode::PAYLOAD_TOO_LARGE {
@@ -195,7 +226,61 @@ pub async fn deploy_script(
     } else {
         StatusCode::OK
     };
-    Ok((status, Json(deployed.script.into())))
+    Ok((
+        status,
+        Json(DeployDto {
+            unchanged: deployed.unchanged,
+            script: deployed.script.into(),
+        }),
+    ))
+}
+
+/// The content types a script source may come as. JSON and
+/// `application/x-www-form-urlencoded` (what `curl -d` and a bare
+/// `--data-binary` send; `-d` also strips the newlines) are refused, so a
+/// mangled upload never deploys.
+const SOURCE_TYPES: [&str; 4] = [
+    "text/plain",
+    "application/x-rhai",
+    "text/x-rhai",
+    "application/octet-stream",
+];
+
+/// 415 unless the request's content type is one of [`SOURCE_TYPES`] (any
+/// parameters, such as `charset`, aside) or absent.
+fn check_source_type(headers: &HeaderMap) -> Result<(), ApiError> {
+    let Some(value) = headers.get(axum::http::header::CONTENT_TYPE) else {
+        return Ok(());
+    };
+    let essence = value
+        .to_str()
+        .ok()
+        .and_then(|v| v.split(';').next())
+        .map(|v| v.trim().to_ascii_lowercase());
+    if essence
+        .as_deref()
+        .is_some_and(|e| SOURCE_TYPES.contains(&e))
+    {
+        return Ok(());
+    }
+    Err(ApiError::new(
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        format!(
+            "a script is uploaded as its file's bytes with content type text/plain (not {}): \
+             `curl --data-binary @hello.rhai -H 'content-type: text/plain' …`, or `picloud deploy hello.rhai --app APP`",
+            essence.as_deref().unwrap_or("an unreadable content type")
+        ),
+    ))
+}
+
+/// What a deploy answers: the script, and whether anything changed.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct DeployDto {
+    /// The script, with its live version.
+    #[serde(flatten)]
+    pub script: ScriptDto,
+    /// True when the source was the live version's already: no new version.
+    pub unchanged: bool,
 }
 
 /// The app's scripts, by name (`AppView`).
@@ -405,7 +490,74 @@ pub async fn list_invocations(
         .scripts
         .invocations(&p, &app, &name, query.limit.unwrap_or(20))
         .await?;
-    Ok(Json(records.into_iter().map(Into::into).collect()))
+    Ok(Json(
+        records
+            .into_iter()
+            .map(|r| InvocationDto::of(&name, r))
+            .collect(),
+    ))
+}
+
+/// `?script=&status=&since=&request_id=&limit=` of an app's invocations.
+#[derive(Debug, Clone, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct AppInvocationsParams {
+    /// Only this script's.
+    pub script: Option<String>,
+    /// Only those that answered this HTTP status.
+    #[param(minimum = 100, maximum = 599)]
+    pub status: Option<u16>,
+    /// Only those that started at or after this time (RFC 3339).
+    pub since: Option<DateTime<Utc>>,
+    /// Only those of this request id (the response's `x-request-id`).
+    pub request_id: Option<String>,
+    /// How many, newest first (1–100, default 20).
+    #[param(minimum = 1, maximum = 100)]
+    pub limit: Option<usize>,
+}
+
+/// The app's newest invocations across its scripts, filtered (`AppView`).
+#[utoipa::path(
+    get, path = "/api/v1/admin/apps/{id_or_slug}/invocations", tag = "scripts",
+    params(
+        ("id_or_slug" = String, Path, description = "App id or slug", example = "demo"),
+        AppInvocationsParams,
+    ),
+    responses(
+        (status = 200, description = "Newest first", body = [InvocationDto]),
+        (status = 403, description = "No role on the app", body = ErrorBody),
+        (status = 404, description = "No such app, or no such script", body = ErrorBody),
+        (status = 422, description = "A bad filter (script name, status, time)", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn list_app_invocations(
+    State(s): State<ApiState>,
+    Caller(p): Caller,
+    Path(app): Path<String>,
+    query: Result<Query<AppInvocationsParams>, axum::extract::rejection::QueryRejection>,
+) -> ScriptResult<Json<Vec<InvocationDto>>> {
+    let Query(q) = query?;
+    let records = s
+        .scripts
+        .app_invocations(
+            &p,
+            &app,
+            picloud_core::scripts::AppInvocationsQuery {
+                script: q.script,
+                status: q.status,
+                since: q.since,
+                request_id: q.request_id,
+                limit: q.limit.unwrap_or(20),
+            },
+        )
+        .await?;
+    Ok(Json(
+        records
+            .into_iter()
+            .map(|(name, r)| InvocationDto::of(name.as_str(), r))
+            .collect(),
+    ))
 }
 
 /// The app's limits per invocation (`AppView`).
@@ -427,7 +579,8 @@ pub async fn get_limits(
     Ok(Json(s.scripts.limits(&p, &app).await?))
 }
 
-/// Overrides the app's limits (`AppAdmin`); omitted fields take the defaults.
+/// Sets every one of the app's limits (`AppAdmin`): omitted fields take the
+/// defaults. To change some and keep the rest, `PATCH`.
 #[utoipa::path(
     put, path = "/api/v1/admin/apps/{id_or_slug}/limits", tag = "scripts",
     params(("id_or_slug" = String, Path, description = "App id or slug", example = "demo")),
@@ -447,4 +600,26 @@ pub async fn put_limits(
     Json(limits): Json<Limits>,
 ) -> ScriptResult<Json<Limits>> {
     Ok(Json(s.scripts.set_limits(&p, &app, limits).await?))
+}
+
+/// Changes only the limits sent (`AppAdmin`); the others keep their values.
+#[utoipa::path(
+    patch, path = "/api/v1/admin/apps/{id_or_slug}/limits", tag = "scripts",
+    params(("id_or_slug" = String, Path, description = "App id or slug", example = "demo")),
+    request_body(content = Limits, description = "Any subset of the limits' fields"),
+    responses(
+        (status = 200, description = "The new limits", body = Limits),
+        (status = 403, description = "Not an app admin", body = ErrorBody),
+        (status = 404, description = "No such app", body = ErrorBody),
+        (status = 422, description = "An unknown field, or a limit out of range", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn patch_limits(
+    State(s): State<ApiState>,
+    Caller(p): Caller,
+    Path(app): Path<String>,
+    Json(patch): Json<serde_json::Map<String, serde_json::Value>>,
+) -> ScriptResult<Json<Limits>> {
+    Ok(Json(s.scripts.patch_limits(&p, &app, patch).await?))
 }

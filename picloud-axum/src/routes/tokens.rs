@@ -18,7 +18,7 @@ use crate::extract::{Caller, Json, Path};
         (status = 201, description = "Issued; the secret is shown once", body = TokenCreatedDto),
         (status = 403, description = "Scoped tokens cannot issue tokens, or no role on the app", body = ErrorBody),
         (status = 404, description = "No such app", body = ErrorBody),
-        (status = 422, description = "Invalid name, or max_role without app", body = ErrorBody),
+        (status = 422, description = "Invalid name, max_role without app, or expires_in out of range", body = ErrorBody),
     ),
     security(("bearer" = []))
 )]
@@ -29,7 +29,13 @@ pub async fn create_token(
 ) -> Result<(StatusCode, Json<TokenCreatedDto>), ApiError> {
     let issued = s
         .auth
-        .issue_token(&p, &req.name, req.app.as_deref(), req.max_role)
+        .issue_token(
+            &p,
+            &req.name,
+            req.app.as_deref(),
+            req.max_role,
+            req.expires_in.map(std::time::Duration::from_secs),
+        )
         .await?;
     Ok((
         StatusCode::CREATED,

@@ -17,7 +17,7 @@ mod user;
 
 pub use app::{App, NewApp};
 pub use display_name::{DisplayName, DisplayNameError, validate_display_name};
-pub use invocation::InvocationRecord;
+pub use invocation::{InvocationContext, InvocationRecord, Trigger};
 pub use membership::{AppMembership, AppMembershipDetail};
 pub use owner_guard::{
     OwnerGuardRefusal, OwnerStanding, UserChange, check_user_change, leaves_no_active_owner,

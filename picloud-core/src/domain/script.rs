@@ -9,23 +9,30 @@ use super::text::text_newtype;
 
 use crate::ids::{AdminUserId, AppId, ScriptId};
 
-/// A script's name within its app: 1–64 characters of `A-Za-z0-9_-`, used in
-/// URLs (`/run/{app}/{name}`).
+/// A script's name within its app: 1–63 characters of lowercase `a-z`,
+/// `0-9`, `_` and `-`, starting with a letter (the rule of app slugs, with
+/// `_` allowed), used in URLs (`/run/{app}/{name}`).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct ScriptName(String);
 
 /// Why a script name was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("script name must be 1 to 64 characters of a-z, A-Z, 0-9, '_' and '-'")]
+#[error(
+    "script name must be 1 to 63 characters of lowercase a-z, 0-9, '_' and '-', starting with a letter"
+)]
 pub struct ScriptNameError;
 
 impl ScriptName {
+    /// The longest name.
+    pub const MAX_LEN: usize = 63;
+
     /// Validates `s` as a script name.
     pub fn parse(s: &str) -> Result<Self, ScriptNameError> {
-        let ok = (1..=64).contains(&s.len())
+        let ok = (1..=Self::MAX_LEN).contains(&s.len())
+            && s.as_bytes()[0].is_ascii_lowercase()
             && s.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
         if ok {
             Ok(Self(s.to_owned()))
         } else {
@@ -113,6 +120,10 @@ pub struct Deployed {
     pub version: ScriptVersion,
     /// True when this deploy created the script (version 1).
     pub created: bool,
+    /// True when the source was the live version's already: nothing was
+    /// stored, and `version` is that live version. Stores always say
+    /// `false`; the script service finds the identical source first.
+    pub unchanged: bool,
 }
 
 #[cfg(test)]
@@ -122,9 +133,14 @@ mod tests {
     #[test]
     fn script_names_follow_the_rules() {
         assert!(ScriptName::parse("hello").is_ok());
-        assert!(ScriptName::parse("Echo_2-x").is_ok());
+        assert!(ScriptName::parse("echo_2-x").is_ok());
+        assert!(ScriptName::parse(&"a".repeat(63)).is_ok());
+        assert!(ScriptName::parse("Hello_World").is_err());
+        assert!(ScriptName::parse("2fast").is_err());
+        assert!(ScriptName::parse("_x").is_err());
+        assert!(ScriptName::parse("-x").is_err());
         assert!(ScriptName::parse("").is_err());
-        assert!(ScriptName::parse(&"a".repeat(65)).is_err());
+        assert!(ScriptName::parse(&"a".repeat(64)).is_err());
         assert!(ScriptName::parse("a/b").is_err());
         assert!(ScriptName::parse("a.b").is_err());
     }

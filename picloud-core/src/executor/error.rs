@@ -92,6 +92,9 @@ fn literal_kind(what: &str) -> LimitKind {
     }
 }
 
+/// A line and a column, 1-based, each when known.
+pub(crate) type At = (Option<usize>, Option<usize>);
+
 /// Why an invocation produced no response.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -104,6 +107,8 @@ pub enum ExecError {
         message: String,
         /// 1-based line where it went wrong, when known.
         line: Option<usize>,
+        /// 1-based column where it went wrong, when known.
+        column: Option<usize>,
     },
     /// The script hit one of its [`Limits`].
     #[error("{message}")]
@@ -114,6 +119,8 @@ pub enum ExecError {
         message: String,
         /// 1-based line where it was hit, when known.
         line: Option<usize>,
+        /// 1-based column where it was hit, when known.
+        column: Option<usize>,
     },
     /// The pool's queue (or this tenant's share of it) is full. Nothing ran;
     /// the caller may retry later.
@@ -165,6 +172,14 @@ impl ExecError {
         }
     }
 
+    /// The script column the error points at, if any.
+    pub fn column(&self) -> Option<usize> {
+        match self {
+            Self::Runtime { column, .. } | Self::LimitExceeded { column, .. } => *column,
+            Self::Overloaded | Self::Internal(_) => None,
+        }
+    }
+
     /// The limit that was hit, if that is what this error is.
     pub fn limit(&self) -> Option<LimitKind> {
         match self {
@@ -173,18 +188,20 @@ impl ExecError {
         }
     }
 
-    pub(crate) fn runtime(message: impl Into<String>, line: Option<usize>) -> Self {
+    pub(crate) fn runtime(message: impl Into<String>, at: At) -> Self {
         Self::Runtime {
             message: message.into(),
-            line,
+            line: at.0,
+            column: at.1,
         }
     }
 
-    fn limit_hit(limit: LimitKind, value: String, line: Option<usize>) -> Self {
+    fn limit_hit(limit: LimitKind, value: String, at: At) -> Self {
         Self::LimitExceeded {
             limit,
             message: format!("script exceeded its {limit} limit ({value})"),
-            line,
+            line: at.0,
+            column: at.1,
         }
     }
 
@@ -193,7 +210,12 @@ impl ExecError {
     /// script function is named in the message.
     pub(crate) fn from_eval(err: &EvalAltResult, limits: &Limits) -> Self {
         let inner = err.unwrap_inner();
-        let line = inner.position().line().or_else(|| err.position().line());
+        let pos = if inner.position().is_none() {
+            err.position()
+        } else {
+            inner.position()
+        };
+        let line: At = (pos.line(), pos.position());
         let function = innermost_function(err);
         match inner {
             EvalAltResult::ErrorTerminated(token, _) if token.is::<super::sandbox::WallClock>() => {

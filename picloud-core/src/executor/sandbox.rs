@@ -229,6 +229,7 @@ pub fn compile(source: &str, limits: &Limits) -> Result<CompiledScript, CompileE
 pub struct CompileBudget {
     time: Duration,
     cancelled: Arc<AtomicBool>,
+    lenient: bool,
 }
 
 impl Default for CompileBudget {
@@ -243,7 +244,22 @@ impl CompileBudget {
         Self {
             time,
             cancelled: Arc::new(AtomicBool::new(false)),
+            lenient: false,
         }
+    }
+
+    /// This budget, for a source that was accepted before: undefined
+    /// variables are not refused (they fail at run time, as they did when
+    /// it was deployed). A new deploy is strict: a variable that is neither
+    /// declared nor `request` is a compile error with its line.
+    pub fn lenient(mut self) -> Self {
+        self.lenient = true;
+        self
+    }
+
+    /// Whether undefined variables are let through (see [`lenient`](Self::lenient)).
+    pub fn is_lenient(&self) -> bool {
+        self.lenient
     }
 
     /// The wall clock a compile may take.
@@ -346,7 +362,12 @@ fn compile_here(
             other => other,
         }
     });
-    let compiled = engine.compile(source);
+    // Strict variables: `foo + 1` is refused here rather than failing on
+    // every call. The one variable a run's scope always has is `request`.
+    engine.set_strict_variables(!budget.lenient);
+    let mut scope = Scope::new();
+    scope.push_dynamic("request", Dynamic::UNIT);
+    let compiled = engine.compile_with_scope(&scope, source);
     if expired.load(Ordering::Relaxed) {
         let message = if budget.is_cancelled() {
             "the compile was cancelled".to_owned()
@@ -1009,7 +1030,7 @@ impl Sandbox {
             }
             Ok(value)
         });
-        let runtime = |message: String| ExecError::runtime(message, None);
+        let runtime = |message: String| ExecError::runtime(message, (None, None));
         let outcome = match result {
             Ok(value) => into_response(value, max_json).map_err(|message| {
                 if message.starts_with(ANSWER_TOO_LARGE) {

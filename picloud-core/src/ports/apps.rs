@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use uuid::Uuid;
 
 use super::BoxError;
-use crate::domain::{App, AppRole, NewApp};
+use crate::domain::{App, AppRole, DisplayName, NewApp};
 use crate::ids::{AdminUserId, AppId};
 
 /// Errors of [`AppRepository`].
@@ -42,6 +42,10 @@ pub trait AppRepository: Send + Sync {
     /// role, ordered by slug.
     async fn list_for_member(&self, user: AdminUserId)
     -> Result<Vec<(App, AppRole)>, AppRepoError>;
+
+    /// Gives the app `id` a new display name (its slug and id stay), and
+    /// returns it. [`AppRepoError::NotFound`] if there is no such app.
+    async fn rename(&self, id: AppId, name: DisplayName) -> Result<App, AppRepoError>;
 
     /// Deletes an app and, with it, its memberships.
     /// [`AppRepoError::NotFound`] if there is no such app.

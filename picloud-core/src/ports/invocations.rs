@@ -24,10 +24,11 @@
 //! background writer (see `picloud_core::scripts::InvocationWriter`).
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 
 use super::BoxError;
 use crate::domain::InvocationRecord;
-use crate::ids::ScriptId;
+use crate::ids::{AppId, ScriptId};
 
 /// How many invocations a store keeps per script, at most.
 pub const INVOCATIONS_KEPT: usize = 100;
@@ -76,6 +77,7 @@ pub fn fit_record(record: &mut InvocationRecord, max_bytes: usize) -> bool {
     let error_bytes = record.error.as_ref().map_or(0, String::len);
     let room = max_bytes
         .saturating_sub(error_bytes)
+        .saturating_sub(record.context.text_bytes())
         .saturating_sub(marker.len());
     let mut used = 0;
     let mut kept = 0;
@@ -99,6 +101,22 @@ pub fn fit_record(record: &mut InvocationRecord, max_bytes: usize) -> bool {
 /// Truncates `text` to at most `max` bytes, at a character boundary.
 fn cut_at_char(text: &mut String, max: usize) {
     text.truncate(text.floor_char_boundary(max));
+}
+
+/// Which of an app's invocations [`InvocationRepository::query`] returns:
+/// every condition given must hold.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct InvocationFilter {
+    /// Only this script's.
+    pub script: Option<ScriptId>,
+    /// Only those that answered this HTTP status.
+    pub status: Option<u16>,
+    /// Only those that started at or after this time.
+    pub since: Option<DateTime<Utc>>,
+    /// Only those of this request id (exact).
+    pub request_id: Option<String>,
+    /// At most this many (the newest).
+    pub limit: usize,
 }
 
 /// Errors of [`InvocationRepository`].
@@ -128,6 +146,15 @@ pub trait InvocationRepository: Send + Sync {
         script: ScriptId,
         limit: usize,
     ) -> Result<Vec<InvocationRecord>, InvocationRepoError>;
+
+    /// The newest `filter.limit` invocations of the app's scripts that
+    /// match `filter`, newest first (by start time; among equal times, the
+    /// later arrival first), across its scripts.
+    async fn query(
+        &self,
+        app: AppId,
+        filter: &InvocationFilter,
+    ) -> Result<Vec<InvocationRecord>, InvocationRepoError>;
 }
 
 #[cfg(test)]
@@ -143,6 +170,9 @@ mod tests {
             duration_us: 1,
             logs,
             error,
+            line: None,
+            column: None,
+            context: Default::default(),
         }
     }
 

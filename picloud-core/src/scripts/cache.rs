@@ -1,6 +1,6 @@
 //! The compiled live version of every script.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, PoisonError, RwLock};
 
 use crate::domain::App;
@@ -14,6 +14,8 @@ pub struct LiveScript {
     pub app_id: AppId,
     /// The script.
     pub script_id: ScriptId,
+    /// Its name.
+    pub name: String,
     /// The live version.
     pub version: u32,
     /// Its compiled AST.
@@ -22,13 +24,33 @@ pub struct LiveScript {
     pub limits: Limits,
 }
 
-/// The compiled live version of every script, by app slug then name.
+/// The compiled live version of every script, by app slug then name; and
+/// the slugs of every app, so that a call to an unknown app says so with no
+/// store read.
 #[derive(Debug, Default)]
 pub struct ScriptCache {
     by_slug: RwLock<HashMap<String, HashMap<String, Arc<LiveScript>>>>,
+    apps: RwLock<HashSet<String>>,
 }
 
 impl ScriptCache {
+    /// Whether an app with this slug exists (as of the last warm-up, create
+    /// or delete this node saw).
+    pub fn has_app(&self, slug: &str) -> bool {
+        self.apps
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains(slug)
+    }
+
+    /// Notes that the app `slug` exists.
+    pub(super) fn add_app(&self, slug: &str) {
+        self.apps
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(slug.to_owned());
+    }
+
     /// The live script `name` of the app `slug`.
     pub fn get(&self, slug: &str, name: &str) -> Option<Arc<LiveScript>> {
         let map = self.by_slug.read().unwrap_or_else(PoisonError::into_inner);
@@ -49,6 +71,7 @@ impl ScriptCache {
         let live = LiveScript {
             app_id: app.id,
             script_id: script,
+            name: name.to_owned(),
             version,
             compiled,
             limits,
@@ -57,6 +80,8 @@ impl ScriptCache {
         map.entry(app.slug.to_string())
             .or_default()
             .insert(name.to_owned(), Arc::new(live));
+        drop(map);
+        self.add_app(app.slug.as_str());
     }
 
     /// Forgets the script `name` of the app `slug` (it was deleted).
@@ -68,6 +93,16 @@ impl ScriptCache {
                 map.remove(slug);
             }
         }
+    }
+
+    /// Forgets the app `slug` and every script of it (it was deleted).
+    pub(super) fn remove_app(&self, slug: &str) {
+        let mut map = self.by_slug.write().unwrap_or_else(PoisonError::into_inner);
+        map.remove(slug);
+        self.apps
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(slug);
     }
 
     pub(super) fn set_limits(&self, slug: &str, limits: Limits) {

@@ -21,7 +21,10 @@ mod writer;
 
 pub use cache::{LiveScript, ScriptCache};
 pub use credentials::{MAX_CREDENTIAL_LOOKUPS, SESSION_COOKIE};
-pub use service::{ScriptDetail, ScriptService, StorageUsage, exec_status};
+pub use service::{
+    AppInvocationsQuery, LogTail, ScriptDetail, ScriptService, StorageUsage, TAIL_BACKLOG,
+    TAIL_RECORD_MAX_BYTES, TailEvent, TailItem, exec_status,
+};
 pub use writer::InvocationWriter;
 
 use crate::authz::AuthzRepoError;
@@ -122,7 +125,10 @@ impl ServiceError for ScriptError {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum InvokeError {
-    /// No such app, or no such script in it.
+    /// No app has this slug.
+    #[error("no app {0}")]
+    AppNotFound(String),
+    /// The app has no script of this name.
     #[error("no script {script} in app {app}")]
     NotFound {
         /// The app slug asked for.

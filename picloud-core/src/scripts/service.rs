@@ -13,15 +13,17 @@ use super::writer::InvocationWriter;
 use super::{COMPILES_PER_APP, InvokeError, MAX_SOURCE_BYTES, ScriptError};
 use crate::authz::Capability;
 use crate::domain::{
-    App, Deployed, InvocationRecord, Principal, Script, ScriptName, ScriptVersion,
-    ScriptVersionInfo,
+    App, Deployed, InvocationContext, InvocationRecord, Principal, Script, ScriptName,
+    ScriptVersion, ScriptVersionInfo,
 };
 use crate::executor::{
     CompileBudget, CompileError, CompiledScript, ExecError, Executor, Invocation, Limits,
     ScriptRequest, compile_with,
 };
-use crate::ids::AppId;
-use crate::ports::{INVOCATIONS_KEPT, ScriptRepoError, SettingsRepoError, StorageQuota};
+use crate::ids::{AppId, ScriptId};
+use crate::ports::{
+    INVOCATIONS_KEPT, InvocationFilter, ScriptRepoError, SettingsRepoError, StorageQuota,
+};
 use crate::stores::Stores;
 
 /// The app's effective limits: its override, or the defaults when it has
@@ -61,6 +63,86 @@ pub struct ScriptService {
     /// Set once [`ScriptService::warm`] has compiled every live script:
     /// from then on the cache is the whole truth for `/run`.
     warm: Arc<AtomicBool>,
+    /// Every finished run, for the live tails ([`ScriptService::tail`]);
+    /// sent to only while someone listens.
+    tail: tokio::sync::broadcast::Sender<Arc<TailEvent>>,
+}
+
+/// One finished run, as a live tail sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TailEvent {
+    /// The app.
+    pub app_id: AppId,
+    /// The script's name.
+    pub script: String,
+    /// Its record, its logs cut to [`TAIL_RECORD_MAX_BYTES`] (the invocation
+    /// log keeps the whole record).
+    pub record: InvocationRecord,
+}
+
+/// The most bytes of logs one [`TailEvent`] carries.
+pub const TAIL_RECORD_MAX_BYTES: usize = 64 * 1024;
+
+/// How many runs a slow tail may fall behind before it skips ahead (and is
+/// told how many it missed).
+pub const TAIL_BACKLOG: usize = 256;
+
+/// What [`LogTail::next`] gives.
+#[derive(Debug, Clone)]
+pub enum TailItem {
+    /// A run of the app (of the script, if the tail names one).
+    Run(Arc<TailEvent>),
+    /// This many runs were skipped: the tail fell more than
+    /// [`TAIL_BACKLOG`] behind.
+    Lagged(u64),
+    /// The service is gone.
+    Closed,
+}
+
+/// A live tail of one app's runs: see [`ScriptService::tail`].
+#[derive(Debug)]
+pub struct LogTail {
+    rx: tokio::sync::broadcast::Receiver<Arc<TailEvent>>,
+    app: App,
+    script: Option<ScriptName>,
+}
+
+impl LogTail {
+    /// The app it follows.
+    pub fn app(&self) -> &App {
+        &self.app
+    }
+
+    /// The next run of the app (and script), as it finishes.
+    pub async fn next(&mut self) -> TailItem {
+        use tokio::sync::broadcast::error::RecvError;
+        loop {
+            match self.rx.recv().await {
+                Ok(event) => {
+                    if event.app_id == self.app.id
+                        && self
+                            .script
+                            .as_ref()
+                            .is_none_or(|s| s.as_str() == event.script)
+                    {
+                        return TailItem::Run(event);
+                    }
+                }
+                Err(RecvError::Lagged(n)) => return TailItem::Lagged(n),
+                Err(RecvError::Closed) => return TailItem::Closed,
+            }
+        }
+    }
+}
+
+/// How strictly a source is compiled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Strictness {
+    /// A new deploy: undefined variables are compile errors.
+    New,
+    /// A stored version compiled again (warm-up, rollback, new limits):
+    /// it was accepted once, so only what it was checked for then.
+    Stored,
 }
 
 /// Compiles on the blocking pool under the compile budget: a source may be
@@ -71,6 +153,7 @@ async fn compile_off_thread(
     source: String,
     limits: Limits,
     slot: OwnedSemaphorePermit,
+    strictness: Strictness,
 ) -> (String, Result<CompiledScript, CompileError>) {
     /// Cancels the budget when the waiting future is dropped.
     struct CancelOnDrop(CompileBudget);
@@ -79,7 +162,10 @@ async fn compile_off_thread(
             self.0.cancel();
         }
     }
-    let budget = CompileBudget::default();
+    let budget = match strictness {
+        Strictness::New => CompileBudget::default(),
+        Strictness::Stored => CompileBudget::default().lenient(),
+    };
     let _cancel = CancelOnDrop(budget.clone());
     let joined = tokio::task::spawn_blocking(move || {
         let compiled = compile_with(&source, &limits, &budget);
@@ -101,12 +187,52 @@ async fn compile_off_thread(
     }
 }
 
+/// A deleted app's scripts stop answering: the cache forgets them, after
+/// any deploy in flight for that app (which holds the app's lock) is done,
+/// so no deploy can put them back.
+#[async_trait::async_trait]
+impl crate::apps::AppListener for ScriptService {
+    async fn app_created(&self, app: &App) {
+        self.cache.add_app(app.slug.as_str());
+    }
+
+    async fn app_deleted(&self, app: &App) {
+        let lock = self.app_lock(app.id);
+        let _serial = lock.lock().await;
+        self.cache.remove_app(app.slug.as_str());
+        self.compile_slots
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&app.id);
+        drop(_serial);
+        self.app_locks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&app.id);
+    }
+}
+
 impl std::fmt::Debug for ScriptService {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ScriptService")
             .field("cached", &self.cache.len())
             .finish_non_exhaustive()
     }
+}
+
+/// Which of an app's invocations [`ScriptService::app_invocations`] reads.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AppInvocationsQuery {
+    /// Only this script's (by name).
+    pub script: Option<String>,
+    /// Only those that answered this HTTP status.
+    pub status: Option<u16>,
+    /// Only those that started at or after this time.
+    pub since: Option<chrono::DateTime<chrono::Utc>>,
+    /// Only those of this request id.
+    pub request_id: Option<String>,
+    /// At most this many, the newest (clamped to 1 to [`INVOCATIONS_KEPT`]).
+    pub limit: usize,
 }
 
 /// A script with its versions, for the admin API.
@@ -141,6 +267,7 @@ impl ScriptService {
             app_locks: Arc::default(),
             compile_slots: Arc::default(),
             warm: Arc::new(AtomicBool::new(false)),
+            tail: tokio::sync::broadcast::channel(TAIL_BACKLOG).0,
         }
     }
 
@@ -159,12 +286,15 @@ impl ScriptService {
         Arc::clone(locks.entry(app).or_default())
     }
 
-    /// Compiles `source` for `app`, within its compile slots.
+    /// Compiles `source` for `app`, within its compile slots. `Strictness::New`
+    /// refuses undefined variables; `Stored` (a version accepted before, being
+    /// compiled again) lets them through, as when it was deployed.
     async fn compile_for(
         &self,
         app: AppId,
         source: String,
         limits: Limits,
+        strictness: Strictness,
     ) -> (String, Result<CompiledScript, CompileError>) {
         let slots = {
             let mut map = self
@@ -188,7 +318,7 @@ impl ScriptService {
                 }),
             );
         };
-        compile_off_thread(source, limits, slot).await
+        compile_off_thread(source, limits, slot, strictness).await
     }
 
     /// The executor's load and the paths its runs took (inline or pool),
@@ -216,6 +346,7 @@ impl ScriptService {
     pub async fn warm(&self) -> Result<Vec<(AppId, String, CompileError)>, ScriptError> {
         let mut failed = Vec::new();
         for app in self.stores.apps.list().await? {
+            self.cache.add_app(app.slug.as_str());
             let lock = self.app_lock(app.id);
             let _serial = lock.lock().await;
             let limits = match self.app_limits(app.id).await {
@@ -255,6 +386,9 @@ impl ScriptService {
         let Some(app) = self.stores.apps.resolve(slug).await? else {
             return Ok(None);
         };
+        if app.slug.as_str() == slug {
+            self.cache.add_app(slug);
+        }
         let Ok(name) = ScriptName::parse(name) else {
             return Ok(None);
         };
@@ -302,7 +436,9 @@ impl ScriptService {
         else {
             return Ok(Ok(()));
         };
-        let (_, compiled) = self.compile_for(app.id, version.source, limits).await;
+        let (_, compiled) = self
+            .compile_for(app.id, version.source, limits, Strictness::Stored)
+            .await;
         Ok(compiled.map(|compiled| {
             self.cache.put(
                 app,
@@ -354,7 +490,10 @@ impl ScriptService {
     }
 
     /// Deploys `source` as the new live version of `name` (`AppEdit`). The
-    /// source is compiled first: a compile error stores nothing.
+    /// source is compiled first, strictly (an undefined variable is a
+    /// compile error): a compile error stores nothing. An empty source, or
+    /// one with no statements, is refused. The live version's own source is
+    /// `unchanged`: nothing is stored and no version is made.
     pub async fn deploy(
         &self,
         principal: &Principal,
@@ -378,11 +517,46 @@ impl ScriptService {
                 "script source must not contain NUL characters".into(),
             ));
         }
+        if source.trim().is_empty() {
+            return Err(ScriptError::Invalid(
+                "script source is empty: send the file's bytes \
+                 (`--data-binary @file.rhai -H 'content-type: text/plain'`, or `picloud deploy`)"
+                    .into(),
+            ));
+        }
         let lock = self.app_lock(app.id);
         let _serial = lock.lock().await;
+        // The same source as the live version: nothing new to store.
+        if let Some(existing) = self.stores.scripts.get(app.id, &name).await?
+            && let Some(live) = self
+                .stores
+                .scripts
+                .version(app.id, &name, existing.live_version)
+                .await?
+            && live.source == source
+        {
+            return Ok(Deployed {
+                script: existing,
+                version: live,
+                created: false,
+                unchanged: true,
+            });
+        }
         let limits = self.app_limits(app.id).await?;
-        let (source, compiled) = self.compile_for(app.id, source, limits).await;
+        let (source, compiled) = self
+            .compile_for(app.id, source, limits, Strictness::New)
+            .await;
         let compiled = compiled.map_err(ScriptError::Compile)?;
+        if compiled.ast().statements().is_empty() {
+            // Only comments (or only functions): every call would be a 204.
+            // The usual cause is `curl -d @file`, which strips the newlines
+            // so that a leading `//` comment swallows the whole script.
+            return Err(ScriptError::Invalid(
+                "script has no statements to run (is it all one comment? `curl -d` strips \
+                 newlines: send the file with `--data-binary @file.rhai -H 'content-type: text/plain'`)"
+                    .into(),
+            ));
+        }
         let deployed = self
             .stores
             .scripts
@@ -510,7 +684,9 @@ impl ScriptService {
             .await?
             .ok_or(ScriptError::VersionNotFound(version))?;
         let limits = self.app_limits(app.id).await?;
-        let (_, compiled) = self.compile_for(app.id, old.source, limits).await;
+        let (_, compiled) = self
+            .compile_for(app.id, old.source, limits, Strictness::Stored)
+            .await;
         let compiled = compiled.map_err(ScriptError::Compile)?;
         let script = self
             .stores
@@ -544,6 +720,110 @@ impl ScriptService {
             .await?)
     }
 
+    /// The app's newest invocations across its scripts (`AppView`), newest
+    /// first, each with its script's name: only `script`'s when given (an
+    /// unknown name is [`ScriptError::ScriptNotFound`]), only those that
+    /// answered `status`, started at or after `since`, or carry
+    /// `request_id`. At most `limit` (1 to [`INVOCATIONS_KEPT`]).
+    pub async fn app_invocations(
+        &self,
+        principal: &Principal,
+        app: &str,
+        query: AppInvocationsQuery,
+    ) -> Result<Vec<(ScriptName, InvocationRecord)>, ScriptError> {
+        let app = self
+            .authorized_app(principal, app, Capability::AppView)
+            .await?;
+        let names: HashMap<ScriptId, ScriptName> = self
+            .stores
+            .scripts
+            .list(app.id)
+            .await?
+            .into_iter()
+            .map(|s| (s.id, s.name))
+            .collect();
+        let script = match &query.script {
+            None => None,
+            Some(name) => {
+                let name = Self::name(name)?;
+                Some(
+                    names
+                        .iter()
+                        .find(|(_, n)| **n == name)
+                        .map(|(id, _)| *id)
+                        .ok_or_else(|| ScriptError::ScriptNotFound(name.to_string()))?,
+                )
+            }
+        };
+        let filter = InvocationFilter {
+            script,
+            status: query.status,
+            since: query.since,
+            request_id: query.request_id,
+            limit: query.limit.clamp(1, INVOCATIONS_KEPT),
+        };
+        let records = self.stores.invocations.query(app.id, &filter).await?;
+        Ok(records
+            .into_iter()
+            .filter_map(|r| names.get(&r.script_id).cloned().map(|n| (n, r)))
+            .collect())
+    }
+
+    /// Follows the app's runs as they finish (`AppView`), only `script`'s
+    /// when given (an unknown name is [`ScriptError::ScriptNotFound`]).
+    /// Runs on this node only; a tail that falls [`TAIL_BACKLOG`] behind
+    /// skips ahead. Check [`still_may_view`](Self::still_may_view) now and
+    /// then: the caller's role may change while it follows.
+    pub async fn tail(
+        &self,
+        principal: &Principal,
+        app: &str,
+        script: Option<&str>,
+    ) -> Result<LogTail, ScriptError> {
+        let app = self
+            .authorized_app(principal, app, Capability::AppView)
+            .await?;
+        let script = match script {
+            None => None,
+            Some(name) => {
+                let name = Self::name(name)?;
+                if self.stores.scripts.get(app.id, &name).await?.is_none() {
+                    return Err(ScriptError::ScriptNotFound(name.to_string()));
+                }
+                Some(name)
+            }
+        };
+        Ok(LogTail {
+            rx: self.tail.subscribe(),
+            app,
+            script,
+        })
+    }
+
+    /// Whether `principal`'s user, as the store has it now (still active,
+    /// with its current instance role and memberships; the token's scope
+    /// kept), may still see `app`: for a long-lived [`tail`](Self::tail).
+    pub async fn still_may_view(&self, principal: &Principal, app: &App) -> bool {
+        let Ok(Some(user)) = self.stores.users.get(principal.user_id).await else {
+            return false;
+        };
+        if !user.is_active || !matches!(self.stores.apps.get(app.id).await, Ok(Some(_))) {
+            return false;
+        }
+        let now = Principal {
+            instance_role: user.instance_role,
+            is_active: user.is_active,
+            ..*principal
+        };
+        crate::authz::require(
+            self.stores.authz.as_ref(),
+            &now,
+            Capability::AppView(app.id),
+        )
+        .await
+        .is_ok()
+    }
+
     /// The app's effective limits (`AppView`).
     pub async fn limits(&self, principal: &Principal, app: &str) -> Result<Limits, ScriptError> {
         let app = self
@@ -562,11 +842,54 @@ impl ScriptService {
         let app = self
             .authorized_app(principal, app, Capability::AppAdmin)
             .await?;
+        self.change_limits(&app, |_| Ok(limits)).await
+    }
+
+    /// Changes only the limits named in `patch` (`AppAdmin`), a JSON object
+    /// of [`Limits`] fields (`{"wall_clock_ms": 5000}`); the others keep
+    /// their current values. Read, merge and write happen under the app's
+    /// lock, so concurrent patches of different fields all hold.
+    pub async fn patch_limits(
+        &self,
+        principal: &Principal,
+        app: &str,
+        patch: serde_json::Map<String, serde_json::Value>,
+    ) -> Result<Limits, ScriptError> {
+        let app = self
+            .authorized_app(principal, app, Capability::AppAdmin)
+            .await?;
+        self.change_limits(&app, |current| {
+            let current = current.map_err(|e| match e {
+                ScriptError::StoredLimits { reason, .. } => ScriptError::Invalid(format!(
+                    "the app's stored limits cannot be read ({reason}): set all of them with PUT"
+                )),
+                other => other,
+            })?;
+            let mut merged = match serde_json::to_value(current) {
+                Ok(serde_json::Value::Object(map)) => map,
+                _ => serde_json::Map::new(),
+            };
+            merged.extend(patch);
+            serde_json::from_value(serde_json::Value::Object(merged))
+                .map_err(|e| ScriptError::Invalid(format!("limits: {e}")))
+        })
+        .await
+    }
+
+    /// Replaces the app's limits with `change(current)`, under its lock
+    /// (`current` is an error when the stored override cannot be read: a
+    /// replacement does not need it).
+    async fn change_limits(
+        &self,
+        app: &App,
+        change: impl FnOnce(Result<Limits, ScriptError>) -> Result<Limits, ScriptError>,
+    ) -> Result<Limits, ScriptError> {
+        let lock = self.app_lock(app.id);
+        let _serial = lock.lock().await;
+        let limits = change(self.app_limits(app.id).await)?;
         limits
             .validate()
             .map_err(|e| ScriptError::Invalid(e.to_string()))?;
-        let lock = self.app_lock(app.id);
-        let _serial = lock.lock().await;
         // Some limits are checked at compile time (nesting, literals, the
         // number of functions): every live script must still compile under
         // the new ones, or nothing changes.
@@ -580,7 +903,9 @@ impl ScriptService {
             else {
                 continue;
             };
-            let (_, compiled) = self.compile_for(app.id, version.source, limits).await;
+            let (_, compiled) = self
+                .compile_for(app.id, version.source, limits, Strictness::Stored)
+                .await;
             let compiled = compiled.map_err(|e| {
                 ScriptError::Invalid(format!(
                     "script {} (version {}) does not compile under these limits: {e}",
@@ -600,7 +925,7 @@ impl ScriptService {
             })?;
         for (script, compiled) in recompiled {
             self.cache.put(
-                &app,
+                app,
                 script.name.as_str(),
                 script.id,
                 script.live_version,
@@ -617,9 +942,15 @@ impl ScriptService {
     /// still warming, a cache miss reads the store and compiles it. A
     /// transport checks this before it reads a request body.
     pub async fn live(&self, slug: &str, script: &str) -> Result<Arc<LiveScript>, InvokeError> {
-        let not_found = || InvokeError::NotFound {
-            app: slug.to_owned(),
-            script: script.to_owned(),
+        let not_found = || {
+            if self.cache.has_app(slug) {
+                InvokeError::NotFound {
+                    app: slug.to_owned(),
+                    script: script.to_owned(),
+                }
+            } else {
+                InvokeError::AppNotFound(slug.to_owned())
+            }
         };
         if let Some(live) = self.cache.get(slug, script) {
             return Ok(live);
@@ -658,7 +989,33 @@ impl ScriptService {
         &self,
         slug: &str,
         live: &LiveScript,
+        request: ScriptRequest,
+    ) -> Result<Invocation, InvokeError> {
+        let request_id = request
+            .headers
+            .get("x-request-id")
+            .map_or("", String::as_str);
+        let query = (!request.query.is_empty()).then(|| {
+            request
+                .query
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join("&")
+        });
+        let context =
+            InvocationContext::http(request_id, &request.method, &request.path, query.as_deref());
+        self.run_with(slug, live, request, context).await
+    }
+
+    /// [`run`](Self::run), recording `context` (the transport's request id
+    /// and raw query string, say) in the invocation record.
+    pub async fn run_with(
+        &self,
+        slug: &str,
+        live: &LiveScript,
         mut request: ScriptRequest,
+        context: InvocationContext,
     ) -> Result<Invocation, InvokeError> {
         strip_credentials(&self.stores, &mut request.headers).await;
         let at = crate::clock::now();
@@ -667,11 +1024,16 @@ impl ScriptService {
             .execute(slug, &live.compiled, request, &live.limits)
             .await
             .map_err(InvokeError::Exec)?;
-        let (status, error) = match &invocation.outcome {
-            Ok(r) => (r.status, None),
-            Err(e) => (exec_status(e), Some(e.to_string())),
+        let (status, error, line, column) = match &invocation.outcome {
+            Ok(r) => (r.status, None, None, None),
+            Err(e) => (
+                exec_status(e),
+                Some(e.to_string()),
+                e.line().and_then(|l| u32::try_from(l).ok()),
+                e.column().and_then(|c| u32::try_from(c).ok()),
+            ),
         };
-        self.writer.record(InvocationRecord {
+        let record = InvocationRecord {
             script_id: live.script_id,
             version: live.version,
             at,
@@ -679,7 +1041,21 @@ impl ScriptService {
             duration_us: u64::try_from(invocation.duration.as_micros()).unwrap_or(u64::MAX),
             logs: std::mem::take(&mut invocation.logs),
             error,
-        });
+            line,
+            column,
+            context,
+        };
+        if self.tail.receiver_count() > 0 {
+            let mut event = TailEvent {
+                app_id: live.app_id,
+                script: live.name.clone(),
+                record: record.clone(),
+            };
+            crate::ports::fit_record(&mut event.record, TAIL_RECORD_MAX_BYTES);
+            // No receiver left since the check: nobody missed it.
+            let _ = self.tail.send(Arc::new(event));
+        }
+        self.writer.record(record);
         Ok(invocation)
     }
 }

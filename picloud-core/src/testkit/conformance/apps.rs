@@ -29,10 +29,35 @@ macro_rules! __conformance_apps_cases {
             apps_list_for_member_is_explicit_memberships_only,
             apps_delete_cascades_memberships,
             apps_delete_missing_is_not_found,
+            apps_rename_changes_only_the_name,
             apps_resolve_by_id_or_slug,
             timestamps_round_trip_exactly,
         }
     };
+}
+
+/// A rename changes the display name and nothing else, reads back by id
+/// and by slug, and a missing app is `NotFound`.
+pub async fn apps_rename_changes_only_the_name(stores: Stores) {
+    let fx = Fixture::new(stores.clone());
+    let app = fx.app("renamed").await;
+    let other = fx.app("untouched").await;
+    let name = crate::testkit::display_name("A New Name");
+    let renamed = stores.apps.rename(app.id, name.clone()).await.unwrap();
+    assert_eq!(renamed.name, name);
+    assert_eq!((renamed.id, &renamed.slug), (app.id, &app.slug));
+    assert_eq!(renamed.created_at, app.created_at);
+    assert_eq!(
+        stores.apps.get(app.id).await.unwrap(),
+        Some(renamed.clone())
+    );
+    assert_eq!(
+        stores.apps.find_by_slug(app.slug.as_str()).await.unwrap(),
+        Some(renamed)
+    );
+    assert_eq!(stores.apps.get(other.id).await.unwrap(), Some(other));
+    let err = stores.apps.rename(AppId::new(), name).await.unwrap_err();
+    assert!(matches!(err, AppRepoError::NotFound), "{err:?}");
 }
 
 /// A created app reads back identically by id and by slug.

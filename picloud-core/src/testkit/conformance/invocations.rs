@@ -1,10 +1,10 @@
 //! Conformance cases of the invocations port,
 //! [`InvocationRepository`](crate::ports::InvocationRepository).
 
-use crate::domain::{InstanceRole, InvocationRecord};
+use crate::domain::{InstanceRole, InvocationContext, InvocationRecord, Trigger};
 use crate::ports::{
     INVOCATION_BYTES_PER_APP, INVOCATION_BYTES_PER_SCRIPT, INVOCATION_RECORD_MAX_BYTES,
-    INVOCATIONS_KEPT, StorageQuota,
+    INVOCATIONS_KEPT, InvocationFilter, StorageQuota,
 };
 use crate::stores::Stores;
 use crate::testkit::Fixture;
@@ -24,6 +24,8 @@ macro_rules! __conformance_invocations_cases {
             invocations_app_bound_spares_other_apps,
             invocations_recent_newest_first_and_bounded,
             invocations_of_unknown_scripts_are_dropped,
+            invocations_keep_their_context_and_error_position,
+            invocations_query_an_apps_records_by_script_status_time_and_request,
         }
     };
 }
@@ -44,6 +46,9 @@ fn sized_record(
         duration_us: 1,
         logs: vec![fill.to_string().repeat(bytes)],
         error: None,
+        line: None,
+        column: None,
+        context: Default::default(),
     }
 }
 
@@ -245,4 +250,141 @@ pub async fn invocations_of_unknown_scripts_are_dropped(stores: Stores) {
             .unwrap()
             .is_empty()
     );
+}
+
+/// Every field of a record reads back as written: the context (trigger,
+/// request id, method, path, query) and the error's line and column.
+pub async fn invocations_keep_their_context_and_error_position(stores: Stores) {
+    let fx = Fixture::new(stores.clone());
+    let (app, dev) = (fx.app("a").await, fx.user("dev", InstanceRole::Admin).await);
+    let d = stores
+        .scripts
+        .deploy(
+            app.id,
+            &script_name("s"),
+            "1".into(),
+            dev.id,
+            StorageQuota::default(),
+        )
+        .await
+        .unwrap();
+    let mut failed = record(d.script.id, 1);
+    failed.context = InvocationContext::http(
+        "0b7e-request",
+        "PATCH",
+        "/a/b%20c/é",
+        Some("x=1&y=%C3%A9&x=2"),
+    );
+    let plain = InvocationRecord {
+        line: None,
+        column: None,
+        context: InvocationContext::default(),
+        ..record(d.script.id, 2)
+    };
+    stores
+        .invocations
+        .append(vec![failed.clone(), plain.clone()])
+        .await
+        .unwrap();
+    let kept = stores.invocations.recent(d.script.id, 10).await.unwrap();
+    assert_eq!(kept, [plain, failed.clone()]);
+    assert_eq!((kept[1].line, kept[1].column), (Some(3), Some(7)));
+    assert_eq!(kept[1].context.trigger, Trigger::Http);
+    assert_eq!(kept[1].context.query.as_deref(), Some("x=1&y=%C3%A9&x=2"));
+}
+
+/// `query` reads an app's records across its scripts, newest first, with
+/// each filter applied, never another app's; `limit` keeps the newest.
+pub async fn invocations_query_an_apps_records_by_script_status_time_and_request(stores: Stores) {
+    let fx = Fixture::new(stores.clone());
+    let (app, other) = (fx.app("a").await, fx.app("b").await);
+    let dev = fx.user("dev", InstanceRole::Admin).await;
+    let deploy = |app: crate::ids::AppId, name: &'static str| {
+        let stores = stores.clone();
+        async move {
+            stores
+                .scripts
+                .deploy(
+                    app,
+                    &script_name(name),
+                    "1".into(),
+                    dev.id,
+                    StorageQuota::default(),
+                )
+                .await
+                .unwrap()
+                .script
+                .id
+        }
+    };
+    let (one, two, theirs) = (
+        deploy(app.id, "one").await,
+        deploy(app.id, "two").await,
+        deploy(other.id, "one").await,
+    );
+    // record(_, i): i ms after now, 500 for odd i, request id `req-{i}`.
+    let mut all = Vec::new();
+    for i in 0..6 {
+        all.push(record(if i < 3 { one } else { two }, i));
+    }
+    all.push(record(theirs, 6));
+    stores.invocations.append(all.clone()).await.unwrap();
+    let ask = |filter: InvocationFilter| {
+        let stores = stores.clone();
+        async move { stores.invocations.query(app.id, &filter).await.unwrap() }
+    };
+    let every = ask(InvocationFilter {
+        limit: 100,
+        ..Default::default()
+    })
+    .await;
+    let expected: Vec<InvocationRecord> = all[..6].iter().rev().cloned().collect();
+    assert_eq!(
+        every, expected,
+        "the app's six, newest first, not the other app's"
+    );
+    let newest = ask(InvocationFilter {
+        limit: 2,
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(newest, expected[..2]);
+    let of_one = ask(InvocationFilter {
+        script: Some(one),
+        limit: 100,
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(of_one, all[..3].iter().rev().cloned().collect::<Vec<_>>());
+    let failed = ask(InvocationFilter {
+        status: Some(500),
+        limit: 100,
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(
+        failed.iter().map(|r| r.duration_us).collect::<Vec<_>>(),
+        [15, 13, 11]
+    );
+    let since = ask(InvocationFilter {
+        since: Some(all[4].at),
+        limit: 100,
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(since, [all[5].clone(), all[4].clone()]);
+    let by_id = ask(InvocationFilter {
+        request_id: Some("req-2".into()),
+        limit: 100,
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(by_id, [all[2].clone()]);
+    let none = ask(InvocationFilter {
+        script: Some(theirs),
+        limit: 100,
+        ..Default::default()
+    })
+    .await;
+    assert!(none.is_empty(), "another app's script matches nothing");
 }

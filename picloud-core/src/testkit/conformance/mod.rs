@@ -116,13 +116,22 @@ fn script_name(s: &str) -> ScriptName {
 }
 
 fn record(script: crate::ids::ScriptId, i: i64) -> InvocationRecord {
+    let failed = i % 2 == 1;
     InvocationRecord {
         script_id: script,
         version: 1,
         at: crate::clock::now() + chrono::Duration::milliseconds(i),
-        status: 200,
+        status: if failed { 500 } else { 200 },
         duration_us: 10 + i as u64,
         logs: vec![format!("line {i}")],
-        error: (i % 2 == 1).then(|| "script error: boom".to_owned()),
+        error: failed.then(|| "script error: boom".to_owned()),
+        line: failed.then_some(3),
+        column: failed.then_some(7),
+        context: crate::domain::InvocationContext::http(
+            &format!("req-{i}"),
+            "POST",
+            &format!("/items/{i}"),
+            (i % 3 == 0).then_some("a=1&b=two%20words"),
+        ),
     }
 }

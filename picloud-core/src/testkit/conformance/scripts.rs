@@ -165,7 +165,8 @@ pub async fn scripts_list_by_name_within_the_app(stores: Stores) {
     let fx = Fixture::new(stores.clone());
     let (a, b) = (fx.app("a").await, fx.app("b").await);
     let dev = fx.user("dev", InstanceRole::Admin).await;
-    for name in ["zeta", "Alpha", "beta"] {
+    // Byte order, as `COLLATE "C"`: '-' < '_' < letters.
+    for name in ["zeta", "alpha_b", "beta", "alpha-b", "alpha"] {
         stores
             .scripts
             .deploy(
@@ -197,7 +198,7 @@ pub async fn scripts_list_by_name_within_the_app(stores: Stores) {
         .into_iter()
         .map(|s| s.name.to_string())
         .collect();
-    assert_eq!(names, ["Alpha", "beta", "zeta"]);
+    assert_eq!(names, ["alpha", "alpha-b", "alpha_b", "beta", "zeta"]);
 }
 
 /// `all_live` pairs each script with its live version's source.

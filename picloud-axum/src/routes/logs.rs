@@ -1,0 +1,96 @@
+//! `GET /admin/apps/{id_or_slug}/logs/stream`: an app's runs as they
+//! finish, as Server-Sent Events (`AppView`).
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::extract::{Query, State};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use futures_util::stream::{self, Stream};
+use picloud_core::Principal;
+use picloud_core::scripts::{LogTail, TailItem};
+use serde::Deserialize;
+use utoipa::IntoParams;
+
+use crate::ApiState;
+use crate::error::{ApiError, ErrorBody};
+use crate::extract::{Caller, Path};
+use crate::routes::scripts::InvocationDto;
+
+/// How often a tail checks that its caller may still see the app (and
+/// sends a keep-alive comment).
+pub const RECHECK_EVERY: Duration = Duration::from_secs(15);
+
+/// `?script=` of the log stream.
+#[derive(Debug, Clone, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct StreamParams {
+    /// Only this script's runs.
+    pub script: Option<String>,
+}
+
+/// Follows the app's runs live (`AppView`): one `invocation` event per
+/// finished run, its data an [`InvocationDto`] (logs cut to 64 KiB), within
+/// moments of the run. A `lagged` event (data: how many) says a slow reader
+/// skipped runs; read them with `…/invocations`. The stream ends when the
+/// caller may no longer see the app (checked every 15 s), or the app goes.
+/// It shows the runs of the node it is connected to.
+#[utoipa::path(
+    get, path = "/api/v1/admin/apps/{id_or_slug}/logs/stream", tag = "scripts",
+    params(
+        ("id_or_slug" = String, Path, description = "App id or slug", example = "demo"),
+        StreamParams,
+    ),
+    responses(
+        (status = 200, description = "`text/event-stream`: `invocation` events", content_type = "text/event-stream", body = String),
+        (status = 403, description = "No role on the app", body = ErrorBody),
+        (status = 404, description = "No such app or script", body = ErrorBody),
+        (status = 422, description = "Not a valid script name", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn stream_logs(
+    State(s): State<ApiState>,
+    Caller(p): Caller,
+    Path(app): Path<String>,
+    query: Result<Query<StreamParams>, axum::extract::rejection::QueryRejection>,
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+    let Query(q) = query?;
+    let tail = s.scripts.tail(&p, &app, q.script.as_deref()).await?;
+    let mut recheck = tokio::time::interval(RECHECK_EVERY);
+    recheck.reset(); // the first tick is one period from now
+    let events = stream::unfold(
+        (tail, s, p, recheck),
+        |(mut tail, s, p, mut recheck)| async move {
+            let event = next_event(&mut tail, &s, &p, &mut recheck).await?;
+            Some((Ok(event), (tail, s, p, recheck)))
+        },
+    );
+    Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(RECHECK_EVERY)))
+}
+
+/// The next event of `tail`, or `None` to end the stream.
+async fn next_event(
+    tail: &mut LogTail,
+    s: &ApiState,
+    p: &Principal,
+    recheck: &mut tokio::time::Interval,
+) -> Option<Event> {
+    loop {
+        tokio::select! {
+            item = tail.next() => return match item {
+                TailItem::Run(run) => Event::default()
+                    .event("invocation")
+                    .json_data(InvocationDto::of(&run.script, run.record.clone()))
+                    .ok(),
+                TailItem::Lagged(n) => Some(Event::default().event("lagged").data(n.to_string())),
+                TailItem::Closed => None,
+            },
+            _ = recheck.tick() => {
+                if !s.scripts.still_may_view(p, tail.app()).await {
+                    return None;
+                }
+            }
+        }
+    }
+}
