@@ -783,7 +783,92 @@ async fn the_log_stream_shows_each_run_within_a_second(s: TestServer) {
     assert_eq!(status, 401);
 }
 
+async fn generic_public_errors_keep_the_detail_in_the_log(s: TestServer) {
+    s.create_app("shop").await;
+    s.deploy("shop", "bad", "let n = parse_int(request.query.n);\nn")
+        .await;
+    s.deploy("shop", "spin", "loop {}").await;
+    let settings = "/api/v1/admin/apps/shop/settings";
+    let (status, body) = s.get(settings, &s.owner_token).await;
+    assert_eq!(
+        (status.as_u16(), body),
+        (200, json!({ "public_errors": "detailed" }))
+    );
+    // Detailed, the default: the error text and the line.
+    let (status, _, body) = s.run(Method::GET, "/run/shop/bad?n=abc", None).await;
+    assert_eq!(status, 500);
+    let body: Value = serde_json::from_str(&body).unwrap();
+    assert!(body["error"].as_str().unwrap().contains("abc"), "{body}");
+    assert_eq!(body["line"], 1);
+    // Who may change it: an app admin; an editor may read it only.
+    let (editor, editor_token) = s.user("eddie", "member").await;
+    s.grant("shop", &editor, "editor").await;
+    assert_eq!(s.get(settings, &editor_token).await.0, 200);
+    let (status, _) = s
+        .patch(
+            settings,
+            &editor_token,
+            json!({ "public_errors": "generic" }),
+        )
+        .await;
+    assert_eq!(status, 403);
+    for bad in [json!({ "public_errors": "none" }), json!({ "nope": 1 })] {
+        let (status, body) = s.patch(settings, &s.owner_token, bad.clone()).await;
+        assert_eq!(status, 422, "{bad}: {body}");
+    }
+    let (status, body) = s
+        .patch(
+            settings,
+            &s.owner_token,
+            json!({ "public_errors": "generic" }),
+        )
+        .await;
+    assert_eq!(
+        (status.as_u16(), &body["public_errors"]),
+        (200, &json!("generic"))
+    );
+    // Generic: "script error" and the request id, nothing more; the same
+    // status; the record keeps the detail.
+    let resp = s
+        .client
+        .get(s.url("/run/shop/bad?n=abc"))
+        .header("x-request-id", "find-me")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 500);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(
+        body,
+        json!({ "error": "script error", "request_id": "find-me" })
+    );
+    let resp = s.client.get(s.url("/run/shop/spin")).send().await.unwrap();
+    assert_eq!(resp.status(), 504);
+    let id = resp.headers()["x-request-id"].to_str().unwrap().to_owned();
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body, json!({ "error": "script error", "request_id": id }));
+    let found = until_invocations(&s, "shop", "request_id=find-me", 1).await;
+    assert!(
+        found[0]["error"].as_str().unwrap().contains("abc"),
+        "{found:?}"
+    );
+    assert_eq!(found[0]["line"], 1);
+    // Unknown apps and scripts are 404s as before.
+    let (status, _, _) = s.run(Method::GET, "/run/shop/nope", None).await;
+    assert_eq!(status, 404);
+    // Back to detailed.
+    s.patch(
+        settings,
+        &s.owner_token,
+        json!({ "public_errors": "detailed" }),
+    )
+    .await;
+    let (_, _, body) = s.run(Method::GET, "/run/shop/bad?n=abc", None).await;
+    assert!(body.contains("abc"), "{body}");
+}
+
 on_both_stores!(
+    generic_public_errors_keep_the_detail_in_the_log,
     invocation_records_say_which_request_and_where_it_failed,
     the_log_stream_shows_each_run_within_a_second,
     deleting_an_app_takes_everything_and_needs_app_admin,

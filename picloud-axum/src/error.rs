@@ -71,6 +71,15 @@ impl ApiError {
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, cause.to_string())
     }
 
+    /// A script's failure as an app with `public_errors: generic` answers
+    /// it: the status, `{"error": "script error", "request_id": …}`, and
+    /// nothing of the detail (which the invocation record and the log keep).
+    pub fn generic_script_error(status: StatusCode, request_id: &str) -> Self {
+        let mut error = Self::new(status, "script error").with_field("request_id", request_id);
+        error.expose = true;
+        error
+    }
+
     /// 401.
     pub fn unauthenticated() -> Self {
         Self::new(StatusCode::UNAUTHORIZED, "authentication required")
@@ -229,10 +238,39 @@ impl From<JsonRejection> for ApiError {
             JsonRejection::BytesRejection(_) if status == StatusCode::PAYLOAD_TOO_LARGE => {
                 "request body too large".to_owned()
             }
+            JsonRejection::JsonDataError(_) => {
+                format!("invalid request body: {}", for_people(&r.body_text()))
+            }
+            JsonRejection::JsonSyntaxError(_) => {
+                format!("malformed JSON: {}", for_people(&r.body_text()))
+            }
             _ => r.body_text(),
         };
         Self::new(status, message)
     }
+}
+
+/// An extractor's rejection text for a person: without axum's preamble
+/// ("Failed to deserialize the JSON body into the target type: "), and
+/// without serde's " at line 1 column 42", which point into a body the
+/// caller never sees laid out in lines. What is left names the field (as
+/// `field: ` before the reason) and says what is wrong with it.
+pub(crate) fn for_people(text: &str) -> String {
+    let text = text
+        .split_once(": ")
+        .filter(|(preamble, _)| preamble.starts_with("Failed to "))
+        .map_or(text, |(_, rest)| rest);
+    let text = match text.rfind(" at line ") {
+        Some(i)
+            if text[i + " at line ".len()..]
+                .split(" column ")
+                .all(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())) =>
+        {
+            &text[..i]
+        }
+        _ => text,
+    };
+    text.to_owned()
 }
 
 impl From<PathRejection> for ApiError {
@@ -248,7 +286,10 @@ impl From<PathRejection> for ApiError {
 
 impl From<QueryRejection> for ApiError {
     fn from(r: QueryRejection) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, r.body_text())
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            format!("invalid query string: {}", for_people(&r.body_text())),
+        )
     }
 }
 
@@ -263,6 +304,30 @@ mod tests {
             .await
             .unwrap();
         (status, serde_json::from_slice(&bytes).unwrap())
+    }
+
+    #[test]
+    fn rejections_read_for_people() {
+        assert_eq!(
+            for_people(
+                "Failed to deserialize the JSON body into the target type: missing field \
+                 `instance_role` at line 1 column 42"
+            ),
+            "missing field `instance_role`"
+        );
+        assert_eq!(
+            for_people(
+                "Failed to deserialize the JSON body into the target type: role: unknown \
+                 variant `boss`, expected one of `viewer`, `editor`, `app_admin` at line 1 column 15"
+            ),
+            "role: unknown variant `boss`, expected one of `viewer`, `editor`, `app_admin`"
+        );
+        assert_eq!(
+            for_people("Failed to deserialize query string: status: invalid digit found in string"),
+            "status: invalid digit found in string"
+        );
+        // Text that merely looks similar is left alone.
+        assert_eq!(for_people("look at line one"), "look at line one");
     }
 
     #[test]

@@ -204,6 +204,10 @@ pub fn admin_router(state: ApiState) -> Router {
         )
         .route("/admin/apps/{id_or_slug}/usage", get(scripts::get_usage))
         .route(
+            "/admin/apps/{id_or_slug}/settings",
+            get(apps::get_settings).patch(apps::patch_settings),
+        )
+        .route(
             "/admin/apps/{id_or_slug}/invocations",
             get(scripts::list_app_invocations),
         )

@@ -93,6 +93,7 @@ impl AppRepository for MemoryStore {
             s.invocations.remove(&script);
         }
         s.app_limits.remove(&id);
+        s.public_errors.remove(&id);
         Ok(())
     }
 }

@@ -58,6 +58,8 @@ struct State {
     scripts: BTreeMap<(AppId, String), StoredScript>,
     /// Per-app limits overrides, dropped with their app.
     app_limits: HashMap<AppId, picloud_core::limits::Limits>,
+    /// Per-app public error detail, where set; dropped with their app.
+    public_errors: HashMap<AppId, picloud_core::domain::PublicErrors>,
     /// Recent invocations per script, oldest first (by start time, then
     /// arrival).
     invocations: HashMap<ScriptId, VecDeque<invocations::KeptRecord>>,

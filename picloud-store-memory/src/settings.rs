@@ -1,7 +1,8 @@
 //! [`AppSettingsRepository`] for [`MemoryStore`]: the per-app limits
-//! overrides, dropped with their app.
+//! overrides and public error detail, dropped with their app.
 
 use async_trait::async_trait;
+use picloud_core::domain::PublicErrors;
 use picloud_core::ids::AppId;
 use picloud_core::limits::Limits;
 use picloud_core::ports::{AppSettingsRepository, SettingsRepoError};
@@ -27,6 +28,28 @@ impl AppSettingsRepository for MemoryStore {
             Some(l) => s.app_limits.insert(app, l),
             None => s.app_limits.remove(&app),
         };
+        Ok(())
+    }
+
+    async fn public_errors(&self, app: AppId) -> Result<PublicErrors, SettingsRepoError> {
+        Ok(self
+            .read()
+            .public_errors
+            .get(&app)
+            .copied()
+            .unwrap_or_default())
+    }
+
+    async fn set_public_errors(
+        &self,
+        app: AppId,
+        errors: PublicErrors,
+    ) -> Result<(), SettingsRepoError> {
+        let mut s = self.write();
+        if !s.apps.contains_key(&app) {
+            return Err(SettingsRepoError::NotFound);
+        }
+        s.public_errors.insert(app, errors);
         Ok(())
     }
 }

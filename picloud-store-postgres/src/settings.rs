@@ -1,7 +1,9 @@
 //! [`AppSettingsRepository`] for [`PostgresStore`]: `apps.limits`, the
-//! limits override as JSON text (so it goes with its app row).
+//! limits override as JSON text, and `apps.public_errors` (so both go with
+//! their app row).
 
 use async_trait::async_trait;
+use picloud_core::domain::PublicErrors;
 use picloud_core::ids::AppId;
 use picloud_core::limits::Limits;
 use picloud_core::ports::{AppSettingsRepository, SettingsRepoError};
@@ -40,6 +42,38 @@ impl AppSettingsRepository for PostgresStore {
         let done = sqlx::query("UPDATE apps SET limits = $2 WHERE id = $1")
             .bind(app.as_uuid())
             .bind(limits)
+            .execute(&self.pool)
+            .await
+            .map_err(settings_error)?;
+        if done.rows_affected() == 0 {
+            Err(SettingsRepoError::NotFound)
+        } else {
+            Ok(())
+        }
+    }
+
+    async fn public_errors(&self, app: AppId) -> Result<PublicErrors, SettingsRepoError> {
+        let text: Option<String> =
+            sqlx::query_scalar("SELECT public_errors FROM apps WHERE id = $1")
+                .bind(app.as_uuid())
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(settings_error)?;
+        match text {
+            None => Ok(PublicErrors::default()),
+            Some(t) => PublicErrors::parse(&t)
+                .ok_or_else(|| SettingsRepoError::Unreadable(format!("public_errors {t:?}"))),
+        }
+    }
+
+    async fn set_public_errors(
+        &self,
+        app: AppId,
+        errors: PublicErrors,
+    ) -> Result<(), SettingsRepoError> {
+        let done = sqlx::query("UPDATE apps SET public_errors = $2 WHERE id = $1")
+            .bind(app.as_uuid())
+            .bind(errors.as_str())
             .execute(&self.pool)
             .await
             .map_err(settings_error)?;

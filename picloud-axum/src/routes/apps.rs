@@ -4,6 +4,8 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 
+use picloud_core::domain::PublicErrors;
+
 use crate::ApiState;
 use crate::dto::{AppDto, CreateAppRequest, PatchAppRequest};
 use crate::error::{ApiError, ErrorBody};
@@ -106,4 +108,70 @@ pub async fn delete_app(
 ) -> Result<StatusCode, ApiError> {
     s.apps.delete(&p, &app).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// An app's settings (beyond its limits).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct AppSettingsDto {
+    /// How much of a script error public callers see: `detailed` (the error
+    /// text, its line, the limit hit; the default) or `generic` (`{"error":
+    /// "script error", "request_id": …}`; the detail stays in the
+    /// invocation record and the log).
+    pub public_errors: PublicErrors,
+}
+
+/// `PATCH …/settings`: the fields to change.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PatchSettingsRequest {
+    /// See [`AppSettingsDto::public_errors`].
+    #[serde(default)]
+    pub public_errors: Option<PublicErrors>,
+}
+
+/// The app's settings (`AppView`).
+#[utoipa::path(
+    get, path = "/api/v1/admin/apps/{id_or_slug}/settings", tag = "apps",
+    params(("id_or_slug" = String, Path, description = "App id or slug", example = "demo")),
+    responses(
+        (status = 200, description = "The settings", body = AppSettingsDto),
+        (status = 403, description = "No role on the app", body = ErrorBody),
+        (status = 404, description = "No such app", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn get_settings(
+    State(s): State<ApiState>,
+    Caller(p): Caller,
+    Path(app): Path<String>,
+) -> Result<Json<AppSettingsDto>, ApiError> {
+    Ok(Json(AppSettingsDto {
+        public_errors: s.scripts.public_errors(&p, &app).await?,
+    }))
+}
+
+/// Changes the app's settings (`AppAdmin`): only the fields sent.
+#[utoipa::path(
+    patch, path = "/api/v1/admin/apps/{id_or_slug}/settings", tag = "apps",
+    params(("id_or_slug" = String, Path, description = "App id or slug", example = "demo")),
+    request_body = PatchSettingsRequest,
+    responses(
+        (status = 200, description = "The settings now", body = AppSettingsDto),
+        (status = 403, description = "Not an app admin", body = ErrorBody),
+        (status = 404, description = "No such app", body = ErrorBody),
+        (status = 422, description = "An unknown field or value", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn patch_settings(
+    State(s): State<ApiState>,
+    Caller(p): Caller,
+    Path(app): Path<String>,
+    Json(req): Json<PatchSettingsRequest>,
+) -> Result<Json<AppSettingsDto>, ApiError> {
+    let public_errors = match req.public_errors {
+        Some(errors) => s.scripts.set_public_errors(&p, &app, errors).await?,
+        None => s.scripts.public_errors(&p, &app).await?,
+    };
+    Ok(Json(AppSettingsDto { public_errors }))
 }

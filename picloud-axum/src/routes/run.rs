@@ -12,8 +12,8 @@ use axum::body::{Body, to_bytes};
 use axum::extract::{OriginalUri, Request, State};
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use picloud_core::domain::InvocationContext;
-use picloud_core::executor::ScriptRequest;
+use picloud_core::domain::{InvocationContext, PublicErrors};
+use picloud_core::executor::{ExecErrorKind, ScriptRequest};
 
 use crate::ApiState;
 use crate::error::ApiError;
@@ -199,6 +199,15 @@ pub async fn run(State(s): State<ApiState>, req: Request) -> Response {
                     error = %e,
                     "script failed"
                 );
+                let script_failed = matches!(
+                    e.kind(),
+                    ExecErrorKind::Runtime | ExecErrorKind::Timeout | ExecErrorKind::LimitExceeded
+                );
+                if script_failed && s.scripts.public_errors_of(app).await == PublicErrors::Generic {
+                    let status = StatusCode::from_u16(picloud_core::scripts::exec_status(&e))
+                        .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+                    return ApiError::generic_script_error(status, &request_id).into_response();
+                }
                 ApiError::from(&e).into_response()
             }
         },

@@ -53,3 +53,35 @@ impl NewApp {
         }
     }
 }
+
+/// How much of a script error an app's public callers see (a per-app
+/// setting; the detail always goes to the invocation record and the log).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "lowercase")]
+pub enum PublicErrors {
+    /// The error text, its line and the limit hit (the default).
+    #[default]
+    Detailed,
+    /// Only `{"error": "script error", "request_id": …}`.
+    Generic,
+}
+
+impl PublicErrors {
+    /// `detailed` or `generic`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Detailed => "detailed",
+            Self::Generic => "generic",
+        }
+    }
+
+    /// The setting named `s`.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "detailed" => Some(Self::Detailed),
+            "generic" => Some(Self::Generic),
+            _ => None,
+        }
+    }
+}

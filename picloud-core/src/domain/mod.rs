@@ -15,7 +15,7 @@ mod text;
 mod token;
 mod user;
 
-pub use app::{App, NewApp};
+pub use app::{App, NewApp, PublicErrors};
 pub use display_name::{DisplayName, DisplayNameError, validate_display_name};
 pub use invocation::{InvocationContext, InvocationRecord, Trigger};
 pub use membership::{AppMembership, AppMembershipDetail};

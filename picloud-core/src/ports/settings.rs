@@ -1,10 +1,11 @@
 //! The settings port: what an app has set for itself, apart from its
-//! scripts. Today that is its limits override; the per-app settings of the
-//! issues to come (public error detail, …) join it here.
+//! scripts: its limits override, and how much of a script error its public
+//! callers see.
 
 use async_trait::async_trait;
 
 use super::BoxError;
+use crate::domain::PublicErrors;
 use crate::ids::AppId;
 use crate::limits::Limits;
 
@@ -42,5 +43,17 @@ pub trait AppSettingsRepository: Send + Sync {
         &self,
         app: AppId,
         limits: Option<Limits>,
+    ) -> Result<(), SettingsRepoError>;
+
+    /// How much of a script error the app's callers see (the default,
+    /// [`PublicErrors::Detailed`], for an app that never set it, and for an
+    /// unknown app).
+    async fn public_errors(&self, app: AppId) -> Result<PublicErrors, SettingsRepoError>;
+
+    /// Sets it. [`SettingsRepoError::NotFound`] if the app does not exist.
+    async fn set_public_errors(
+        &self,
+        app: AppId,
+        errors: PublicErrors,
     ) -> Result<(), SettingsRepoError>;
 }

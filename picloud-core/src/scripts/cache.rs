@@ -1,9 +1,9 @@
 //! The compiled live version of every script.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::{Arc, PoisonError, RwLock};
 
-use crate::domain::App;
+use crate::domain::{App, PublicErrors};
 use crate::executor::{CompiledScript, Limits};
 use crate::ids::{AppId, ScriptId};
 
@@ -30,7 +30,8 @@ pub struct LiveScript {
 #[derive(Debug, Default)]
 pub struct ScriptCache {
     by_slug: RwLock<HashMap<String, HashMap<String, Arc<LiveScript>>>>,
-    apps: RwLock<HashSet<String>>,
+    /// Every app by slug, with its public error detail.
+    apps: RwLock<HashMap<String, PublicErrors>>,
 }
 
 impl ScriptCache {
@@ -40,15 +41,35 @@ impl ScriptCache {
         self.apps
             .read()
             .unwrap_or_else(PoisonError::into_inner)
-            .contains(slug)
+            .contains_key(slug)
     }
 
-    /// Notes that the app `slug` exists.
+    /// The public error detail of the app `slug`, if this cache knows the
+    /// app.
+    pub fn public_errors(&self, slug: &str) -> Option<PublicErrors> {
+        self.apps
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(slug)
+            .copied()
+    }
+
+    /// Notes that the app `slug` exists (with the default public error
+    /// detail, unless one is known already).
     pub(super) fn add_app(&self, slug: &str) {
         self.apps
             .write()
             .unwrap_or_else(PoisonError::into_inner)
-            .insert(slug.to_owned());
+            .entry(slug.to_owned())
+            .or_default();
+    }
+
+    /// Notes the app `slug`'s public error detail.
+    pub(super) fn set_public_errors(&self, slug: &str, errors: PublicErrors) {
+        self.apps
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(slug.to_owned(), errors);
     }
 
     /// The live script `name` of the app `slug`.

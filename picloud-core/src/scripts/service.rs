@@ -13,8 +13,8 @@ use super::writer::InvocationWriter;
 use super::{COMPILES_PER_APP, InvokeError, MAX_SOURCE_BYTES, ScriptError};
 use crate::authz::Capability;
 use crate::domain::{
-    App, Deployed, InvocationContext, InvocationRecord, Principal, Script, ScriptName,
-    ScriptVersion, ScriptVersionInfo,
+    App, Deployed, InvocationContext, InvocationRecord, Principal, PublicErrors, Script,
+    ScriptName, ScriptVersion, ScriptVersionInfo,
 };
 use crate::executor::{
     CompileBudget, CompileError, CompiledScript, ExecError, Executor, Invocation, Limits,
@@ -346,7 +346,16 @@ impl ScriptService {
     pub async fn warm(&self) -> Result<Vec<(AppId, String, CompileError)>, ScriptError> {
         let mut failed = Vec::new();
         for app in self.stores.apps.list().await? {
-            self.cache.add_app(app.slug.as_str());
+            let errors = match self.stores.settings.public_errors(app.id).await {
+                Ok(errors) => errors,
+                // Say less rather than more.
+                Err(SettingsRepoError::Unreadable(why)) => {
+                    tracing::error!(app = %app.slug, %why, "public_errors unreadable: answering generic errors");
+                    PublicErrors::Generic
+                }
+                Err(e) => return Err(ScriptError::Settings(e)),
+            };
+            self.cache.set_public_errors(app.slug.as_str(), errors);
             let lock = self.app_lock(app.id);
             let _serial = lock.lock().await;
             let limits = match self.app_limits(app.id).await {
@@ -386,8 +395,14 @@ impl ScriptService {
         let Some(app) = self.stores.apps.resolve(slug).await? else {
             return Ok(None);
         };
-        if app.slug.as_str() == slug {
-            self.cache.add_app(slug);
+        if app.slug.as_str() == slug && self.cache.public_errors(slug).is_none() {
+            let errors = self
+                .stores
+                .settings
+                .public_errors(app.id)
+                .await
+                .unwrap_or(PublicErrors::Generic);
+            self.cache.set_public_errors(slug, errors);
         }
         let Ok(name) = ScriptName::parse(name) else {
             return Ok(None);
@@ -767,6 +782,66 @@ impl ScriptService {
             .into_iter()
             .filter_map(|r| names.get(&r.script_id).cloned().map(|n| (n, r)))
             .collect())
+    }
+
+    /// How much of a script error the app's public callers see (`AppView`).
+    pub async fn public_errors(
+        &self,
+        principal: &Principal,
+        app: &str,
+    ) -> Result<PublicErrors, ScriptError> {
+        let app = self
+            .authorized_app(principal, app, Capability::AppView)
+            .await?;
+        self.stores
+            .settings
+            .public_errors(app.id)
+            .await
+            .map_err(ScriptError::Settings)
+    }
+
+    /// Sets it (`AppAdmin`); `/run` answers by it from the next error on.
+    pub async fn set_public_errors(
+        &self,
+        principal: &Principal,
+        app: &str,
+        errors: PublicErrors,
+    ) -> Result<PublicErrors, ScriptError> {
+        let app = self
+            .authorized_app(principal, app, Capability::AppAdmin)
+            .await?;
+        let lock = self.app_lock(app.id);
+        let _serial = lock.lock().await;
+        self.stores
+            .settings
+            .set_public_errors(app.id, errors)
+            .await
+            .map_err(|e| match e {
+                SettingsRepoError::NotFound => ScriptError::AppNotFound(app.slug.to_string()),
+                other => ScriptError::Settings(other),
+            })?;
+        self.cache.set_public_errors(app.slug.as_str(), errors);
+        Ok(errors)
+    }
+
+    /// The public error detail `/run` answers with for the app `slug`: from
+    /// memory, except for an app this node has not seen yet (one read).
+    pub async fn public_errors_of(&self, slug: &str) -> PublicErrors {
+        if let Some(errors) = self.cache.public_errors(slug) {
+            return errors;
+        }
+        match self.stores.apps.find_by_slug(slug).await {
+            Ok(Some(app)) => match self.stores.settings.public_errors(app.id).await {
+                Ok(errors) => {
+                    self.cache.set_public_errors(slug, errors);
+                    errors
+                }
+                // Unknown: say less rather than more.
+                Err(_) => PublicErrors::Generic,
+            },
+            Ok(None) => PublicErrors::Detailed,
+            Err(_) => PublicErrors::Generic,
+        }
     }
 
     /// Follows the app's runs as they finish (`AppView`), only `script`'s

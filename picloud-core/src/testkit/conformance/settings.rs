@@ -1,5 +1,6 @@
 //! The settings port's cases.
 
+use crate::domain::PublicErrors;
 use crate::ids::AppId;
 use crate::limits::Limits;
 use crate::ports::SettingsRepoError;
@@ -14,6 +15,7 @@ macro_rules! __conformance_settings_cases {
         $($callback)::+! { $($args)* settings =>
             settings_app_limits_round_trip,
             settings_go_with_their_app,
+            settings_public_errors_round_trip_and_go_with_their_app,
         }
     };
 }
@@ -99,4 +101,42 @@ pub async fn settings_go_with_their_app(stores: Stores) {
         .await
         .unwrap_err();
     assert!(matches!(e, SettingsRepoError::NotFound), "got {e:?}");
+}
+
+/// Public error detail defaults to `detailed`, is set per app (another app
+/// keeps its own), and goes with its app; an unknown app is `NotFound`.
+pub async fn settings_public_errors_round_trip_and_go_with_their_app(stores: Stores) {
+    let fx = Fixture::new(stores.clone());
+    let (app, other) = (fx.app("a").await, fx.app("b").await);
+    let read = |id| {
+        let stores = stores.clone();
+        async move { stores.settings.public_errors(id).await.unwrap() }
+    };
+    assert_eq!(read(app.id).await, PublicErrors::Detailed);
+    stores
+        .settings
+        .set_public_errors(app.id, PublicErrors::Generic)
+        .await
+        .unwrap();
+    assert_eq!(read(app.id).await, PublicErrors::Generic);
+    assert_eq!(read(other.id).await, PublicErrors::Detailed);
+    stores
+        .settings
+        .set_public_errors(app.id, PublicErrors::Detailed)
+        .await
+        .unwrap();
+    assert_eq!(read(app.id).await, PublicErrors::Detailed);
+    stores
+        .settings
+        .set_public_errors(app.id, PublicErrors::Generic)
+        .await
+        .unwrap();
+    stores.apps.delete(app.id).await.unwrap();
+    assert_eq!(read(app.id).await, PublicErrors::Detailed);
+    let err = stores
+        .settings
+        .set_public_errors(AppId::new(), PublicErrors::Generic)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, SettingsRepoError::NotFound), "{err:?}");
 }
