@@ -231,3 +231,145 @@ async fn data_survives_a_restart_on_postgres() {
     assert_eq!(ready.status(), 200);
     stop(r).await;
 }
+
+/// Locked out on PostgreSQL (the owner revoked its only token, and `admin`
+/// has no password): a restart with a new `PICLOUD_BOOTSTRAP_TOKEN` logs
+/// that it is ignored, naming the recovery command, and `picloud admin
+/// create-owner-token` run offline prints a token that works at once.
+#[tokio::test]
+async fn admin_create_owner_token_restores_access_on_postgres() {
+    let Some(url) = picloud::store::postgres::testing::fresh_database_url().await else {
+        return;
+    };
+    let first = support::random_token();
+    let r = spawn(Some(&url), Some(&first)).await;
+    let c = reqwest::Client::new();
+    let base = r.base.clone();
+    let created = c
+        .post(format!("{base}/api/v1/admin/apps"))
+        .bearer_auth(&first)
+        .json(&json!({ "slug": "shop", "name": "Shop" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    let tokens: Value = c
+        .get(format!("{base}/api/v1/admin/tokens"))
+        .bearer_auth(&first)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    for t in tokens.as_array().unwrap() {
+        let revoked = c
+            .delete(format!(
+                "{base}/api/v1/admin/tokens/{}",
+                t["id"].as_str().unwrap()
+            ))
+            .bearer_auth(&first)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(revoked.status(), 204);
+    }
+    let apps = |token: String| {
+        let (c, base) = (c.clone(), base.clone());
+        async move {
+            c.get(format!("{base}/api/v1/admin/apps"))
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    };
+    assert_eq!(apps(first.clone()).await, 401, "locked out");
+    stop(r).await;
+
+    // A new bootstrap token changes nothing, and the log says so.
+    let second = support::random_token();
+    let r = spawn(Some(&url), Some(&second)).await;
+    let log = r.lines.join("\n");
+    assert!(
+        log.contains("PICLOUD_BOOTSTRAP_TOKEN is ignored") && log.contains("create-owner-token"),
+        "{log}"
+    );
+    let base = r.base.clone();
+    let status = c
+        .get(format!("{base}/api/v1/admin/apps"))
+        .bearer_auth(&second)
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status, 401);
+
+    // Recovery, offline, while the server runs: the token is the only line
+    // on standard output.
+    let out = Command::new(env!("CARGO_BIN_EXE_picloud"))
+        .args(["admin", "create-owner-token", "--database-url", &url])
+        .env_remove("DATABASE_URL")
+        .output()
+        .await
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let token = stdout.trim();
+    assert!(
+        token.starts_with("pc_") && !token.contains('\n'),
+        "{stdout:?}"
+    );
+    let listed: Value = c
+        .get(format!("{base}/api/v1/admin/apps"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed[0]["slug"], "shop");
+    assert_eq!(listed[0]["my_role"], "app_admin");
+    stop(r).await;
+}
+
+/// A database that does not exist, or a server that refuses connections:
+/// one message, on standard error, naming the server and the cause and
+/// what to do; exit status 1; no serde or PostgreSQL source positions.
+#[tokio::test]
+async fn start_up_errors_name_the_server_and_the_cause_once() {
+    let Some(url) = picloud::store::postgres::testing::fresh_database_url().await else {
+        return;
+    };
+    let missing = format!(
+        "{}/picloud_missing_{}",
+        url.rsplit_once('/').unwrap().0,
+        uuid::Uuid::new_v4().simple()
+    );
+    let refused = "postgres://postgres@127.0.0.1:1/x".to_owned();
+    for (database_url, needles) in [
+        (missing, ["has no database", "createdb"]),
+        (
+            refused,
+            ["cannot reach PostgreSQL at 127.0.0.1:1", "is it running"],
+        ),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_picloud"))
+            .env("PICLOUD_LISTEN", "127.0.0.1:0")
+            .env("DATABASE_URL", &database_url)
+            .output()
+            .await
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{out:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        for needle in needles {
+            assert!(stderr.contains(needle), "{database_url}: {stderr}");
+            let times = stderr.matches(needle).count() + stdout.matches(needle).count();
+            assert_eq!(times, 1, "printed once: {stdout} {stderr}");
+        }
+        assert!(!stderr.contains(" at line "), "{stderr}");
+    }
+}

@@ -868,6 +868,8 @@ async fn generic_public_errors_keep_the_detail_in_the_log(s: TestServer) {
 }
 
 on_both_stores!(
+    private_scripts_answer_only_viewers_of_their_app,
+    repeated_query_names_keep_every_value,
     generic_public_errors_keep_the_detail_in_the_log,
     invocation_records_say_which_request_and_where_it_failed,
     the_log_stream_shows_each_run_within_a_second,
@@ -881,3 +883,119 @@ on_both_stores!(
     the_bootstrap_owner_sets_a_first_password_then_changes_it,
     not_found_says_what_is_missing_and_the_root_answers,
 );
+
+async fn run_as(s: &TestServer, path: &str, token: Option<&str>) -> (StatusCode, String) {
+    let mut req = s.client.get(s.url(path));
+    if let Some(token) = token {
+        req = req.bearer_auth(token);
+    }
+    let resp = req.send().await.unwrap();
+    (resp.status(), resp.text().await.unwrap())
+}
+
+async fn private_scripts_answer_only_viewers_of_their_app(s: TestServer) {
+    s.create_app("shop").await;
+    s.create_app("other").await;
+    // The script answers with the headers it sees: no token must be there.
+    s.deploy("shop", "secret", "request.headers").await;
+    let script = "/api/v1/admin/apps/shop/scripts/secret";
+    let (status, body) = s.get(script, &s.owner_token).await;
+    assert_eq!(
+        (status.as_u16(), &body["visibility"]),
+        (200, &json!("public"))
+    );
+    assert_eq!(run_as(&s, "/run/shop/secret", None).await.0, 200);
+
+    // Who may change it: an editor of the app; a viewer may not.
+    let (viewer, viewer_token) = s.user("vera", "member").await;
+    s.grant("shop", &viewer, "viewer").await;
+    let (editor, editor_token) = s.user("eddie", "member").await;
+    s.grant("shop", &editor, "editor").await;
+    let (stranger, stranger_token) = s.user("stan", "member").await;
+    s.grant("other", &stranger, "app_admin").await;
+    let private = json!({ "visibility": "private" });
+    assert_eq!(s.patch(script, &viewer_token, private.clone()).await.0, 403);
+    for bad in [json!({ "visibility": "secret" }), json!({ "nope": 1 })] {
+        let (status, body) = s.patch(script, &editor_token, bad.clone()).await;
+        assert_eq!(status, 422, "{bad}: {body}");
+    }
+    let (status, _) = s
+        .patch(
+            "/api/v1/admin/apps/shop/scripts/nope",
+            &editor_token,
+            private.clone(),
+        )
+        .await;
+    assert_eq!(status, 404);
+    let (status, body) = s.patch(script, &editor_token, private.clone()).await;
+    assert_eq!(
+        (status.as_u16(), &body["visibility"]),
+        (200, &json!("private"))
+    );
+    assert_eq!(
+        s.get(script, &viewer_token).await.1["visibility"],
+        "private"
+    );
+
+    // No token: 401; a bad token: 401; a token without AppView here: 403.
+    let resp = s
+        .client
+        .get(s.url("/run/shop/secret"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 401);
+    assert_eq!(resp.headers()["www-authenticate"], "Bearer");
+    let body = resp.text().await.unwrap();
+    let body: Value = serde_json::from_str(&body).unwrap();
+    assert!(body["error"].is_string(), "{body}");
+    let (status, _) = run_as(&s, "/run/shop/secret", Some("pc_not_a_real_token")).await;
+    assert_eq!(status, 401);
+    let (status, _) = run_as(&s, "/run/shop/secret", Some(&stranger_token)).await;
+    assert_eq!(status, 403);
+    // A viewer, an editor and the owner get through, and the script never
+    // sees the token.
+    for token in [&viewer_token, &editor_token, &s.owner_token] {
+        let (status, body) = run_as(&s, "/run/shop/secret/sub?x=1", Some(token)).await;
+        assert_eq!(status, 200, "{body}");
+        let headers: Value = serde_json::from_str(&body).unwrap();
+        assert!(headers.get("authorization").is_none(), "{headers}");
+        assert!(!body.contains(token.as_str()), "{body}");
+    }
+    // A redeploy keeps the setting; other scripts of the app stay public.
+    s.deploy("shop", "secret", "request.headers.len()").await;
+    assert_eq!(run_as(&s, "/run/shop/secret", None).await.0, 401);
+    assert_eq!(
+        run_as(&s, "/run/shop/secret", Some(&viewer_token)).await.0,
+        200
+    );
+    s.deploy("shop", "open", "1").await;
+    assert_eq!(run_as(&s, "/run/shop/open", None).await.0, 200);
+    // Back to public: anyone again.
+    let (status, _) = s
+        .patch(script, &editor_token, json!({ "visibility": "public" }))
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(run_as(&s, "/run/shop/secret", None).await.0, 200);
+}
+
+/// `request.query` holds each name's first value; `request.query_all` every
+/// value, so a repeated name is never lost silently.
+async fn repeated_query_names_keep_every_value(s: TestServer) {
+    s.create_app("shop").await;
+    s.deploy(
+        "shop",
+        "q",
+        "#{ first: request.query.tag, all: request.query_all.tag, one: request.query_all.n }",
+    )
+    .await;
+    let (status, _, body) = s
+        .run(Method::GET, "/run/shop/q?tag=a&n=1&tag=b%20c&tag=", None)
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let body: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        body,
+        json!({ "first": "a", "all": ["a", "b c", ""], "one": ["1"] })
+    );
+}

@@ -17,7 +17,12 @@ use crate::error::ApiError;
 
 /// The bearer token in `Authorization`, if any (the scheme is case-insensitive).
 pub fn bearer_token(req: &Request) -> Option<&str> {
-    let value = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
+    bearer_token_in(req.headers())
+}
+
+/// The bearer token in these headers' `Authorization`, if any.
+pub fn bearer_token_in(headers: &axum::http::HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.split_once(' ')?;
     let token = token.trim();
     (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)

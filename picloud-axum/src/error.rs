@@ -223,6 +223,8 @@ impl From<InvokeError> for ApiError {
     fn from(e: InvokeError) -> Self {
         match &e {
             InvokeError::Exec(exec) => Self::from(exec),
+            InvokeError::Unauthenticated => Self::new(StatusCode::UNAUTHORIZED, e.to_string()),
+            InvokeError::Forbidden => Self::new(StatusCode::FORBIDDEN, e.to_string()),
             _ => Self::new(StatusCode::NOT_FOUND, e.to_string()),
         }
     }

@@ -178,6 +178,7 @@ pub fn admin_router(state: ApiState) -> Router {
             "/admin/apps/{id_or_slug}/scripts/{name}",
             get(scripts::get_script)
                 .put(scripts::deploy_script)
+                .patch(scripts::patch_script)
                 .delete(scripts::delete_script)
                 // A script source may be larger than an ordinary JSON body.
                 .layer(DefaultBodyLimit::max(

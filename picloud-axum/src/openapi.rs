@@ -58,6 +58,12 @@ enum RunResponses {
     /// No such app or script.
     #[response(status = 404)]
     NotFound(ErrorBody),
+    /// A private script, called without a valid PiCloud token.
+    #[response(status = 401)]
+    Unauthenticated(ErrorBody),
+    /// A private script, called with a token that lacks `AppView` on its app.
+    #[response(status = 403)]
+    Forbidden(ErrorBody),
     /// Body over 1 MiB.
     #[response(status = 413)]
     TooLarge(ErrorBody),
@@ -72,7 +78,8 @@ enum RunResponses {
     OutOfTime(ErrorBody),
 }
 
-/// Calls a script: public, no token needed. The request (method, path,
+/// Calls a script: no token needed, unless the script is private (then a
+/// bearer token holding `AppView` on the app). The request (method, path,
 /// query, headers, body) is the script's `request`; its value is the
 /// answer: a string is 200 `text/plain`, `response(status, body[,
 /// headers])` sets all three, unit is 204, anything else is 200 JSON.
@@ -133,6 +140,7 @@ fn run_rest() {}
         routes::scripts::list_scripts,
         routes::scripts::get_script,
         routes::scripts::delete_script,
+        routes::scripts::patch_script,
         routes::scripts::get_version,
         routes::scripts::rollback_script,
         routes::scripts::list_invocations,
@@ -154,7 +162,7 @@ fn run_rest() {}
         routes::scripts::ScriptDto, routes::scripts::DeployDto, routes::scripts::ScriptDetailDto, routes::scripts::VersionDto,
         routes::scripts::VersionSourceDto, routes::scripts::RollbackRequest,
         routes::scripts::InvocationDto, routes::scripts::CompileErrorBody, picloud_core::executor::Limits,
-        routes::scripts::UsageDto,
+        routes::scripts::UsageDto, routes::scripts::PatchScriptRequest, picloud_core::domain::Visibility,
     )),
     modifiers(&BearerAuth),
     tags(

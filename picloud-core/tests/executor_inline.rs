@@ -46,6 +46,7 @@ fn request(path: &str) -> ScriptRequest {
         method: "POST".into(),
         path: path.into(),
         query: [("q".to_owned(), "1".to_owned())].into(),
+        query_repeated: Default::default(),
         headers: [("x-h".to_owned(), "v".to_owned())].into(),
         body: r#"{"n": 2}"#.into(),
     }

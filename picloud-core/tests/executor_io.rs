@@ -184,22 +184,29 @@ async fn values_without_a_json_form_are_runtime_errors() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_script_sees_every_request_field() {
-    let request = ScriptRequest {
+    let mut request = ScriptRequest {
         method: "POST".into(),
         path: "/orders/7".into(),
-        query: BTreeMap::from([("page".into(), "2".into()), ("q".into(), "a b".into())]),
         headers: BTreeMap::from([
             ("content-type".into(), "application/json".into()),
             ("x-trace".into(), "abc".into()),
         ]),
         body: r#"{"item": "pen", "qty": 3, "tags": ["a"]}"#.into(),
+        ..ScriptRequest::default()
     };
+    request.set_query_pairs([
+        ("page".into(), "2".into()),
+        ("q".into(), "a b".into()),
+        ("page".into(), "9".into()),
+    ]);
     let source = r#"
         #{
             method: request.method,
             path: request.path,
             page: request.query.page,
             q: request.query["q"],
+            pages: request.query_all.page,
+            qs: request.query_all.q,
             trace: request.headers["x-trace"],
             body_len: request.body.len(),
             item: request.json.item,
@@ -215,6 +222,7 @@ async fn the_script_sees_every_request_field() {
         json_body(&r),
         json!({
             "method": "POST", "path": "/orders/7", "page": "2", "q": "a b",
+            "pages": ["2", "9"], "qs": ["a b"],
             "trace": "abc", "body_len": 40, "item": "pen", "qty": 4, "tags": ["a"],
         })
     );

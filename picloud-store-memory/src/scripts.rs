@@ -6,7 +6,9 @@
 //! Deleting a script drops its invocations too.
 
 use async_trait::async_trait;
-use picloud_core::domain::{Deployed, Script, ScriptName, ScriptVersion, ScriptVersionInfo};
+use picloud_core::domain::{
+    Deployed, Script, ScriptName, ScriptVersion, ScriptVersionInfo, Visibility,
+};
 use picloud_core::ids::{AdminUserId, AppId, ScriptId};
 use picloud_core::ports::{QuotaExceeded, ScriptRepoError, ScriptRepository, StorageQuota};
 
@@ -63,6 +65,7 @@ impl ScriptRepository for MemoryStore {
                 latest_version: 0,
                 created_at: now,
                 updated_at: now,
+                visibility: Visibility::default(),
             },
             versions: Vec::new(),
             source_bytes: 0,
@@ -144,6 +147,21 @@ impl ScriptRepository for MemoryStore {
         st.script.live_version = version;
         st.script.updated_at = picloud_core::clock::now();
         Ok(st.script.clone())
+    }
+
+    async fn set_visibility(
+        &self,
+        app: AppId,
+        name: &ScriptName,
+        visibility: Visibility,
+    ) -> Result<Script, ScriptRepoError> {
+        let mut s = self.write();
+        let stored = s
+            .scripts
+            .get_mut(&(app, name.as_str().to_owned()))
+            .ok_or(ScriptRepoError::NotFound)?;
+        stored.script.visibility = visibility;
+        Ok(stored.script.clone())
     }
 
     async fn delete(&self, app: AppId, name: &ScriptName) -> Result<bool, ScriptRepoError> {

@@ -15,7 +15,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use picloud_core::domain::{
     Deployed, InvocationContext, InvocationRecord, Script, ScriptName, ScriptVersion,
-    ScriptVersionInfo, Trigger,
+    ScriptVersionInfo, Trigger, Visibility,
 };
 use picloud_core::ids::{AdminUserId, AppId, ScriptId};
 use picloud_core::ports::{
@@ -39,6 +39,7 @@ struct ScriptRow {
     latest_version: i32,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
+    visibility: String,
 }
 
 fn version_number(column: &'static str, v: i32) -> Result<u32, DecodeError> {
@@ -52,11 +53,14 @@ impl TryFrom<ScriptRow> for Script {
         Ok(Script {
             id: r.id.into(),
             app_id: r.app_id.into(),
-            name: ScriptName::parse(&r.name).map_err(|_| DecodeError::new("name", r.name))?,
+            name: ScriptName::parse_stored(&r.name)
+                .map_err(|_| DecodeError::new("name", r.name))?,
             live_version: version_number("live_version", r.live_version)?,
             latest_version: version_number("latest_version", r.latest_version)?,
             created_at: r.created_at,
             updated_at: r.updated_at,
+            visibility: Visibility::parse(&r.visibility)
+                .ok_or_else(|| DecodeError::new("visibility", r.visibility.clone()))?,
         })
     }
 }
@@ -180,7 +184,7 @@ impl ScriptRepository for PostgresStore {
                      updated_at = EXCLUDED.updated_at \
                  WHERE t.latest_version < $9 \
                RETURNING id, app_id, name, live_version, latest_version, created_at, \
-                         updated_at, (xmax = 0) AS created \
+                         updated_at, visibility, (xmax = 0) AS created \
              ), v AS ( \
                INSERT INTO script_versions \
                  (script_id, version, source, created_by, created_at, size_bytes) \
@@ -224,7 +228,7 @@ impl ScriptRepository for PostgresStore {
 
     async fn get(&self, app: AppId, name: &ScriptName) -> Result<Option<Script>, ScriptRepoError> {
         let row: Option<ScriptRow> = sqlx::query_as(
-            "SELECT id, app_id, name, live_version, latest_version, created_at, updated_at \
+            "SELECT id, app_id, name, live_version, latest_version, created_at, updated_at, visibility \
              FROM scripts WHERE app_id = $1 AND name = $2",
         )
         .bind(app.as_uuid())
@@ -237,7 +241,7 @@ impl ScriptRepository for PostgresStore {
 
     async fn list(&self, app: AppId) -> Result<Vec<Script>, ScriptRepoError> {
         let rows: Vec<ScriptRow> = sqlx::query_as(
-            "SELECT id, app_id, name, live_version, latest_version, created_at, updated_at \
+            "SELECT id, app_id, name, live_version, latest_version, created_at, updated_at, visibility \
              FROM scripts WHERE app_id = $1 ORDER BY name COLLATE \"C\"",
         )
         .bind(app.as_uuid())
@@ -305,7 +309,8 @@ impl ScriptRepository for PostgresStore {
             "UPDATE scripts s SET live_version = $3, updated_at = $4 \
              WHERE s.app_id = $1 AND s.name = $2 AND EXISTS ( \
                SELECT 1 FROM script_versions v WHERE v.script_id = s.id AND v.version = $3) \
-             RETURNING id, app_id, name, live_version, latest_version, created_at, updated_at",
+             RETURNING id, app_id, name, live_version, latest_version, created_at, updated_at, \
+                       visibility",
         )
         .bind(app.as_uuid())
         .bind(name.as_str())
@@ -318,6 +323,28 @@ impl ScriptRepository for PostgresStore {
             .transpose()
             .map_err(err)?
             .ok_or(ScriptRepoError::NotFound)
+    }
+
+    async fn set_visibility(
+        &self,
+        app: AppId,
+        name: &ScriptName,
+        visibility: Visibility,
+    ) -> Result<Script, ScriptRepoError> {
+        let row: Option<ScriptRow> = sqlx::query_as(
+            "UPDATE scripts SET visibility = $3 WHERE app_id = $1 AND name = $2 \
+             RETURNING id, app_id, name, live_version, latest_version, created_at, updated_at, \
+                       visibility",
+        )
+        .bind(app.as_uuid())
+        .bind(name.as_str())
+        .bind(visibility.as_str())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(err)?;
+        row.ok_or(ScriptRepoError::NotFound)?
+            .try_into()
+            .map_err(err)
     }
 
     async fn delete(&self, app: AppId, name: &ScriptName) -> Result<bool, ScriptRepoError> {
@@ -373,7 +400,7 @@ impl ScriptRepository for PostgresStore {
     async fn all_live(&self) -> Result<Vec<(Script, ScriptVersion)>, ScriptRepoError> {
         let rows: Vec<LiveRow> = sqlx::query_as(
             "SELECT s.id, s.app_id, s.name, s.live_version, s.latest_version, s.created_at, \
-                    s.updated_at, v.source AS v_source, v.created_by AS v_created_by, \
+                    s.updated_at, s.visibility, v.source AS v_source, v.created_by AS v_created_by, \
                     v.created_at AS v_created_at \
              FROM scripts s JOIN script_versions v \
                ON v.script_id = s.id AND v.version = s.live_version",

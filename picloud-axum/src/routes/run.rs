@@ -12,7 +12,8 @@ use axum::body::{Body, to_bytes};
 use axum::extract::{OriginalUri, Request, State};
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use picloud_core::domain::{InvocationContext, PublicErrors};
+use picloud_core::Principal;
+use picloud_core::domain::{InvocationContext, PublicErrors, Visibility};
 use picloud_core::executor::{ExecErrorKind, ScriptRequest};
 
 use crate::ApiState;
@@ -21,10 +22,9 @@ use crate::error::ApiError;
 /// The largest request body a script receives, in bytes.
 pub const MAX_RUN_BODY: usize = 1024 * 1024;
 
-fn query_map(query: Option<&str>) -> std::collections::BTreeMap<String, String> {
+fn query_pairs(query: Option<&str>) -> Vec<(String, String)> {
     query
         .and_then(|q| serde_urlencoded::from_str::<Vec<(String, String)>>(q).ok())
-        .map(|pairs| pairs.into_iter().collect())
         .unwrap_or_default()
 }
 
@@ -93,6 +93,15 @@ fn split_path(path: &str) -> Option<(String, String, &str)> {
     Some((decode(app)?, decode(script)?, rest))
 }
 
+/// A 401 names the scheme that would do (`WWW-Authenticate: Bearer`).
+fn challenge(mut resp: Response) -> Response {
+    if resp.status() == StatusCode::UNAUTHORIZED {
+        resp.headers_mut()
+            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    }
+    resp
+}
+
 /// Invokes a script. Its output becomes the response: a string is 200
 /// `text/plain`, `response(status, body[, headers])` sets all three, unit is
 /// 204, any other value is 200 JSON. A script error is 500
@@ -108,6 +117,24 @@ pub async fn run(State(s): State<ApiState>, req: Request) -> Response {
         Ok(live) => live,
         Err(e) => return ApiError::from(e).into_response(),
     };
+    if live.visibility == Visibility::Private {
+        // The embedder's principal, if its own layer set one; else a
+        // PiCloud bearer token. Core decides (`admit`); core also strips
+        // the token before the script sees the request.
+        let caller = match parts.extensions.get::<Principal>() {
+            Some(p) => Some(*p),
+            None => match crate::bearer::bearer_token_in(&parts.headers) {
+                None => None,
+                Some(token) => match s.auth.authenticate(token).await {
+                    Ok(p) => Some(p),
+                    Err(e) => return challenge(ApiError::from(e).into_response()),
+                },
+            },
+        };
+        if let Err(e) = s.scripts.admit(&live, caller.as_ref()).await {
+            return challenge(ApiError::from(e).into_response());
+        }
+    }
     let body = match to_bytes(body, MAX_RUN_BODY).await {
         Ok(b) => b,
         Err(_) => {
@@ -130,17 +157,18 @@ pub async fn run(State(s): State<ApiState>, req: Request) -> Response {
             })
             .or_insert_with(|| value.into_owned());
     }
-    let request = ScriptRequest {
+    let mut request = ScriptRequest {
         method: parts.method.as_str().to_owned(),
         path: if rest.is_empty() {
             "/".to_owned()
         } else {
             rest.to_owned()
         },
-        query: query_map(parts.uri.query()),
         headers,
         body,
+        ..ScriptRequest::default()
     };
+    request.set_query_pairs(query_pairs(parts.uri.query()));
     let request_id = parts
         .headers
         .get("x-request-id")
@@ -291,10 +319,13 @@ mod tests {
     }
 
     #[test]
-    fn queries_become_maps_with_the_last_value_winning() {
-        let q = query_map(Some("a=1&b=two%20words&a=3"));
-        assert_eq!(q.get("a").map(String::as_str), Some("3"));
-        assert_eq!(q.get("b").map(String::as_str), Some("two words"));
-        assert!(query_map(None).is_empty());
+    fn queries_keep_the_first_value_and_every_repeated_one() {
+        let mut r = ScriptRequest::default();
+        r.set_query_pairs(query_pairs(Some("a=1&b=two%20words&a=3&a=")));
+        assert_eq!(r.query.get("a").map(String::as_str), Some("1"));
+        assert_eq!(r.query.get("b").map(String::as_str), Some("two words"));
+        assert_eq!(r.query_repeated.len(), 1);
+        assert_eq!(r.query_repeated["a"], ["1", "3", ""]);
+        assert!(query_pairs(None).is_empty());
     }
 }

@@ -7,6 +7,7 @@ use axum::body::Bytes;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use chrono::{DateTime, Utc};
+use picloud_core::domain::Visibility;
 use picloud_core::executor::Limits;
 use picloud_core::{InvocationRecord, Script, ScriptVersionInfo};
 use serde::{Deserialize, Serialize};
@@ -32,6 +33,9 @@ pub struct ScriptDto {
     pub created_at: DateTime<Utc>,
     /// Last deploy or rollback.
     pub updated_at: DateTime<Utc>,
+    /// Who may call it: `public` (anyone) or `private` (a PiCloud token
+    /// with `AppView` on the app).
+    pub visibility: Visibility,
 }
 
 impl From<Script> for ScriptDto {
@@ -43,6 +47,7 @@ impl From<Script> for ScriptDto {
             latest_version: s.latest_version,
             created_at: s.created_at,
             updated_at: s.updated_at,
+            visibility: s.visibility,
         }
     }
 }
@@ -622,4 +627,43 @@ pub async fn patch_limits(
     Json(patch): Json<serde_json::Map<String, serde_json::Value>>,
 ) -> ScriptResult<Json<Limits>> {
     Ok(Json(s.scripts.patch_limits(&p, &app, patch).await?))
+}
+
+/// `PATCH …/scripts/{name}`: the script's settings to change.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PatchScriptRequest {
+    /// Who may call it.
+    pub visibility: Visibility,
+}
+
+/// Changes who may call a script (`AppEdit`): `private` answers only callers
+/// with a PiCloud token holding `AppView` on the app (401 without one, 403
+/// with another), and the token is removed before the script runs.
+#[utoipa::path(
+    patch, path = "/api/v1/admin/apps/{id_or_slug}/scripts/{name}", tag = "scripts",
+    params(
+        ("id_or_slug" = String, Path, description = "App id or slug", example = "demo"),
+        ("name" = String, Path, description = "Script name", example = "hello"),
+    ),
+    request_body = PatchScriptRequest,
+    responses(
+        (status = 200, description = "The script", body = ScriptDto),
+        (status = 403, description = "Not an editor of the app", body = ErrorBody),
+        (status = 404, description = "No such app or script", body = ErrorBody),
+        (status = 422, description = "A bad name or value", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn patch_script(
+    State(s): State<ApiState>,
+    Caller(p): Caller,
+    Path((app, name)): Path<(String, String)>,
+    Json(req): Json<PatchScriptRequest>,
+) -> ScriptResult<Json<ScriptDto>> {
+    let script = s
+        .scripts
+        .set_visibility(&p, &app, &name, req.visibility)
+        .await?;
+    Ok(Json(script.into()))
 }

@@ -24,7 +24,9 @@ pub use owner_guard::{
 };
 pub use principal::{Principal, TokenScope};
 pub use roles::{AppRole, InstanceRole};
-pub use script::{Deployed, Script, ScriptName, ScriptNameError, ScriptVersion, ScriptVersionInfo};
+pub use script::{
+    Deployed, Script, ScriptName, ScriptNameError, ScriptVersion, ScriptVersionInfo, Visibility,
+};
 pub use slug::{Slug, SlugError};
 pub use token::{ApiToken, NewApiToken};
 pub use user::{

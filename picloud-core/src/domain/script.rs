@@ -40,6 +40,23 @@ impl ScriptName {
         }
     }
 
+    /// A name as a store reads it back: [`parse`](Self::parse)'s rule, or
+    /// the wider one of earlier versions (1–64 of `A-Za-z0-9_-`), so that a
+    /// script deployed under it still loads and serves. New names always
+    /// go through [`parse`](Self::parse).
+    pub fn parse_stored(s: &str) -> Result<Self, ScriptNameError> {
+        Self::parse(s).or_else(|_| {
+            let ok = (1..=64).contains(&s.len())
+                && s.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+            if ok {
+                Ok(Self(s.to_owned()))
+            } else {
+                Err(ScriptNameError)
+            }
+        })
+    }
+
     /// The name as text.
     pub fn as_str(&self) -> &str {
         &self.0
@@ -65,6 +82,40 @@ pub struct Script {
     pub created_at: DateTime<Utc>,
     /// When it last changed (a deploy or a rollback).
     pub updated_at: DateTime<Utc>,
+    /// Who may call its endpoint.
+    pub visibility: Visibility,
+}
+
+/// Who may call a script's endpoint.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "lowercase")]
+pub enum Visibility {
+    /// Anyone (the default): a serverless function's public URL.
+    #[default]
+    Public,
+    /// Only callers with a PiCloud token holding `AppView` on its app; the
+    /// token is removed before the script sees the request.
+    Private,
+}
+
+impl Visibility {
+    /// `public` or `private`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Public => "public",
+            Self::Private => "private",
+        }
+    }
+
+    /// The visibility named `s`.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "public" => Some(Self::Public),
+            "private" => Some(Self::Private),
+            _ => None,
+        }
+    }
 }
 
 /// One immutable version of a script's source.
@@ -141,6 +192,10 @@ mod tests {
         assert!(ScriptName::parse("-x").is_err());
         assert!(ScriptName::parse("").is_err());
         assert!(ScriptName::parse(&"a".repeat(64)).is_err());
+        // What an earlier version stored still reads back.
+        assert!(ScriptName::parse_stored("Hello_World").is_ok());
+        assert!(ScriptName::parse_stored(&"a".repeat(64)).is_ok());
+        assert!(ScriptName::parse_stored("a/b").is_err());
         assert!(ScriptName::parse("a/b").is_err());
         assert!(ScriptName::parse("a.b").is_err());
     }

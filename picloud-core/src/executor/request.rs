@@ -41,8 +41,13 @@ pub struct ScriptRequest {
     /// The path after the script's own prefix, starting with `/` (`/` when
     /// the script itself was called). The transport decides; core passes it on.
     pub path: String,
-    /// Query parameters. A repeated name keeps its last value.
+    /// Query parameters, each name with its first value (as
+    /// `URLSearchParams.get` answers). `request.query` in the script.
     pub query: BTreeMap<String, String>,
+    /// Every value of each name given more than once, in order (the first
+    /// is also in [`query`](Self::query)). With `query` it makes
+    /// `request.query_all`: every name with all its values, as an array.
+    pub query_repeated: BTreeMap<String, Vec<String>>,
     /// Headers, names in lower case. Repeated headers should be joined with
     /// `, ` by the transport.
     pub headers: BTreeMap<String, String>,
@@ -75,13 +80,36 @@ impl ScriptResponse {
 }
 
 impl ScriptRequest {
-    /// The `request` map: `method`, `path`, `query`, `headers`, `body`, `json`.
+    /// Query pairs as the transport parsed them, in order: the first value of
+    /// each name goes to `query`, and every value of a repeated name to
+    /// `query_repeated`.
+    pub fn set_query_pairs(&mut self, pairs: impl IntoIterator<Item = (String, String)>) {
+        self.query.clear();
+        self.query_repeated.clear();
+        for (name, value) in pairs {
+            match self.query.get(&name) {
+                None => {
+                    self.query.insert(name, value);
+                }
+                Some(first) => self
+                    .query_repeated
+                    .entry(name)
+                    .or_insert_with_key(|_| vec![first.clone()])
+                    .push(value),
+            }
+        }
+    }
+
+    /// The `request` map: `method`, `path`, `query`, `query_all`, `headers`,
+    /// `body`, `json`.
     pub(crate) fn into_rhai(self) -> Map {
         let json = parse_json_body(&self.body);
+        let all = query_all(&self.query, &self.query_repeated);
         request_map(
             self.method.into(),
             self.path.into(),
             string_map(self.query),
+            all,
             string_map(self.headers),
             self.body.into(),
             json,
@@ -95,6 +123,7 @@ impl ScriptRequest {
             self.method.as_str().into(),
             self.path.as_str().into(),
             string_map(self.query.iter().map(|(k, v)| (k, v.as_str()))),
+            query_all(&self.query, &self.query_repeated),
             string_map(self.headers.iter().map(|(k, v)| (k, v.as_str()))),
             self.body.as_str().into(),
             parse_json_body(&self.body),
@@ -110,6 +139,11 @@ impl ScriptRequest {
         self.method.len()
             + self.path.len()
             + pairs(&self.query)
+            + self
+                .query_repeated
+                .iter()
+                .map(|(k, vs)| k.len() + vs.iter().map(String::len).sum::<usize>())
+                .sum::<usize>()
             + pairs(&self.headers)
             + self.body.len()
     }
@@ -127,11 +161,30 @@ fn string_map<K: AsRef<str>, V: Into<ImmutableString>>(
     Dynamic::from_map(map)
 }
 
+/// `request.query_all`: every query name with all its values, as an array.
+fn query_all(
+    query: &BTreeMap<String, String>,
+    repeated: &BTreeMap<String, Vec<String>>,
+) -> Dynamic {
+    let map: Map = query
+        .iter()
+        .map(|(k, first)| {
+            let values: rhai::Array = match repeated.get(k) {
+                Some(all) => all.iter().map(|v| Dynamic::from(v.clone())).collect(),
+                None => vec![Dynamic::from(first.clone())],
+            };
+            (k.as_str().into(), Dynamic::from_array(values))
+        })
+        .collect();
+    Dynamic::from_map(map)
+}
+
 /// The `request` map from its parts.
 fn request_map(
     method: ImmutableString,
     path: ImmutableString,
     query: Dynamic,
+    query_all: Dynamic,
     headers: Dynamic,
     body: ImmutableString,
     json: Dynamic,
@@ -140,6 +193,7 @@ fn request_map(
     map.insert("method".into(), Dynamic::from(method));
     map.insert("path".into(), Dynamic::from(path));
     map.insert("query".into(), query);
+    map.insert("query_all".into(), query_all);
     map.insert("headers".into(), headers);
     map.insert("body".into(), Dynamic::from(body));
     map.insert("json".into(), json);

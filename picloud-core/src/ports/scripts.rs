@@ -14,7 +14,7 @@
 use async_trait::async_trait;
 
 use super::BoxError;
-use crate::domain::{Deployed, Script, ScriptName, ScriptVersion, ScriptVersionInfo};
+use crate::domain::{Deployed, Script, ScriptName, ScriptVersion, ScriptVersionInfo, Visibility};
 use crate::ids::{AdminUserId, AppId};
 
 /// The default bound on an app's script sources, all versions of all its
@@ -134,6 +134,15 @@ pub trait ScriptRepository: Send + Sync {
         app: AppId,
         name: &ScriptName,
         version: u32,
+    ) -> Result<Script, ScriptRepoError>;
+
+    /// Sets who may call the script `name` of `app`, and returns it.
+    /// [`ScriptRepoError::NotFound`] if there is no such script.
+    async fn set_visibility(
+        &self,
+        app: AppId,
+        name: &ScriptName,
+        visibility: Visibility,
     ) -> Result<Script, ScriptRepoError>;
 
     /// Deletes a script with its versions and invocation records, freeing

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, PoisonError, RwLock};
 
-use crate::domain::{App, PublicErrors};
+use crate::domain::{App, PublicErrors, Script, Visibility};
 use crate::executor::{CompiledScript, Limits};
 use crate::ids::{AppId, ScriptId};
 
@@ -22,6 +22,8 @@ pub struct LiveScript {
     pub compiled: CompiledScript,
     /// The app's effective limits.
     pub limits: Limits,
+    /// Who may call it.
+    pub visibility: Visibility,
 }
 
 /// The compiled live version of every script, by app slug then name; and
@@ -78,24 +80,25 @@ impl ScriptCache {
         map.get(slug)?.get(name).cloned()
     }
 
-    /// Caches `compiled` as the live `version` of script `script` (named
-    /// `name`) of `app`, under the app's `limits`.
+    /// Caches `compiled` as the live `version` of `script` of `app`, under
+    /// the app's `limits` (and the script's visibility).
     pub(super) fn put(
         &self,
         app: &App,
-        name: &str,
-        script: ScriptId,
+        script: &Script,
         version: u32,
         compiled: CompiledScript,
         limits: Limits,
     ) {
+        let name = script.name.as_str();
         let live = LiveScript {
             app_id: app.id,
-            script_id: script,
+            script_id: script.id,
             name: name.to_owned(),
             version,
             compiled,
             limits,
+            visibility: script.visibility,
         };
         let mut map = self.by_slug.write().unwrap_or_else(PoisonError::into_inner);
         map.entry(app.slug.to_string())
@@ -124,6 +127,16 @@ impl ScriptCache {
             .write()
             .unwrap_or_else(PoisonError::into_inner)
             .remove(slug);
+    }
+
+    /// Sets who may call the script `name` of the app `slug`, if cached.
+    pub(super) fn set_visibility(&self, slug: &str, name: &str, visibility: Visibility) {
+        let mut map = self.by_slug.write().unwrap_or_else(PoisonError::into_inner);
+        if let Some(live) = map.get_mut(slug).and_then(|scripts| scripts.get_mut(name)) {
+            let mut updated = (**live).clone();
+            updated.visibility = visibility;
+            *live = Arc::new(updated);
+        }
     }
 
     pub(super) fn set_limits(&self, slug: &str, limits: Limits) {

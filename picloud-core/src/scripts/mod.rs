@@ -136,6 +136,12 @@ pub enum InvokeError {
         /// The script name asked for.
         script: String,
     },
+    /// A private script, and no PiCloud credentials came with the call.
+    #[error("this script is private: send a PiCloud token with access to its app")]
+    Unauthenticated,
+    /// A private script, and the caller may not see its app.
+    #[error("forbidden")]
+    Forbidden,
     /// The executor refused or failed before running the script.
     #[error(transparent)]
     Exec(ExecError),

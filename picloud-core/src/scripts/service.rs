@@ -14,7 +14,7 @@ use super::{COMPILES_PER_APP, InvokeError, MAX_SOURCE_BYTES, ScriptError};
 use crate::authz::Capability;
 use crate::domain::{
     App, Deployed, InvocationContext, InvocationRecord, Principal, PublicErrors, Script,
-    ScriptName, ScriptVersion, ScriptVersionInfo,
+    ScriptName, ScriptVersion, ScriptVersionInfo, Visibility,
 };
 use crate::executor::{
     CompileBudget, CompileError, CompiledScript, ExecError, Executor, Invocation, Limits,
@@ -404,7 +404,7 @@ impl ScriptService {
                 .unwrap_or(PublicErrors::Generic);
             self.cache.set_public_errors(slug, errors);
         }
-        let Ok(name) = ScriptName::parse(name) else {
+        let Ok(name) = ScriptName::parse_stored(name) else {
             return Ok(None);
         };
         let lock = self.app_lock(app.id);
@@ -455,14 +455,8 @@ impl ScriptService {
             .compile_for(app.id, version.source, limits, Strictness::Stored)
             .await;
         Ok(compiled.map(|compiled| {
-            self.cache.put(
-                app,
-                script.name.as_str(),
-                script.id,
-                version.version,
-                compiled,
-                limits,
-            );
+            self.cache
+                .put(app, script, version.version, compiled, limits);
         }))
     }
 
@@ -490,7 +484,7 @@ impl ScriptService {
         capability: fn(AppId) -> Capability,
     ) -> Result<(App, Script), ScriptError> {
         let app = self.authorized_app(principal, app, capability).await?;
-        let name = Self::name(name)?;
+        let name = Self::existing_name(name)?;
         let script = self
             .stores
             .scripts
@@ -500,8 +494,16 @@ impl ScriptService {
         Ok((app, script))
     }
 
+    /// A name for a new script (or a new version): the name rule.
     fn name(name: &str) -> Result<ScriptName, ScriptError> {
         ScriptName::parse(name).map_err(|e| ScriptError::Invalid(e.to_string()))
+    }
+
+    /// The name of a script that may exist already: also the wider rule of
+    /// earlier versions, so such a script can still be read, rolled back and
+    /// deleted.
+    fn existing_name(name: &str) -> Result<ScriptName, ScriptError> {
+        ScriptName::parse_stored(name).map_err(|e| ScriptError::Invalid(e.to_string()))
     }
 
     /// Deploys `source` as the new live version of `name` (`AppEdit`). The
@@ -590,8 +592,7 @@ impl ScriptService {
             })?;
         self.cache.put(
             &app,
-            name.as_str(),
-            deployed.script.id,
+            &deployed.script,
             deployed.version.version,
             compiled,
             limits,
@@ -633,7 +634,7 @@ impl ScriptService {
         let app = self
             .authorized_app(principal, app, Capability::AppEdit)
             .await?;
-        let name = Self::name(name)?;
+        let name = Self::existing_name(name)?;
         // Serialised with deploys, so that none re-caches what is deleted.
         let lock = self.app_lock(app.id);
         let _serial = lock.lock().await;
@@ -712,8 +713,7 @@ impl ScriptService {
                 ScriptRepoError::NotFound => ScriptError::VersionNotFound(version),
                 other => other.into(),
             })?;
-        self.cache
-            .put(&app, name.as_str(), script.id, version, compiled, limits);
+        self.cache.put(&app, &script, version, compiled, limits);
         Ok(script)
     }
 
@@ -760,7 +760,7 @@ impl ScriptService {
         let script = match &query.script {
             None => None,
             Some(name) => {
-                let name = Self::name(name)?;
+                let name = Self::existing_name(name)?;
                 Some(
                     names
                         .iter()
@@ -782,6 +782,61 @@ impl ScriptService {
             .into_iter()
             .filter_map(|r| names.get(&r.script_id).cloned().map(|n| (n, r)))
             .collect())
+    }
+
+    /// Sets who may call the script `name` (`AppEdit`); it applies to the
+    /// next call.
+    pub async fn set_visibility(
+        &self,
+        principal: &Principal,
+        app: &str,
+        name: &str,
+        visibility: Visibility,
+    ) -> Result<Script, ScriptError> {
+        let (app, script) = self
+            .authorized_script(principal, app, name, Capability::AppEdit)
+            .await?;
+        let lock = self.app_lock(app.id);
+        let _serial = lock.lock().await;
+        let script = self
+            .stores
+            .scripts
+            .set_visibility(app.id, &script.name, visibility)
+            .await
+            .map_err(|e| match e {
+                ScriptRepoError::NotFound => ScriptError::ScriptNotFound(script.name.to_string()),
+                other => other.into(),
+            })?;
+        self.cache
+            .set_visibility(app.slug.as_str(), script.name.as_str(), visibility);
+        Ok(script)
+    }
+
+    /// Whether `caller` may call `live`: anyone may call a public script; a
+    /// private one needs a caller (else [`InvokeError::Unauthenticated`])
+    /// holding `AppView` on its app (else [`InvokeError::Forbidden`]).
+    pub async fn admit(
+        &self,
+        live: &LiveScript,
+        caller: Option<&Principal>,
+    ) -> Result<(), InvokeError> {
+        if live.visibility == Visibility::Public {
+            return Ok(());
+        }
+        let Some(caller) = caller else {
+            return Err(InvokeError::Unauthenticated);
+        };
+        match crate::authz::require(
+            self.stores.authz.as_ref(),
+            caller,
+            Capability::AppView(live.app_id),
+        )
+        .await
+        {
+            Ok(()) => Ok(()),
+            Err(crate::authz::AuthzDenied::Denied) => Err(InvokeError::Forbidden),
+            Err(e) => Err(InvokeError::Exec(ExecError::Internal(e.to_string()))),
+        }
     }
 
     /// How much of a script error the app's public callers see (`AppView`).
@@ -861,7 +916,7 @@ impl ScriptService {
         let script = match script {
             None => None,
             Some(name) => {
-                let name = Self::name(name)?;
+                let name = Self::existing_name(name)?;
                 if self.stores.scripts.get(app.id, &name).await?.is_none() {
                     return Err(ScriptError::ScriptNotFound(name.to_string()));
                 }
@@ -999,14 +1054,8 @@ impl ScriptService {
                 other => ScriptError::Settings(other),
             })?;
         for (script, compiled) in recompiled {
-            self.cache.put(
-                app,
-                script.name.as_str(),
-                script.id,
-                script.live_version,
-                compiled,
-                limits,
-            );
+            self.cache
+                .put(app, &script, script.live_version, compiled, limits);
         }
         self.cache.set_limits(app.slug.as_str(), limits);
         Ok(limits)

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use tokio::task::JoinSet;
 
-use crate::domain::InstanceRole;
+use crate::domain::{InstanceRole, Visibility};
 use crate::ids::AppId;
 use crate::ports::{QuotaExceeded, ScriptRepoError, StorageQuota};
 use crate::stores::Stores;
@@ -32,6 +32,7 @@ macro_rules! __conformance_scripts_cases {
             scripts_quota_refuses_the_deploy_that_would_pass_it,
             scripts_concurrent_deploys_never_pass_the_quota,
             scripts_delete_frees_the_quota_and_is_idempotent,
+            scripts_visibility_is_set_kept_and_read_back,
         }
     };
 }
@@ -534,4 +535,83 @@ pub async fn scripts_delete_frees_the_quota_and_is_idempotent(stores: Stores) {
         .map(|s| s.name.to_string())
         .collect();
     assert_eq!(names, ["gone", "kept"]);
+}
+
+/// A new script is public; `set_visibility` changes it, a new version keeps
+/// it, every read returns it, and a missing script is `NotFound`.
+pub async fn scripts_visibility_is_set_kept_and_read_back(stores: Stores) {
+    let fx = Fixture::new(stores.clone());
+    let (app, dev) = (fx.app("a").await, fx.user("dev", InstanceRole::Admin).await);
+    let quota = StorageQuota::default();
+    let (name, other) = (script_name("hidden"), script_name("open"));
+    let first = stores
+        .scripts
+        .deploy(app.id, &name, "1".into(), dev.id, quota)
+        .await
+        .unwrap();
+    assert_eq!(first.script.visibility, Visibility::Public);
+    stores
+        .scripts
+        .deploy(app.id, &other, "2".into(), dev.id, quota)
+        .await
+        .unwrap();
+    let set = stores
+        .scripts
+        .set_visibility(app.id, &name, Visibility::Private)
+        .await
+        .unwrap();
+    assert_eq!(
+        (set.id, set.visibility),
+        (first.script.id, Visibility::Private)
+    );
+    let got = stores.scripts.get(app.id, &name).await.unwrap().unwrap();
+    assert_eq!(got.visibility, Visibility::Private);
+    let next = stores
+        .scripts
+        .deploy(app.id, &name, "3".into(), dev.id, quota)
+        .await
+        .unwrap();
+    assert_eq!(next.script.visibility, Visibility::Private);
+    let rolled = stores.scripts.set_live(app.id, &name, 1).await.unwrap();
+    assert_eq!(rolled.visibility, Visibility::Private);
+    let listed: Vec<(String, Visibility)> = stores
+        .scripts
+        .list(app.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| (s.name.to_string(), s.visibility))
+        .collect();
+    assert_eq!(
+        listed,
+        [
+            ("hidden".to_owned(), Visibility::Private),
+            ("open".to_owned(), Visibility::Public)
+        ]
+    );
+    let live: Vec<Visibility> = stores
+        .scripts
+        .all_live()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|(s, _)| s.app_id == app.id && s.name == name)
+        .map(|(s, _)| s.visibility)
+        .collect();
+    assert_eq!(live, [Visibility::Private]);
+    let back = stores
+        .scripts
+        .set_visibility(app.id, &name, Visibility::Public)
+        .await
+        .unwrap();
+    assert_eq!(back.visibility, Visibility::Public);
+    for (app_id, missing) in [(app.id, script_name("nope")), (AppId::new(), name)] {
+        assert!(matches!(
+            stores
+                .scripts
+                .set_visibility(app_id, &missing, Visibility::Private)
+                .await,
+            Err(ScriptRepoError::NotFound)
+        ));
+    }
 }
