@@ -6,6 +6,7 @@
 mod support;
 
 use std::process::Stdio;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -16,7 +17,38 @@ struct Running {
     child: Child,
     base: String,
     generated_token: Option<String>,
-    lines: Vec<String>,
+    /// Every line of its standard output (the log), still growing.
+    lines: Arc<Mutex<Vec<String>>>,
+}
+
+impl Running {
+    /// The log so far.
+    fn log(&self) -> String {
+        self.lines.lock().unwrap().join("\n")
+    }
+
+    /// Waits (up to 10 s) for a log line containing `needle`, and returns it.
+    async fn log_line(&self, needle: &str) -> String {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let found = self
+                .lines
+                .lock()
+                .unwrap()
+                .iter()
+                .find(|l| l.contains(needle))
+                .cloned();
+            if let Some(line) = found {
+                return line;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no log line with {needle:?} in:\n{}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
 }
 
 async fn spawn(database_url: Option<&str>, bootstrap_token: Option<&str>) -> Running {
@@ -57,7 +89,13 @@ async fn spawn(database_url: Option<&str>, bootstrap_token: Option<&str>) -> Run
         lines.push(line);
     }
     // Keep draining stdout so the child never blocks on a full pipe.
-    tokio::spawn(async move { while let Ok(Some(_)) = reader.next_line().await {} });
+    let lines = Arc::new(Mutex::new(lines));
+    let more = lines.clone();
+    tokio::spawn(async move {
+        while let Ok(Some(line)) = reader.next_line().await {
+            more.lock().unwrap().push(support::strip_ansi(&line));
+        }
+    });
     Running {
         child,
         base: base.unwrap(),
@@ -83,7 +121,7 @@ async fn stop(mut r: Running) {
 #[tokio::test]
 async fn the_binary_serves_on_memory_prints_its_token_once_and_stops_on_sigterm() {
     let r = spawn(None, None).await;
-    let all = r.lines.join("\n");
+    let all = r.log();
     assert!(all.contains("nothing persists"), "{all}");
     assert!(all.contains("(store: memory)"), "{all}");
     assert!(
@@ -119,7 +157,7 @@ async fn data_survives_a_restart_on_postgres() {
     };
     let owner = support::random_token();
     let r = spawn(Some(&url), Some(&owner)).await;
-    assert!(r.lines.join("\n").contains("(store: postgres)"));
+    assert!(r.log().contains("(store: postgres)"));
     let c = reqwest::Client::new();
     let base = r.base.clone();
     let post = |path: &str, body: Value| {
@@ -177,6 +215,7 @@ async fn data_survives_a_restart_on_postgres() {
 
     // Same database, same bootstrap token: everything is still there.
     let r = spawn(Some(&url), Some(&owner)).await;
+    r.log_line("warm: 1 live script compiled").await;
     let base = r.base.clone();
     let members: Value = c
         .get(format!("{base}/api/v1/admin/apps/shop/members"))
@@ -291,7 +330,7 @@ async fn admin_create_owner_token_restores_access_on_postgres() {
     // A new bootstrap token changes nothing, and the log says so.
     let second = support::random_token();
     let r = spawn(Some(&url), Some(&second)).await;
-    let log = r.lines.join("\n");
+    let log = r.log();
     assert!(
         log.contains("PICLOUD_BOOTSTRAP_TOKEN is ignored") && log.contains("create-owner-token"),
         "{log}"
@@ -372,4 +411,64 @@ async fn start_up_errors_name_the_server_and_the_cause_once() {
         }
         assert!(!stderr.contains(" at line "), "{stderr}");
     }
+}
+
+/// `--help` names the environment, and a script's failure is the app's
+/// business: logged at INFO (target `picloud::script`) with the app, the
+/// script, its version and the request id, never as a server ERROR.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn help_names_the_environment_and_script_errors_are_logged_as_the_apps() {
+    let help = Command::new(env!("CARGO_BIN_EXE_picloud"))
+        .arg("--help")
+        .output()
+        .await
+        .unwrap();
+    assert!(help.status.success());
+    let help = String::from_utf8_lossy(&help.stdout);
+    for needle in [
+        "PICLOUD_BOOTSTRAP_TOKEN",
+        "DATABASE_URL",
+        "create-owner-token",
+    ] {
+        assert!(help.contains(needle), "{help}");
+    }
+
+    let owner = support::random_token();
+    let r = spawn(None, Some(&owner)).await;
+    let c = reqwest::Client::new();
+    let base = r.base.clone();
+    let created = c
+        .post(format!("{base}/api/v1/admin/apps"))
+        .bearer_auth(&owner)
+        .json(&json!({ "slug": "shop", "name": "Shop" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    let deployed = c
+        .put(format!("{base}/api/v1/admin/apps/shop/scripts/bad"))
+        .bearer_auth(&owner)
+        .header("content-type", "text/plain")
+        .body("let n = parse_int(request.query.n);\nn")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deployed.status(), 201);
+    let run = c
+        .get(format!("{base}/run/shop/bad?n=abc"))
+        .header("x-request-id", "trace-me-42")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(run.status(), 500);
+    let line = r.log_line("trace-me-42").await;
+    for needle in ["INFO", "picloud::script", "shop", "bad", "version=1", "abc"] {
+        assert!(line.contains(needle), "{needle}: {line}");
+    }
+    let log = r.log();
+    assert!(
+        !log.contains("ERROR") && !log.contains("on_failure"),
+        "a script's 500 is not the server's error:\n{log}"
+    );
+    stop(r).await;
 }

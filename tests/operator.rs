@@ -867,7 +867,58 @@ async fn generic_public_errors_keep_the_detail_in_the_log(s: TestServer) {
     assert!(body.contains("abc"), "{body}");
 }
 
+/// A JSON rejection names the field and why, without serde's line and
+/// column (the new user saw ``missing field `instance_role` at line 1
+/// column 42``).
+async fn json_rejections_name_the_field_without_positions(s: TestServer) {
+    for (body, field, status) in [
+        (
+            json!({ "username": "mia", "password": "correct horse battery" }),
+            "instance_role",
+            422,
+        ),
+        (
+            json!({ "username": "mia", "password": "correct horse battery", "instance_role": "root" }),
+            "root",
+            422,
+        ),
+        (
+            json!({ "username": "mia", "password": 7, "instance_role": "member" }),
+            "password",
+            422,
+        ),
+    ] {
+        let (got, reply) = s
+            .post("/api/v1/admin/admins", &s.owner_token, body.clone())
+            .await;
+        let message = reply["error"].as_str().unwrap_or_default();
+        assert_eq!(got.as_u16(), status, "{body}: {reply}");
+        assert!(message.contains(field), "{body}: {message}");
+        assert!(
+            !message.contains(" at line ") && !message.contains("column"),
+            "{message}"
+        );
+    }
+    let resp = s
+        .client
+        .post(s.url("/api/v1/admin/apps"))
+        .bearer_auth(&s.owner_token)
+        .header("content-type", "application/json")
+        .body("{\"slug\": \"shop\",\n  \"name\": ")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    let reply: Value = resp.json().await.unwrap();
+    let message = reply["error"].as_str().unwrap();
+    assert!(
+        !message.contains(" at line ") && !message.contains("column"),
+        "{message}"
+    );
+}
+
 on_both_stores!(
+    json_rejections_name_the_field_without_positions,
     private_scripts_answer_only_viewers_of_their_app,
     repeated_query_names_keep_every_value,
     generic_public_errors_keep_the_detail_in_the_log,
