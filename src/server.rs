@@ -310,7 +310,14 @@ async fn start_on(
         addr: listen,
         source,
     })?;
+    let scripts = state.scripts.clone();
     let task = tokio::spawn(async move {
+        // On the signal, end the log streams first: they would otherwise
+        // keep their connections busy for the whole grace period.
+        let signal = async move {
+            signal.await;
+            scripts.close_tails();
+        };
         let served = picloud_axum::conn::serve_with(listener, router, signal, serve).await;
         // Requests in flight are done (or were cut off after the grace
         // period): write their invocation records

@@ -52,7 +52,16 @@ impl Running {
 }
 
 async fn spawn(database_url: Option<&str>, bootstrap_token: Option<&str>) -> Running {
+    spawn_with(database_url, bootstrap_token, &[]).await
+}
+
+async fn spawn_with(
+    database_url: Option<&str>,
+    bootstrap_token: Option<&str>,
+    env: &[(&str, &str)],
+) -> Running {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_picloud"));
+    cmd.envs(env.iter().copied());
     cmd.env("PICLOUD_LISTEN", "127.0.0.1:0")
         .env("RUST_LOG", "info")
         .env_remove("DATABASE_URL")
@@ -471,4 +480,48 @@ async fn help_names_the_environment_and_script_errors_are_logged_as_the_apps() {
         "a script's 500 is not the server's error:\n{log}"
     );
     stop(r).await;
+}
+
+/// SIGTERM ends the open log streams at once: with a grace period of a
+/// minute, the process still exits within `stop`'s 10 s, and the stream's
+/// reader sees its end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_ends_the_log_streams_instead_of_waiting_for_them() {
+    let owner = support::random_token();
+    let r = spawn_with(
+        None,
+        Some(&owner),
+        &[("PICLOUD_SHUTDOWN_GRACE_MS", "60000")],
+    )
+    .await;
+    let c = reqwest::Client::new();
+    let base = r.base.clone();
+    let created = c
+        .post(format!("{base}/api/v1/admin/apps"))
+        .bearer_auth(&owner)
+        .json(&json!({ "slug": "shop", "name": "Shop" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    let mut stream = c
+        .get(format!("{base}/api/v1/admin/apps/shop/logs/stream"))
+        .bearer_auth(&owner)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.status(), 200);
+    let reader = tokio::spawn(async move {
+        let mut body = Vec::new();
+        while let Ok(Some(chunk)) = stream.chunk().await {
+            body.extend_from_slice(&chunk);
+        }
+        body
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    stop(r).await;
+    tokio::time::timeout(Duration::from_secs(5), reader)
+        .await
+        .expect("the stream ended with the server")
+        .unwrap();
 }

@@ -66,6 +66,9 @@ pub struct ScriptService {
     /// Every finished run, for the live tails ([`ScriptService::tail`]);
     /// sent to only while someone listens.
     tail: tokio::sync::broadcast::Sender<Arc<TailEvent>>,
+    /// `true` once [`close_tails`](ScriptService::close_tails) was called:
+    /// every tail ends, so a shutting-down server waits for none.
+    tails_closed: Arc<tokio::sync::watch::Sender<bool>>,
 }
 
 /// One finished run, as a live tail sees it.
@@ -103,6 +106,7 @@ pub enum TailItem {
 #[derive(Debug)]
 pub struct LogTail {
     rx: tokio::sync::broadcast::Receiver<Arc<TailEvent>>,
+    closed: tokio::sync::watch::Receiver<bool>,
     app: App,
     script: Option<ScriptName>,
 }
@@ -113,11 +117,23 @@ impl LogTail {
         &self.app
     }
 
-    /// The next run of the app (and script), as it finishes.
+    /// The next run of the app (and script), as it finishes;
+    /// [`TailItem::Closed`] once the service closes its tails.
     pub async fn next(&mut self) -> TailItem {
         use tokio::sync::broadcast::error::RecvError;
         loop {
-            match self.rx.recv().await {
+            if *self.closed.borrow_and_update() {
+                return TailItem::Closed;
+            }
+            let received = tokio::select! {
+                biased;
+                changed = self.closed.changed() => match changed {
+                    Ok(()) => continue,
+                    Err(_) => return TailItem::Closed,
+                },
+                received = self.rx.recv() => received,
+            };
+            match received {
                 Ok(event) => {
                     if event.app_id == self.app.id
                         && self
@@ -268,6 +284,7 @@ impl ScriptService {
             compile_slots: Arc::default(),
             warm: Arc::new(AtomicBool::new(false)),
             tail: tokio::sync::broadcast::channel(TAIL_BACKLOG).0,
+            tails_closed: Arc::new(tokio::sync::watch::channel(false).0),
         }
     }
 
@@ -925,9 +942,17 @@ impl ScriptService {
         };
         Ok(LogTail {
             rx: self.tail.subscribe(),
+            closed: self.tails_closed.subscribe(),
             app,
             script,
         })
+    }
+
+    /// Ends every live tail, now and later (a server that shuts down calls
+    /// it first, so that no log stream holds its connection open until the
+    /// grace period runs out).
+    pub fn close_tails(&self) {
+        self.tails_closed.send_replace(true);
     }
 
     /// Whether `principal`'s user, as the store has it now (still active,
