@@ -47,8 +47,9 @@ pub fn path() -> Result<PathBuf, Failure> {
 pub fn load() -> Result<Config, Failure> {
     let path = path()?;
     match std::fs::read_to_string(&path) {
-        Ok(text) => toml::from_str(&text)
-            .map_err(|e| Failure::error(format!("{}: {e}", path.display()))),
+        Ok(text) => {
+            toml::from_str(&text).map_err(|e| Failure::error(format!("{}: {e}", path.display())))
+        }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Config::default()),
         Err(e) => Err(Failure::error(format!("{}: {e}", path.display()))),
     }

@@ -87,7 +87,10 @@ pub async fn dev(args: DevArgs, json: bool) -> Result<(), Failure> {
     let source = std::fs::read(&args.file)
         .map_err(|e| Failure::error(format!("{}: {e}", args.file.display())))?;
     let source = String::from_utf8(source).map_err(|_| {
-        Failure::error(format!("{}: the script source must be UTF-8", args.file.display()))
+        Failure::error(format!(
+            "{}: the script source must be UTF-8",
+            args.file.display()
+        ))
     })?;
     let request: DevRequest = match &args.request {
         None => DevRequest::default(),
@@ -159,7 +162,11 @@ pub async fn dev(args: DevArgs, json: bool) -> Result<(), Failure> {
             }
         }
         if let Ok(r) = &invocation.outcome {
-            let _ = writeln!(out, "--- response ({:.1} ms) ---", duration_us as f64 / 1000.0);
+            let _ = writeln!(
+                out,
+                "--- response ({:.1} ms) ---",
+                duration_us as f64 / 1000.0
+            );
             let _ = writeln!(out, "HTTP {}", r.status);
             if let Some(ct) = &r.content_type {
                 let _ = writeln!(out, "content-type: {ct}");

@@ -321,8 +321,14 @@ async fn login(args: LoginArgs) -> Result<(), Failure> {
         username: username.clone(),
     })?;
     match username {
-        Some(user) => eprintln!("Logged in to {url} as {user} (saved in {}).", path.display()),
-        None => eprintln!("Logged in to {url} with a token (saved in {}).", path.display()),
+        Some(user) => eprintln!(
+            "Logged in to {url} as {user} (saved in {}).",
+            path.display()
+        ),
+        None => eprintln!(
+            "Logged in to {url} with a token (saved in {}).",
+            path.display()
+        ),
     }
     Ok(())
 }

@@ -71,7 +71,11 @@ pub fn table(headers: &[&str], rows: &[Vec<String>]) {
 pub fn record(r: &Value) -> String {
     let micros = r.get("duration_us").and_then(Value::as_u64).unwrap_or(0);
     let mut target = field(r, "path");
-    if let Some(q) = r.get("query").and_then(Value::as_str).filter(|q| !q.is_empty()) {
+    if let Some(q) = r
+        .get("query")
+        .and_then(Value::as_str)
+        .filter(|q| !q.is_empty())
+    {
         target.push('?');
         target.push_str(q);
     }

@@ -99,7 +99,10 @@ pub async fn push(args: PushArgs, json: bool) -> Result<(), Failure> {
             .map_err(|f| Failure::error(format!("[limits]: {}", f.message)))?;
         report["limits"] = now;
         if !json {
-            println!("Limits set ({}).", limits.keys().cloned().collect::<Vec<_>>().join(", "));
+            println!(
+                "Limits set ({}).",
+                limits.keys().cloned().collect::<Vec<_>>().join(", ")
+            );
         }
     }
     let mut failed = Vec::new();
@@ -114,12 +117,15 @@ pub async fn push(args: PushArgs, json: bool) -> Result<(), Failure> {
                 if !json {
                     println!("{}", outcome.describe());
                 }
-                report["scripts"].as_array_mut().expect("an array").push(json!({
-                    "name": name,
-                    "live_version": outcome.body.get("live_version"),
-                    "unchanged": outcome.unchanged(),
-                    "created": outcome.created,
-                }));
+                report["scripts"]
+                    .as_array_mut()
+                    .expect("an array")
+                    .push(json!({
+                        "name": name,
+                        "live_version": outcome.body.get("live_version"),
+                        "unchanged": outcome.unchanged(),
+                        "created": outcome.created,
+                    }));
             }
             Err(f) => {
                 eprintln!("picloud: {}", f.message);
