@@ -1,4 +1,7 @@
-//! The `picloud` binary: a thin CLI over [`picloud::server`].
+//! The `picloud` binary: a thin CLI over [`picloud::server`], and a client
+//! of any PiCloud server ([`client`]).
+
+mod client;
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -26,11 +29,18 @@ static ALLOCATOR: picloud_core::executor::meter::MeteredAllocator =
         when the store has no owner yet; without it a token is generated and printed once\n  \
         DATABASE_URL             PostgreSQL (postgres://USER@HOST:PORT/DB); without it, memory\n  \
         RUST_LOG                 the log filter (default: info)\n\n\
-        Locked out? `picloud admin create-owner-token --database-url URL` prints a fresh owner token."
+        PICLOUD_URL              client commands: the server, over the stored login\n  \
+        PICLOUD_TOKEN            client commands: the API token, over the stored login\n\n\
+        Locked out? `picloud admin create-owner-token --database-url URL` prints a fresh owner token.\n\
+        Exit codes of the client commands: 0 success, 1 an error from the server or a script, \
+        2 a usage error."
 )]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
+    /// Client commands: print the server's raw JSON instead of tables.
+    #[arg(long, global = true)]
+    json: bool,
     #[command(flatten)]
     serve: ServeArgs,
 }
@@ -48,6 +58,8 @@ enum Command {
     /// Offline administration, straight through the store (no server needed).
     #[command(subcommand)]
     Admin(AdminCommand),
+    #[command(flatten)]
+    Client(client::ClientCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -132,8 +144,11 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
 }
 
 fn main() -> ExitCode {
-    init_logging();
     let cli = Cli::parse();
+    // The log is the server's; a client command prints only its answers.
+    if !matches!(cli.command, Some(Command::Client(_))) {
+        init_logging();
+    }
     let runtime = match server::runtime() {
         Ok(runtime) => runtime,
         Err(e) => {
@@ -160,6 +175,15 @@ async fn run(cli: Cli) -> ExitCode {
                 .map_err(|e| e.to_string())
         }
         Some(Command::Serve(args)) => serve(args).await,
+        Some(Command::Client(command)) => {
+            return match client::run(command, cli.json).await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(failure) => {
+                    eprintln!("picloud: {}", failure.message);
+                    ExitCode::from(failure.code)
+                }
+            };
+        }
         None => serve(cli.serve).await,
     };
     match result {
