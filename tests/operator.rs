@@ -917,7 +917,69 @@ async fn json_rejections_name_the_field_without_positions(s: TestServer) {
     );
 }
 
+/// The status line of a stream just opened.
+async fn stream_status(reader: &mut tokio::io::BufReader<tokio::net::TcpStream>) -> u16 {
+    use tokio::io::AsyncBufReadExt;
+    let mut line = String::new();
+    reader.read_line(&mut line).await.unwrap();
+    line.split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or_else(|| panic!("not a status line: {line:?}"))
+}
+
+/// Log streams are bounded per user (4, then 429), and each app has a
+/// channel of its own: a busy app's runs never push a quiet app's out of
+/// its stream, nor count in its `lagged` events.
+async fn log_streams_are_bounded_per_user_and_apart_per_app(s: TestServer) {
+    s.create_app("busy").await;
+    s.create_app("quiet").await;
+    s.deploy("busy", "spam", r#""x""#).await;
+    s.deploy("quiet", "hello", r#""q""#).await;
+    let path = "/api/v1/admin/apps/quiet/logs/stream";
+    let mut held = Vec::new();
+    for _ in 0..picloud::scripts::MAX_TAILS_PER_USER {
+        let mut stream = open_stream(&s, path, &s.owner_token).await;
+        assert_eq!(stream_status(&mut stream).await, 200);
+        held.push(stream);
+    }
+    let mut refused = open_stream(&s, path, &s.owner_token).await;
+    assert_eq!(stream_status(&mut refused).await, 429);
+    // Another user is not held back by the first one's streams.
+    let (viewer, viewer_token) = s.user("vera", "member").await;
+    s.grant("quiet", &viewer, "viewer").await;
+    let mut theirs = open_stream(&s, path, &viewer_token).await;
+    assert_eq!(stream_status(&mut theirs).await, 200);
+
+    // More runs of `busy` than a ring holds, then one of `quiet`: its
+    // stream's next event is that run, not a `lagged` one.
+    for _ in 0..(picloud::scripts::TAIL_BACKLOG + 44) {
+        let (status, _, _) = s.run(Method::GET, "/run/busy/spam", None).await;
+        assert_eq!(status, 200);
+    }
+    let (status, _, _) = s.run(Method::GET, "/run/quiet/hello", None).await;
+    assert_eq!(status, 200);
+    let data = tokio::time::timeout(Duration::from_secs(5), async {
+        use tokio::io::AsyncBufReadExt;
+        loop {
+            let mut line = String::new();
+            assert!(theirs.read_line(&mut line).await.unwrap() > 0, "ended");
+            let line = line.trim_end().to_owned();
+            assert_ne!(line, "event: lagged", "another app's runs counted here");
+            if let Some(data) = line.strip_prefix("data: ") {
+                return data.to_owned();
+            }
+        }
+    })
+    .await
+    .expect("the quiet app's run arrived");
+    let record: Value = serde_json::from_str(&data).unwrap();
+    assert_eq!(record["script"], "hello", "{record}");
+    drop(held);
+}
+
 on_both_stores!(
+    log_streams_are_bounded_per_user_and_apart_per_app,
     json_rejections_name_the_field_without_positions,
     private_scripts_answer_only_viewers_of_their_app,
     repeated_query_names_keep_every_value,

@@ -26,6 +26,7 @@ pub use authz::{AuthzRepoError, AuthzRepository};
 pub use invocations::{
     INVOCATION_BYTES_PER_APP, INVOCATION_BYTES_PER_SCRIPT, INVOCATION_RECORD_MAX_BYTES,
     INVOCATIONS_KEPT, InvocationFilter, InvocationRepoError, InvocationRepository, fit_record,
+    fit_record_copy,
 };
 pub use members::{AppMembersRepoError, AppMembersRepository};
 pub use scripts::{

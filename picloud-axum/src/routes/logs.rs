@@ -34,7 +34,8 @@ pub struct StreamParams {
 /// moments of the run. A `lagged` event (data: how many) says a slow reader
 /// skipped runs; read them with `…/invocations`. The stream ends when the
 /// caller may no longer see the app (checked every 15 s), or the app goes.
-/// It shows the runs of the node it is connected to.
+/// It shows the runs of the node it is connected to. A user may hold 4
+/// streams open at once (then 429), and a server 64 (then 503).
 #[utoipa::path(
     get, path = "/api/v1/admin/apps/{id_or_slug}/logs/stream", tag = "scripts",
     params(
@@ -45,7 +46,10 @@ pub struct StreamParams {
         (status = 200, description = "`text/event-stream`: `invocation` events", content_type = "text/event-stream", body = String),
         (status = 403, description = "No role on the app", body = ErrorBody),
         (status = 404, description = "No such app or script", body = ErrorBody),
+        (status = 400, description = "A malformed query", body = ErrorBody),
         (status = 422, description = "Not a valid script name", body = ErrorBody),
+        (status = 429, description = "The caller has 4 log streams open already", body = ErrorBody),
+        (status = 503, description = "The server has 64 log streams open", body = ErrorBody),
     ),
     security(("bearer" = []))
 )]

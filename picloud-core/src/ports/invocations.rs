@@ -60,6 +60,46 @@ pub fn fit_record(record: &mut InvocationRecord, max_bytes: usize) -> bool {
     if held <= max_bytes {
         return false;
     }
+    fit_holding(record, max_bytes, held);
+    true
+}
+
+/// A copy of `record` cut as [`fit_record`] would cut it, copying only what
+/// it keeps: a record of many MiB costs about `max_bytes` to copy.
+pub fn fit_record_copy(record: &InvocationRecord, max_bytes: usize) -> InvocationRecord {
+    let held = record.log_bytes();
+    if held <= max_bytes {
+        return record.clone();
+    }
+    // Enough of the error and the lines to fill `max_bytes` and then some
+    // (so the cut below still happens where fit_record's would).
+    let prefix = |text: &str, room: usize| text[..text.floor_char_boundary(room)].to_owned();
+    let mut room = max_bytes + 1;
+    let error = record.error.as_deref().map(|e| prefix(e, room));
+    let mut logs = Vec::new();
+    for line in &record.logs {
+        if room == 0 {
+            break;
+        }
+        let copied = prefix(line, room);
+        room -= copied.len().min(room);
+        logs.push(copied);
+        if line.len() > logs.last().map_or(0, String::len) {
+            break;
+        }
+    }
+    let mut copy = InvocationRecord {
+        logs,
+        error,
+        context: record.context.clone(),
+        ..*record
+    };
+    fit_holding(&mut copy, max_bytes, held);
+    copy
+}
+
+/// [`fit_record`]'s cut of a record that held `held` bytes.
+fn fit_holding(record: &mut InvocationRecord, max_bytes: usize, held: usize) {
     let error_cap = max_bytes / 4;
     if let Some(error) = record.error.as_mut()
         && error.len() > error_cap
@@ -68,7 +108,7 @@ pub fn fit_record(record: &mut InvocationRecord, max_bytes: usize) -> bool {
         error.push_str(ERROR_CUT);
     }
     if record.log_bytes() <= max_bytes {
-        return true;
+        return;
     }
     let marker = format!(
         "[log truncated: this invocation logged {held} bytes; the invocation log keeps at most \
@@ -95,7 +135,6 @@ pub fn fit_record(record: &mut InvocationRecord, max_bytes: usize) -> bool {
     }
     record.logs.truncate(kept);
     record.logs.push(marker);
-    true
 }
 
 /// Truncates `text` to at most `max` bytes, at a character boundary.
@@ -173,6 +212,27 @@ mod tests {
             line: None,
             column: None,
             context: Default::default(),
+        }
+    }
+
+    #[test]
+    fn the_copy_is_cut_exactly_as_the_record_would_be() {
+        let cap = 64 * 1024;
+        let cases = [
+            record(vec!["a".repeat(1000)], None),
+            record(vec!["é".repeat(10_000); 10], Some("ü".repeat(cap))),
+            record(vec!["x".repeat(16 << 20)], None),
+            record(
+                vec!["b".repeat(cap - 10), "c".repeat(100)],
+                Some("e".repeat(3)),
+            ),
+            record(vec!["ab".repeat(cap / 2); 3], Some("z".repeat(cap * 3))),
+            record(vec![String::new(); 5000], None),
+        ];
+        for r in cases {
+            let mut cut = r.clone();
+            fit_record(&mut cut, cap);
+            assert_eq!(fit_record_copy(&r, cap), cut);
         }
     }
 

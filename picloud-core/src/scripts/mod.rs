@@ -17,6 +17,7 @@
 mod cache;
 mod credentials;
 mod service;
+mod tails;
 mod writer;
 
 pub use cache::{LiveScript, ScriptCache};
@@ -25,6 +26,7 @@ pub use service::{
     AppInvocationsQuery, LogTail, ScriptDetail, ScriptService, StorageUsage, TAIL_BACKLOG,
     TAIL_RECORD_MAX_BYTES, TailEvent, TailItem, exec_status,
 };
+pub use tails::{MAX_TAILS, MAX_TAILS_PER_USER};
 pub use writer::InvocationWriter;
 
 use crate::authz::AuthzRepoError;
@@ -93,6 +95,12 @@ pub enum ScriptError {
         /// Why not.
         reason: String,
     },
+    /// The node has [`MAX_TAILS`] log streams open.
+    #[error("too many log streams are open on this server; try again later")]
+    TailsFull,
+    /// The caller has [`MAX_TAILS_PER_USER`] log streams open.
+    #[error("you have {MAX_TAILS_PER_USER} log streams open already; close one first")]
+    TooManyTails,
 }
 
 impl From<ScriptRepoError> for ScriptError {
@@ -117,6 +125,8 @@ impl ServiceError for ScriptError {
             | Self::Invocations(_)
             | Self::Settings(_)
             | Self::StoredLimits { .. } => ErrorKind::Internal,
+            Self::TailsFull => ErrorKind::Busy,
+            Self::TooManyTails => ErrorKind::Throttled,
         }
     }
 }

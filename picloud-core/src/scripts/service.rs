@@ -9,6 +9,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::cache::{LiveScript, ScriptCache};
 use super::credentials::strip_credentials;
+use super::tails::{TailGuard, TailRefused, Tails};
 use super::writer::InvocationWriter;
 use super::{COMPILES_PER_APP, InvokeError, MAX_SOURCE_BYTES, ScriptError};
 use crate::authz::Capability;
@@ -63,12 +64,9 @@ pub struct ScriptService {
     /// Set once [`ScriptService::warm`] has compiled every live script:
     /// from then on the cache is the whole truth for `/run`.
     warm: Arc<AtomicBool>,
-    /// Every finished run, for the live tails ([`ScriptService::tail`]);
-    /// sent to only while someone listens.
-    tail: tokio::sync::broadcast::Sender<Arc<TailEvent>>,
-    /// `true` once [`close_tails`](ScriptService::close_tails) was called:
-    /// every tail ends, so a shutting-down server waits for none.
-    tails_closed: Arc<tokio::sync::watch::Sender<bool>>,
+    /// The live tails ([`ScriptService::tail`]): a channel per followed
+    /// app, sent to only while someone follows it.
+    tails: Arc<Tails>,
 }
 
 /// One finished run, as a live tail sees it.
@@ -105,10 +103,13 @@ pub enum TailItem {
 /// A live tail of one app's runs: see [`ScriptService::tail`].
 #[derive(Debug)]
 pub struct LogTail {
+    // Dropped in this order: the receiver before the guard that frees the
+    // tail's place (and the app's channel, if it was the last).
     rx: tokio::sync::broadcast::Receiver<Arc<TailEvent>>,
     closed: tokio::sync::watch::Receiver<bool>,
     app: App,
     script: Option<ScriptName>,
+    _place: TailGuard,
 }
 
 impl LogTail {
@@ -283,8 +284,7 @@ impl ScriptService {
             app_locks: Arc::default(),
             compile_slots: Arc::default(),
             warm: Arc::new(AtomicBool::new(false)),
-            tail: tokio::sync::broadcast::channel(TAIL_BACKLOG).0,
-            tails_closed: Arc::new(tokio::sync::watch::channel(false).0),
+            tails: Arc::default(),
         }
     }
 
@@ -940,11 +940,19 @@ impl ScriptService {
                 Some(name)
             }
         };
+        let (rx, closed, place) =
+            self.tails
+                .subscribe(app.id, principal.user_id)
+                .map_err(|refused| match refused {
+                    TailRefused::Full => ScriptError::TailsFull,
+                    TailRefused::PerUser => ScriptError::TooManyTails,
+                })?;
         Ok(LogTail {
-            rx: self.tail.subscribe(),
-            closed: self.tails_closed.subscribe(),
+            rx,
+            closed,
             app,
             script,
+            _place: place,
         })
     }
 
@@ -952,7 +960,12 @@ impl ScriptService {
     /// it first, so that no log stream holds its connection open until the
     /// grace period runs out).
     pub fn close_tails(&self) {
-        self.tails_closed.send_replace(true);
+        self.tails.close();
+    }
+
+    /// How many live tails are open on this node.
+    pub fn open_tails(&self) -> usize {
+        self.tails.open()
     }
 
     /// Whether `principal`'s user, as the store has it now (still active,
@@ -1194,16 +1207,11 @@ impl ScriptService {
             column,
             context,
         };
-        if self.tail.receiver_count() > 0 {
-            let mut event = TailEvent {
-                app_id: live.app_id,
-                script: live.name.clone(),
-                record: record.clone(),
-            };
-            crate::ports::fit_record(&mut event.record, TAIL_RECORD_MAX_BYTES);
-            // No receiver left since the check: nobody missed it.
-            let _ = self.tail.send(Arc::new(event));
-        }
+        self.tails.send(live.app_id, || TailEvent {
+            app_id: live.app_id,
+            script: live.name.clone(),
+            record: crate::ports::fit_record_copy(&record, TAIL_RECORD_MAX_BYTES),
+        });
         self.writer.record(record);
         Ok(invocation)
     }
