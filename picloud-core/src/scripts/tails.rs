@@ -35,6 +35,14 @@ struct Open {
     total: usize,
 }
 
+/// What [`Tails::subscribe`] gives: the app's runs, the closing signal, and
+/// the tail's place.
+pub(super) type Subscribed = (
+    broadcast::Receiver<Arc<TailEvent>>,
+    watch::Receiver<bool>,
+    TailGuard,
+);
+
 /// Every open tail of a service.
 #[derive(Debug)]
 pub(super) struct Tails {
@@ -63,14 +71,7 @@ impl Tails {
         self: &Arc<Self>,
         app: AppId,
         user: AdminUserId,
-    ) -> Result<
-        (
-            broadcast::Receiver<Arc<TailEvent>>,
-            watch::Receiver<bool>,
-            TailGuard,
-        ),
-        TailRefused,
-    > {
+    ) -> Result<Subscribed, TailRefused> {
         let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
         if open.total >= MAX_TAILS {
             return Err(TailRefused::Full);
