@@ -106,7 +106,14 @@ pub async fn delete_app(
     Caller(p): Caller,
     Path(app): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    s.apps.delete(&p, &app).await?;
+    // On a task of its own: a client that hangs up mid-delete must not
+    // leave the store's delete done and the scripts still cached.
+    let deleting = tokio::spawn(async move { s.apps.delete(&p, &app).await });
+    match deleting.await {
+        Ok(done) => done?,
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        Err(e) => return Err(ApiError::internal(e)),
+    }
     Ok(StatusCode::NO_CONTENT)
 }
 

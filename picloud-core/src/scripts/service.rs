@@ -152,6 +152,21 @@ impl LogTail {
     }
 }
 
+/// Finishes `work` even if the caller stops waiting: a client that hangs up
+/// drops its handler's future, and a store write dropped in flight may
+/// still commit (PostgreSQL runs what it was sent). Run on a task of its
+/// own, a store write and the cache update after it are never separated.
+async fn to_the_end<T: Send + 'static>(
+    work: impl std::future::Future<Output = T> + Send + 'static,
+) -> T {
+    match tokio::spawn(work).await {
+        Ok(done) => done,
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        // The runtime is shutting down: nobody is left to answer.
+        Err(_) => std::future::pending().await,
+    }
+}
+
 /// How strictly a source is compiled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Strictness {
@@ -214,6 +229,9 @@ impl crate::apps::AppListener for ScriptService {
     }
 
     async fn app_deleted(&self, app: &App) {
+        // At once (in the poll that saw the store's delete finish), then
+        // again after any deploy in flight, which may have cached a script.
+        self.cache.remove_app(app.slug.as_str());
         let lock = self.app_lock(app.id);
         let _serial = lock.lock().await;
         self.cache.remove_app(app.slug.as_str());
@@ -558,8 +576,7 @@ impl ScriptService {
                     .into(),
             ));
         }
-        let lock = self.app_lock(app.id);
-        let _serial = lock.lock().await;
+        let serial = self.app_lock(app.id).lock_owned().await;
         // The same source as the live version: nothing new to store.
         if let Some(existing) = self.stores.scripts.get(app.id, &name).await?
             && let Some(live) = self
@@ -591,30 +608,30 @@ impl ScriptService {
                     .into(),
             ));
         }
-        let deployed = self
-            .stores
-            .scripts
-            .deploy(
-                app.id,
-                &name,
-                source,
-                principal.user_id,
-                StorageQuota::default(),
-            )
-            .await
-            .map_err(|e| match e {
-                ScriptRepoError::NotFound => ScriptError::AppNotFound(app.slug.to_string()),
-                ScriptRepoError::QuotaExceeded(q) => ScriptError::QuotaExceeded(q),
-                other => other.into(),
-            })?;
-        self.cache.put(
-            &app,
-            &deployed.script,
-            deployed.version.version,
-            compiled,
-            limits,
-        );
-        Ok(deployed)
+        let this = self.clone();
+        let user = principal.user_id;
+        to_the_end(async move {
+            let _serial = serial;
+            let deployed = this
+                .stores
+                .scripts
+                .deploy(app.id, &name, source, user, StorageQuota::default())
+                .await
+                .map_err(|e| match e {
+                    ScriptRepoError::NotFound => ScriptError::AppNotFound(app.slug.to_string()),
+                    ScriptRepoError::QuotaExceeded(q) => ScriptError::QuotaExceeded(q),
+                    other => other.into(),
+                })?;
+            this.cache.put(
+                &app,
+                &deployed.script,
+                deployed.version.version,
+                compiled,
+                limits,
+            );
+            Ok(deployed)
+        })
+        .await
     }
 
     /// The app's scripts (`AppView`).
@@ -653,11 +670,15 @@ impl ScriptService {
             .await?;
         let name = Self::existing_name(name)?;
         // Serialised with deploys, so that none re-caches what is deleted.
-        let lock = self.app_lock(app.id);
-        let _serial = lock.lock().await;
-        let existed = self.stores.scripts.delete(app.id, &name).await?;
-        self.cache.remove(app.slug.as_str(), name.as_str());
-        Ok(existed)
+        let serial = self.app_lock(app.id).lock_owned().await;
+        let this = self.clone();
+        to_the_end(async move {
+            let _serial = serial;
+            let existed = this.stores.scripts.delete(app.id, &name).await?;
+            this.cache.remove(app.slug.as_str(), name.as_str());
+            Ok(existed)
+        })
+        .await
     }
 
     /// The app's script storage and its quota (`AppView`).
@@ -707,8 +728,7 @@ impl ScriptService {
         let (app, script) = self
             .authorized_script(principal, app, name, Capability::AppEdit)
             .await?;
-        let lock = self.app_lock(app.id);
-        let _serial = lock.lock().await;
+        let serial = self.app_lock(app.id).lock_owned().await;
         let name = script.name;
         let old = self
             .stores
@@ -721,17 +741,22 @@ impl ScriptService {
             .compile_for(app.id, old.source, limits, Strictness::Stored)
             .await;
         let compiled = compiled.map_err(ScriptError::Compile)?;
-        let script = self
-            .stores
-            .scripts
-            .set_live(app.id, &name, version)
-            .await
-            .map_err(|e| match e {
-                ScriptRepoError::NotFound => ScriptError::VersionNotFound(version),
-                other => other.into(),
-            })?;
-        self.cache.put(&app, &script, version, compiled, limits);
-        Ok(script)
+        let this = self.clone();
+        to_the_end(async move {
+            let _serial = serial;
+            let script = this
+                .stores
+                .scripts
+                .set_live(app.id, &name, version)
+                .await
+                .map_err(|e| match e {
+                    ScriptRepoError::NotFound => ScriptError::VersionNotFound(version),
+                    other => other.into(),
+                })?;
+            this.cache.put(&app, &script, version, compiled, limits);
+            Ok(script)
+        })
+        .await
     }
 
     /// The newest invocations of a script, with their logs (`AppView`).
@@ -813,20 +838,26 @@ impl ScriptService {
         let (app, script) = self
             .authorized_script(principal, app, name, Capability::AppEdit)
             .await?;
-        let lock = self.app_lock(app.id);
-        let _serial = lock.lock().await;
-        let script = self
-            .stores
-            .scripts
-            .set_visibility(app.id, &script.name, visibility)
-            .await
-            .map_err(|e| match e {
-                ScriptRepoError::NotFound => ScriptError::ScriptNotFound(script.name.to_string()),
-                other => other.into(),
-            })?;
-        self.cache
-            .set_visibility(app.slug.as_str(), script.name.as_str(), visibility);
-        Ok(script)
+        let serial = self.app_lock(app.id).lock_owned().await;
+        let this = self.clone();
+        to_the_end(async move {
+            let _serial = serial;
+            let script = this
+                .stores
+                .scripts
+                .set_visibility(app.id, &script.name, visibility)
+                .await
+                .map_err(|e| match e {
+                    ScriptRepoError::NotFound => {
+                        ScriptError::ScriptNotFound(script.name.to_string())
+                    }
+                    other => other.into(),
+                })?;
+            this.cache
+                .set_visibility(app.slug.as_str(), script.name.as_str(), visibility);
+            Ok(script)
+        })
+        .await
     }
 
     /// Whether `caller` may call `live`: anyone may call a public script; a
@@ -882,18 +913,22 @@ impl ScriptService {
         let app = self
             .authorized_app(principal, app, Capability::AppAdmin)
             .await?;
-        let lock = self.app_lock(app.id);
-        let _serial = lock.lock().await;
-        self.stores
-            .settings
-            .set_public_errors(app.id, errors)
-            .await
-            .map_err(|e| match e {
-                SettingsRepoError::NotFound => ScriptError::AppNotFound(app.slug.to_string()),
-                other => ScriptError::Settings(other),
-            })?;
-        self.cache.set_public_errors(app.slug.as_str(), errors);
-        Ok(errors)
+        let serial = self.app_lock(app.id).lock_owned().await;
+        let this = self.clone();
+        to_the_end(async move {
+            let _serial = serial;
+            this.stores
+                .settings
+                .set_public_errors(app.id, errors)
+                .await
+                .map_err(|e| match e {
+                    SettingsRepoError::NotFound => ScriptError::AppNotFound(app.slug.to_string()),
+                    other => ScriptError::Settings(other),
+                })?;
+            this.cache.set_public_errors(app.slug.as_str(), errors);
+            Ok(errors)
+        })
+        .await
     }
 
     /// The public error detail `/run` answers with for the app `slug`: from
@@ -1052,8 +1087,7 @@ impl ScriptService {
         app: &App,
         change: impl FnOnce(Result<Limits, ScriptError>) -> Result<Limits, ScriptError>,
     ) -> Result<Limits, ScriptError> {
-        let lock = self.app_lock(app.id);
-        let _serial = lock.lock().await;
+        let serial = self.app_lock(app.id).lock_owned().await;
         let limits = change(self.app_limits(app.id).await)?;
         limits
             .validate()
@@ -1082,21 +1116,27 @@ impl ScriptService {
             })?;
             recompiled.push((script, compiled));
         }
-        self.stores
-            .settings
-            .set_app_limits(app.id, Some(limits))
-            .await
-            .map_err(|e| match e {
-                // The app vanished since it was resolved.
-                SettingsRepoError::NotFound => ScriptError::AppNotFound(app.slug.to_string()),
-                other => ScriptError::Settings(other),
-            })?;
-        for (script, compiled) in recompiled {
-            self.cache
-                .put(app, &script, script.live_version, compiled, limits);
-        }
-        self.cache.set_limits(app.slug.as_str(), limits);
-        Ok(limits)
+        let this = self.clone();
+        let app = app.clone();
+        to_the_end(async move {
+            let _serial = serial;
+            this.stores
+                .settings
+                .set_app_limits(app.id, Some(limits))
+                .await
+                .map_err(|e| match e {
+                    // The app vanished since it was resolved.
+                    SettingsRepoError::NotFound => ScriptError::AppNotFound(app.slug.to_string()),
+                    other => ScriptError::Settings(other),
+                })?;
+            for (script, compiled) in recompiled {
+                this.cache
+                    .put(&app, &script, script.live_version, compiled, limits);
+            }
+            this.cache.set_limits(app.slug.as_str(), limits);
+            Ok(limits)
+        })
+        .await
     }
 
     /// The live script `script` of the app `slug`, as the hot path needs
