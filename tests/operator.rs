@@ -812,6 +812,9 @@ async fn generic_public_errors_keep_the_detail_in_the_log(s: TestServer) {
         )
         .await;
     assert_eq!(status, 403);
+    // An empty PATCH is still an admin's act.
+    assert_eq!(s.patch(settings, &editor_token, json!({})).await.0, 403);
+    assert_eq!(s.patch(settings, &s.owner_token, json!({})).await.0, 200);
     for bad in [json!({ "public_errors": "none" }), json!({ "nope": 1 })] {
         let (status, body) = s.patch(settings, &s.owner_token, bad.clone()).await;
         assert_eq!(status, 422, "{bad}: {body}");
@@ -847,6 +850,23 @@ async fn generic_public_errors_keep_the_detail_in_the_log(s: TestServer) {
     let id = resp.headers()["x-request-id"].to_str().unwrap().to_owned();
     let body: Value = resp.json().await.unwrap();
     assert_eq!(body, json!({ "error": "script error", "request_id": id }));
+    // An inbound id too long to keep whole is replaced: the id answered
+    // is the one its record has.
+    let resp = s
+        .client
+        .get(s.url("/run/shop/bad?n=abc"))
+        .header("x-request-id", "z".repeat(300))
+        .send()
+        .await
+        .unwrap();
+    let long_id = resp.headers()["x-request-id"].to_str().unwrap().to_owned();
+    assert!(
+        long_id.len() <= 128 && long_id != "z".repeat(300),
+        "{long_id}"
+    );
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["request_id"], long_id.as_str());
+    until_invocations(&s, "shop", &format!("request_id={long_id}"), 1).await;
     let found = until_invocations(&s, "shop", "request_id=find-me", 1).await;
     assert!(
         found[0]["error"].as_str().unwrap().contains("abc"),

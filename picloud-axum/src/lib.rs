@@ -397,6 +397,20 @@ pub fn standard_layers_with(router: Router, body_limit: usize, body_timeout: Dur
     // (`cargo bench --bench http_load -- layers`). Outermost first.
     router.layer(
         tower::ServiceBuilder::new()
+            // An inbound id the invocation record could not keep whole
+            // (over 128 bytes, or not printable ASCII) is replaced, so the
+            // id in the response always finds its record.
+            .map_request(|mut req: Request| {
+                let keep = req.headers().get("x-request-id").is_none_or(|v| {
+                    v.len() <= picloud_core::domain::InvocationContext::REQUEST_ID_MAX_BYTES
+                        && !v.is_empty()
+                        && v.as_bytes().iter().all(|b| b.is_ascii_graphic())
+                });
+                if !keep {
+                    req.headers_mut().remove("x-request-id");
+                }
+                req
+            })
             .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
             .layer(
                 // No `on_failure` line: a 5xx from a script is the script's

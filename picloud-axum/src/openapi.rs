@@ -58,6 +58,9 @@ enum RunResponses {
     /// No such app or script.
     #[response(status = 404)]
     NotFound(ErrorBody),
+    /// A body that is not UTF-8.
+    #[response(status = 400)]
+    NotText(ErrorBody),
     /// A private script, called without a valid PiCloud token.
     #[response(status = 401)]
     Unauthenticated(ErrorBody),

@@ -176,9 +176,9 @@ pub async fn patch_settings(
     Path(app): Path<String>,
     Json(req): Json<PatchSettingsRequest>,
 ) -> Result<Json<AppSettingsDto>, ApiError> {
-    let public_errors = match req.public_errors {
-        Some(errors) => s.scripts.set_public_errors(&p, &app, errors).await?,
-        None => s.scripts.public_errors(&p, &app).await?,
-    };
+    let public_errors = s
+        .scripts
+        .patch_settings(&p, &app, req.public_errors)
+        .await?;
     Ok(Json(AppSettingsDto { public_errors }))
 }

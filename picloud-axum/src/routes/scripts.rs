@@ -198,6 +198,7 @@ type ScriptResult<T> = Result<T, ApiError>;
         (status = 200, description = "A new version, now live; or the live version's own source (`unchanged`, nothing stored)", body = DeployDto),
         (status = 403, description = "Not an editor of the app", body = ErrorBody),
         (status = 404, description = "No such app", body = ErrorBody),
+        (status = 413, description = "A source over 2 MiB", body = ErrorBody),
         (status = 415, description = "Not a script's content type (JSON, or the form encoding `curl -d` sends)", body = ErrorBody),
         (status = 422, description = "Does not compile (line, column; an undefined variable too), empty, a bad name, or the app's storage quota would be exceeded (the message names it; nothing is stored)", body = CompileErrorBody),
     ),
@@ -532,7 +533,8 @@ pub struct AppInvocationsParams {
         (status = 200, description = "Newest first", body = [InvocationDto]),
         (status = 403, description = "No role on the app", body = ErrorBody),
         (status = 404, description = "No such app, or no such script", body = ErrorBody),
-        (status = 422, description = "A bad filter (script name, status, time)", body = ErrorBody),
+        (status = 400, description = "A malformed filter (status, time, limit)", body = ErrorBody),
+        (status = 422, description = "Not a valid script name", body = ErrorBody),
     ),
     security(("bearer" = []))
 )]

@@ -427,10 +427,12 @@ impl ScriptService {
         slug: &str,
         name: &str,
     ) -> Result<Option<Arc<LiveScript>>, ScriptError> {
-        let Some(app) = self.stores.apps.resolve(slug).await? else {
+        // By slug only, as `/run` names apps once warm (an id would reach
+        // the app only while warming, under other settings).
+        let Some(app) = self.stores.apps.find_by_slug(slug).await? else {
             return Ok(None);
         };
-        if app.slug.as_str() == slug && self.cache.public_errors(slug).is_none() {
+        if self.cache.public_errors(slug).is_none() {
             let errors = self
                 .stores
                 .settings
@@ -815,7 +817,11 @@ impl ScriptService {
         let filter = InvocationFilter {
             script,
             status: query.status,
-            since: query.since,
+            // To the microsecond, as records are stored (PostgreSQL would
+            // round a finer time; the memory store would compare it whole).
+            since: query
+                .since
+                .map(|t| chrono::SubsecRound::trunc_subsecs(t, 6)),
             request_id: query.request_id,
             limit: query.limit.clamp(1, INVOCATIONS_KEPT),
         };
@@ -903,7 +909,31 @@ impl ScriptService {
             .map_err(ScriptError::Settings)
     }
 
-    /// Sets it (`AppAdmin`); `/run` answers by it from the next error on.
+    /// Changes the app's settings that are given (`AppAdmin`, also when
+    /// none is: a settings PATCH is an admin's act) and returns them.
+    pub async fn patch_settings(
+        &self,
+        principal: &Principal,
+        app: &str,
+        public_errors: Option<PublicErrors>,
+    ) -> Result<PublicErrors, ScriptError> {
+        match public_errors {
+            Some(errors) => self.set_public_errors(principal, app, errors).await,
+            None => {
+                let app = self
+                    .authorized_app(principal, app, Capability::AppAdmin)
+                    .await?;
+                self.stores
+                    .settings
+                    .public_errors(app.id)
+                    .await
+                    .map_err(ScriptError::Settings)
+            }
+        }
+    }
+
+    /// Sets how much of a script error the app's public callers see
+    /// (`AppAdmin`); `/run` answers by it from the next error on.
     pub async fn set_public_errors(
         &self,
         principal: &Principal,
@@ -946,8 +976,8 @@ impl ScriptService {
                 // Unknown: say less rather than more.
                 Err(_) => PublicErrors::Generic,
             },
-            Ok(None) => PublicErrors::Detailed,
-            Err(_) => PublicErrors::Generic,
+            // No such app: nothing of it to show either way.
+            Ok(None) | Err(_) => PublicErrors::Generic,
         }
     }
 
