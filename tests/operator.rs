@@ -998,7 +998,78 @@ async fn log_streams_are_bounded_per_user_and_apart_per_app(s: TestServer) {
     drop(held);
 }
 
+/// A stream ends at its next check (every 15 s) once its token is revoked,
+/// or its user loses the role; the others go on.
+async fn a_revoked_token_or_a_lost_role_ends_the_stream(s: TestServer) {
+    use tokio::io::AsyncReadExt;
+    s.create_app("shop").await;
+    let (viewer, viewer_token) = s.user("vera", "member").await;
+    s.grant("shop", &viewer, "viewer").await;
+    let (other, other_token) = s.user("otto", "member").await;
+    s.grant("shop", &other, "viewer").await;
+    // A second token of vera's, revoked while it streams.
+    let (status, issued) = s
+        .post(
+            "/api/v1/admin/tokens",
+            &viewer_token,
+            json!({ "name": "tail" }),
+        )
+        .await;
+    assert_eq!(status, 201, "{issued}");
+    let revoked = issued["token"].as_str().unwrap().to_owned();
+    let path = "/api/v1/admin/apps/shop/logs/stream";
+    let mut by_token = open_stream(&s, path, &revoked).await;
+    let mut kept = open_stream(&s, path, &viewer_token).await;
+    let mut by_role = open_stream(&s, path, &other_token).await;
+    for stream in [&mut by_token, &mut kept, &mut by_role] {
+        assert_eq!(stream_status(stream).await, 200);
+    }
+    let id = issued["id"].as_str().unwrap();
+    let (status, _) = s
+        .delete(&format!("/api/v1/admin/tokens/{id}"), &viewer_token)
+        .await;
+    assert_eq!(status, 204);
+    let (status, _) = s
+        .delete(
+            &format!("/api/v1/admin/apps/shop/members/{other}"),
+            &s.owner_token,
+        )
+        .await;
+    assert_eq!(status, 204);
+    // Both end within a check and a bit (chunked: the last chunk, then EOF).
+    let wait = picloud::http::routes::logs::RECHECK_EVERY + Duration::from_secs(5);
+    for stream in [&mut by_token, &mut by_role] {
+        let ended = tokio::time::timeout(wait, async {
+            // The connection stays open (keep-alive): the end is the last
+            // chunk, `0\r\n\r\n`.
+            let mut seen = Vec::new();
+            let mut buf = [0_u8; 4096];
+            loop {
+                let n = stream.read(&mut buf).await.unwrap_or(0);
+                seen.extend_from_slice(&buf[..n]);
+                if n == 0 || seen.windows(7).any(|w| w == b"\r\n0\r\n\r\n") {
+                    break;
+                }
+            }
+        })
+        .await;
+        assert!(ended.is_ok(), "the stream still runs");
+    }
+    // The viewer's own login token still follows.
+    s.deploy("shop", "hello", r#""hi""#).await;
+    let (status, _, _) = s.run(Method::GET, "/run/shop/hello", None).await;
+    assert_eq!(status, 200);
+    let data = tokio::time::timeout(
+        Duration::from_secs(5),
+        next_event_data(&mut kept, "invocation"),
+    )
+    .await
+    .expect("the kept stream goes on");
+    assert!(data.contains("hello"), "{data}");
+}
+
 on_both_stores!(
+    a_revoked_token_or_a_lost_role_ends_the_stream,
     log_streams_are_bounded_per_user_and_apart_per_app,
     json_rejections_name_the_field_without_positions,
     private_scripts_answer_only_viewers_of_their_app,

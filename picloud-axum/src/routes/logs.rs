@@ -33,7 +33,8 @@ pub struct StreamParams {
 /// finished run, its data an [`InvocationDto`] (logs cut to 64 KiB), within
 /// moments of the run. A `lagged` event (data: how many) says a slow reader
 /// skipped runs; read them with `…/invocations`. The stream ends when the
-/// caller may no longer see the app (checked every 15 s), or the app goes.
+/// caller may no longer see the app, or its token was revoked or expired
+/// (checked every 15 s), or the app goes.
 /// It shows the runs of the node it is connected to. A user may hold 4
 /// streams open at once (then 429), and a server 64 (then 503).
 #[utoipa::path(
@@ -57,27 +58,60 @@ pub async fn stream_logs(
     State(s): State<ApiState>,
     Caller(p): Caller,
     Path(app): Path<String>,
+    headers: axum::http::HeaderMap,
     query: Result<Query<StreamParams>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     let Query(q) = query?;
     let tail = s.scripts.tail(&p, &app, q.script.as_deref()).await?;
+    // The PiCloud token the caller came with, if that is how it came (an
+    // embedder's own scheme has none): re-checked with the role, so that a
+    // revoked or expired token ends its stream too.
+    let token = match crate::bearer::bearer_token_in(&headers) {
+        Some(t) if s.auth.authenticate(t).await.is_ok_and(|q| q == p) => Some(t.to_owned()),
+        _ => None,
+    };
     let mut recheck = tokio::time::interval(RECHECK_EVERY);
     recheck.reset(); // the first tick is one period from now
+    let caller = Follower {
+        principal: p,
+        token,
+    };
     let events = stream::unfold(
-        (tail, s, p, recheck),
-        |(mut tail, s, p, mut recheck)| async move {
-            let event = next_event(&mut tail, &s, &p, &mut recheck).await?;
-            Some((Ok(event), (tail, s, p, recheck)))
+        (tail, s, caller, recheck),
+        |(mut tail, s, caller, mut recheck)| async move {
+            let event = next_event(&mut tail, &s, &caller, &mut recheck).await?;
+            Some((Ok(event), (tail, s, caller, recheck)))
         },
     );
     Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(RECHECK_EVERY)))
+}
+
+/// Who follows a stream, and the token to check again, if any.
+struct Follower {
+    principal: Principal,
+    token: Option<String>,
+}
+
+impl Follower {
+    /// Whether the caller may still follow `app`: its token (if it came
+    /// with one) still authenticates, and its user still sees the app.
+    async fn still_may_view(&self, s: &ApiState, app: &picloud_core::domain::App) -> bool {
+        let principal = match &self.token {
+            None => self.principal,
+            Some(token) => match s.auth.authenticate(token).await {
+                Ok(fresh) => fresh,
+                Err(_) => return false,
+            },
+        };
+        s.scripts.still_may_view(&principal, app).await
+    }
 }
 
 /// The next event of `tail`, or `None` to end the stream.
 async fn next_event(
     tail: &mut LogTail,
     s: &ApiState,
-    p: &Principal,
+    caller: &Follower,
     recheck: &mut tokio::time::Interval,
 ) -> Option<Event> {
     loop {
@@ -91,7 +125,7 @@ async fn next_event(
                 TailItem::Closed => None,
             },
             _ = recheck.tick() => {
-                if !s.scripts.still_may_view(p, tail.app()).await {
+                if !caller.still_may_view(s, tail.app()).await {
                     return None;
                 }
             }
