@@ -17,7 +17,9 @@ BASE="http://127.0.0.1:${PORT}"
 
 if [ ! -x "$VENV/bin/schemathesis" ] || ! "$VENV/bin/schemathesis" --version | grep -q "$SCHEMATHESIS_VERSION"; then
   echo "installing schemathesis $SCHEMATHESIS_VERSION into $VENV"
-  python3 -m venv "$VENV"
+  # --clear: a venv moved or copied from elsewhere has scripts that point
+  # at its old path; start it again rather than reuse them.
+  python3 -m venv --clear "$VENV"
   "$VENV/bin/pip" install --quiet --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION"
 fi
 
