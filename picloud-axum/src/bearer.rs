@@ -28,10 +28,15 @@ pub fn bearer_token_in(headers: &axum::http::HeaderMap) -> Option<&str> {
     (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
 }
 
-fn unauthorized(e: ApiError) -> Response {
+/// The error's response; a 401 also names the scheme that would do
+/// (`WWW-Authenticate: Bearer`).
+pub(crate) fn challenge(e: ApiError) -> Response {
+    let unauthorized = e.status() == axum::http::StatusCode::UNAUTHORIZED;
     let mut resp = e.into_response();
-    resp.headers_mut()
-        .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    if unauthorized {
+        resp.headers_mut()
+            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    }
     resp
 }
 
@@ -43,20 +48,13 @@ pub async fn require_bearer(
     next: Next,
 ) -> Response {
     let Some(token) = bearer_token(&req) else {
-        return unauthorized(ApiError::unauthenticated());
+        return challenge(ApiError::unauthenticated());
     };
     match state.auth.authenticate(token).await {
         Ok(principal) => {
             req.extensions_mut().insert(principal);
             next.run(req).await
         }
-        Err(e) => {
-            let e = ApiError::from(e);
-            if e.status() == axum::http::StatusCode::UNAUTHORIZED {
-                unauthorized(e)
-            } else {
-                e.into_response()
-            }
-        }
+        Err(e) => challenge(ApiError::from(e)),
     }
 }

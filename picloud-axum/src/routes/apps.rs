@@ -108,12 +108,7 @@ pub async fn delete_app(
 ) -> Result<StatusCode, ApiError> {
     // On a task of its own: a client that hangs up mid-delete must not
     // leave the store's delete done and the scripts still cached.
-    let deleting = tokio::spawn(async move { s.apps.delete(&p, &app).await });
-    match deleting.await {
-        Ok(done) => done?,
-        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-        Err(e) => return Err(ApiError::internal(e)),
-    }
+    picloud_core::scripts::to_the_end(async move { s.apps.delete(&p, &app).await }).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -93,15 +93,6 @@ fn split_path(path: &str) -> Option<(String, String, &str)> {
     Some((decode(app)?, decode(script)?, rest))
 }
 
-/// A 401 names the scheme that would do (`WWW-Authenticate: Bearer`).
-fn challenge(mut resp: Response) -> Response {
-    if resp.status() == StatusCode::UNAUTHORIZED {
-        resp.headers_mut()
-            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-    }
-    resp
-}
-
 /// Invokes a script. Its output becomes the response: a string is 200
 /// `text/plain`, `response(status, body[, headers])` sets all three, unit is
 /// 204, any other value is 200 JSON. A script error is 500
@@ -127,12 +118,12 @@ pub async fn run(State(s): State<ApiState>, req: Request) -> Response {
                 None => None,
                 Some(token) => match s.auth.authenticate(token).await {
                     Ok(p) => Some(p),
-                    Err(e) => return challenge(ApiError::from(e).into_response()),
+                    Err(e) => return crate::bearer::challenge(ApiError::from(e)),
                 },
             },
         };
         if let Err(e) = s.scripts.admit(&live, caller.as_ref()).await {
-            return challenge(ApiError::from(e).into_response());
+            return crate::bearer::challenge(ApiError::from(e));
         }
     }
     let body = match to_bytes(body, MAX_RUN_BODY).await {

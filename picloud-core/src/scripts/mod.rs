@@ -24,7 +24,7 @@ pub use cache::{LiveScript, ScriptCache};
 pub use credentials::{MAX_CREDENTIAL_LOOKUPS, SESSION_COOKIE};
 pub use service::{
     AppInvocationsQuery, LogTail, ScriptDetail, ScriptService, StorageUsage, TAIL_BACKLOG,
-    TAIL_RECORD_MAX_BYTES, TailEvent, TailItem, exec_status,
+    TAIL_RECORD_MAX_BYTES, TailEvent, TailItem, exec_status, to_the_end,
 };
 pub use tails::{MAX_TAILS, MAX_TAILS_PER_USER};
 pub use writer::InvocationWriter;

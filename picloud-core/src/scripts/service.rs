@@ -156,7 +156,7 @@ impl LogTail {
 /// drops its handler's future, and a store write dropped in flight may
 /// still commit (PostgreSQL runs what it was sent). Run on a task of its
 /// own, a store write and the cache update after it are never separated.
-async fn to_the_end<T: Send + 'static>(
+pub async fn to_the_end<T: Send + 'static>(
     work: impl std::future::Future<Output = T> + Send + 'static,
 ) -> T {
     match tokio::spawn(work).await {
@@ -1026,11 +1026,6 @@ impl ScriptService {
     /// grace period runs out).
     pub fn close_tails(&self) {
         self.tails.close();
-    }
-
-    /// How many live tails are open on this node.
-    pub fn open_tails(&self) -> usize {
-        self.tails.open()
     }
 
     /// Whether `principal`'s user, as the store has it now (still active,

@@ -120,11 +120,6 @@ impl Tails {
     pub(super) fn close(&self) {
         self.closed.send_replace(true);
     }
-
-    /// How many tails are open (for tests and metrics).
-    pub(super) fn open(&self) -> usize {
-        self.count.load(Ordering::Acquire)
-    }
 }
 
 /// A tail's place: dropped (after its receiver), it frees the place, and the
