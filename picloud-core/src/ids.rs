@@ -78,6 +78,14 @@ id_newtype!(
     /// Identifies an API token.
     TokenId
 );
+id_newtype!(
+    /// Identifies a job of the event engine's queue.
+    JobId
+);
+id_newtype!(
+    /// Identifies an event a script emitted.
+    EventId
+);
 
 #[cfg(test)]
 mod tests {

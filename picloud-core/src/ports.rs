@@ -15,9 +15,12 @@
 pub mod apps;
 pub mod authz;
 pub mod invocations;
+pub mod jobs;
 pub mod members;
+pub mod schedules;
 pub mod scripts;
 pub mod settings;
+pub mod subscriptions;
 pub mod tokens;
 pub mod users;
 
@@ -28,12 +31,15 @@ pub use invocations::{
     INVOCATIONS_KEPT, InvocationFilter, InvocationRepoError, InvocationRepository, fit_record,
     fit_record_copy,
 };
+pub use jobs::{Completion, Enqueued, JobFilter, JobQueue, JobQueueError};
 pub use members::{AppMembersRepoError, AppMembersRepository};
+pub use schedules::{ScheduleRepoError, ScheduleRepository};
 pub use scripts::{
     QuotaExceeded, SOURCE_BYTES_PER_APP, ScriptRepoError, ScriptRepository, StorageQuota,
     VERSIONS_PER_SCRIPT,
 };
 pub use settings::{AppSettingsRepository, SettingsRepoError};
+pub use subscriptions::{SubscriptionRepoError, SubscriptionRepository};
 pub use tokens::{TokenRepoError, TokenRepository};
 pub use users::{AdminUserRepoError, AdminUserRepository};
 

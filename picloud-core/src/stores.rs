@@ -9,7 +9,8 @@ use std::sync::Arc;
 
 use crate::ports::{
     AdminUserRepository, AppMembersRepository, AppRepository, AppSettingsRepository,
-    AuthzRepository, InvocationRepository, ScriptRepository, TokenRepository,
+    AuthzRepository, InvocationRepository, JobQueue, ScheduleRepository, ScriptRepository,
+    SubscriptionRepository, TokenRepository,
 };
 
 /// Every port PiCloud needs, as shared trait objects.
@@ -36,6 +37,12 @@ pub struct Stores {
     pub invocations: Arc<dyn InvocationRepository>,
     /// Per-app settings (the limits override).
     pub settings: Arc<dyn AppSettingsRepository>,
+    /// The job queue of the event engine.
+    pub jobs: Arc<dyn JobQueue>,
+    /// Cron schedules.
+    pub schedules: Arc<dyn ScheduleRepository>,
+    /// Topic subscriptions.
+    pub subscriptions: Arc<dyn SubscriptionRepository>,
 }
 
 impl Stores {
@@ -52,6 +59,9 @@ impl Stores {
             + ScriptRepository
             + InvocationRepository
             + AppSettingsRepository
+            + JobQueue
+            + ScheduleRepository
+            + SubscriptionRepository
             + 'static,
     {
         Self {
@@ -62,7 +72,10 @@ impl Stores {
             tokens: store.clone(),
             scripts: store.clone(),
             invocations: store.clone(),
-            settings: store,
+            settings: store.clone(),
+            jobs: store.clone(),
+            schedules: store.clone(),
+            subscriptions: store,
         }
     }
 }

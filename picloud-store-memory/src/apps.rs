@@ -94,6 +94,7 @@ impl AppRepository for MemoryStore {
         }
         s.app_limits.remove(&id);
         s.public_errors.remove(&id);
+        s.events.drop_app(id);
         Ok(())
     }
 }

@@ -22,6 +22,7 @@
 mod apps;
 mod authz;
 mod invocations;
+mod jobs;
 mod members;
 mod scripts;
 mod settings;
@@ -66,6 +67,8 @@ struct State {
     /// The arrival number of the next invocation record (PostgreSQL's
     /// `bigserial` id), which breaks ties between equal start times.
     next_record: u64,
+    /// Jobs, schedules and subscriptions.
+    events: jobs::Events,
 }
 
 #[derive(Debug, Clone)]

@@ -170,6 +170,7 @@ impl ScriptRepository for MemoryStore {
             return Ok(false);
         };
         s.invocations.remove(&gone.script.id);
+        s.events.drop_script(app, name.as_str());
         Ok(true)
     }
 

@@ -43,7 +43,10 @@ use crate::stores::Stores;
 pub fn strict_mocks() -> Stores {
     use std::sync::Arc;
 
-    use crate::ports::{apps, authz, invocations, members, scripts, settings, tokens, users};
+    use crate::ports::{
+        apps, authz, invocations, jobs, members, schedules, scripts, settings, subscriptions,
+        tokens, users,
+    };
 
     Stores {
         apps: Arc::new(apps::MockAppRepository::new()),
@@ -54,6 +57,9 @@ pub fn strict_mocks() -> Stores {
         scripts: Arc::new(scripts::MockScriptRepository::new()),
         invocations: Arc::new(invocations::MockInvocationRepository::new()),
         settings: Arc::new(settings::MockAppSettingsRepository::new()),
+        jobs: Arc::new(jobs::MockJobQueue::new()),
+        schedules: Arc::new(schedules::MockScheduleRepository::new()),
+        subscriptions: Arc::new(subscriptions::MockSubscriptionRepository::new()),
     }
 }
 

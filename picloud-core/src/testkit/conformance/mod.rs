@@ -34,6 +34,7 @@
 mod apps;
 mod authz;
 mod invocations;
+mod jobs;
 mod members;
 mod scripts;
 mod settings;
@@ -71,6 +72,7 @@ macro_rules! __conformance_ports {
         $crate::__conformance_apps_cases!($($callback)::+; $($args)*);
         $crate::__conformance_authz_cases!($($callback)::+; $($args)*);
         $crate::__conformance_invocations_cases!($($callback)::+; $($args)*);
+        $crate::__conformance_jobs_cases!($($callback)::+; $($args)*);
         $crate::__conformance_members_cases!($($callback)::+; $($args)*);
         $crate::__conformance_scripts_cases!($($callback)::+; $($args)*);
         $crate::__conformance_settings_cases!($($callback)::+; $($args)*);
