@@ -29,6 +29,9 @@ pub mod domain;
 pub mod error;
 #[cfg(feature = "executor")]
 #[cfg_attr(docsrs, doc(cfg(feature = "executor")))]
+pub mod events;
+#[cfg(feature = "executor")]
+#[cfg_attr(docsrs, doc(cfg(feature = "executor")))]
 pub mod executor;
 pub mod ids;
 pub mod limits;

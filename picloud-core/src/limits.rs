@@ -72,6 +72,13 @@ pub struct Limits {
     /// call stack, plus the bodies of every `response(...)` value the run
     /// creates. Checked by the periodic size scan. Default 64 MiB.
     pub max_memory_bytes: usize,
+    /// Jobs the app may hold in its queue (queued, running and dead
+    /// together): past it, `/async` answers 429 and stores nothing.
+    /// Default 10 000, at most 1 000 000.
+    pub max_queued_jobs: u64,
+    /// Bytes of stored input (requests, payloads) those jobs may hold.
+    /// Default 64 MiB, at most 1 GiB.
+    pub max_queued_bytes: u64,
 }
 
 impl Limits {
@@ -99,6 +106,10 @@ impl Limits {
     pub const MAX_OUTPUT_BYTES: usize = 16 * 1024 * 1024;
     /// The highest memory budget accepted: 512 MiB.
     pub const MAX_MEMORY_BYTES: usize = 512 * 1024 * 1024;
+    /// The highest `max_queued_jobs` accepted.
+    pub const MAX_QUEUED_JOBS: u64 = 1_000_000;
+    /// The highest `max_queued_bytes` accepted: 1 GiB.
+    pub const MAX_QUEUED_BYTES: u64 = 1024 * 1024 * 1024;
 
     /// Checks that every limit is positive and below the hard ceilings.
     /// For an API that lets an app override its limits: reject bad values
@@ -165,6 +176,18 @@ impl Limits {
             self.max_memory_bytes,
             Self::MAX_MEMORY_BYTES,
         )?;
+        for (field, value, max) in [
+            ("max_queued_jobs", self.max_queued_jobs, Self::MAX_QUEUED_JOBS),
+            ("max_queued_bytes", self.max_queued_bytes, Self::MAX_QUEUED_BYTES),
+        ] {
+            positive(field, value)?;
+            if value > max {
+                return Err(LimitsError {
+                    field,
+                    reason: format!("must be at most {max}"),
+                });
+            }
+        }
         if self.max_output_bytes > Self::MAX_OUTPUT_BYTES {
             return Err(LimitsError {
                 field: "max_output_bytes",
@@ -195,6 +218,8 @@ impl Limits {
             max_functions: within(self.max_functions, Self::MAX_DEFINITIONS),
             max_output_bytes: self.max_output_bytes.min(Self::MAX_OUTPUT_BYTES),
             max_memory_bytes: within(self.max_memory_bytes, Self::MAX_MEMORY_BYTES),
+            max_queued_jobs: self.max_queued_jobs.clamp(1, Self::MAX_QUEUED_JOBS),
+            max_queued_bytes: self.max_queued_bytes.clamp(1, Self::MAX_QUEUED_BYTES),
         }
     }
 }
@@ -214,6 +239,8 @@ impl Default for Limits {
             max_functions: 256,
             max_output_bytes: 64 * 1024,
             max_memory_bytes: 64 * 1024 * 1024,
+            max_queued_jobs: 10_000,
+            max_queued_bytes: 64 * 1024 * 1024,
         }
     }
 }

@@ -49,6 +49,7 @@ fn request(path: &str) -> ScriptRequest {
         query_repeated: Default::default(),
         headers: [("x-h".to_owned(), "v".to_owned())].into(),
         body: r#"{"n": 2}"#.into(),
+        event: None,
     }
 }
 

@@ -500,6 +500,7 @@ async fn the_script_service_runs_scripts_on_the_executor_it_is_given() {
                 logs: vec!["from the mock".into()],
                 truncated_logs: false,
                 duration: Duration::from_millis(1),
+                emitted: vec![],
             }),
             "/busy" => Err(ExecError::Overloaded),
             _ => Ok(timed_out.clone()),

@@ -49,13 +49,22 @@ pub enum Trigger {
     /// An HTTP request to the script's endpoint (`/run/{app}/{script}`).
     #[default]
     Http,
+    /// An attempt of an async job (`/async/{app}/{script}`).
+    Async,
+    /// An attempt of a schedule's tick.
+    Cron,
+    /// An attempt of an event's job.
+    Event,
 }
 
 impl Trigger {
-    /// `http`.
+    /// `http`, `async`, `cron` or `event`.
     pub const fn as_str(self) -> &'static str {
         match self {
             Self::Http => "http",
+            Self::Async => "async",
+            Self::Cron => "cron",
+            Self::Event => "event",
         }
     }
 
@@ -63,6 +72,9 @@ impl Trigger {
     pub fn parse(s: &str) -> Option<Self> {
         match s {
             "http" => Some(Self::Http),
+            "async" => Some(Self::Async),
+            "cron" => Some(Self::Cron),
+            "event" => Some(Self::Event),
             _ => None,
         }
     }

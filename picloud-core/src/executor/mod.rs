@@ -82,6 +82,10 @@ pub struct Invocation {
     /// Time spent running (request conversion, script, response
     /// conversion), not waiting in the queue.
     pub duration: Duration,
+    /// The events the run emitted (`emit(topic, payload)`), in order, at
+    /// most [`MAX_EMITS_PER_RUN`](crate::domain::MAX_EMITS_PER_RUN). They
+    /// take effect only if the run succeeds: the caller writes them then.
+    pub emitted: Vec<crate::domain::Event>,
 }
 
 /// Runs compiled scripts. [`RhaiExecutor`] is the implementation; the

@@ -55,6 +55,10 @@ pub struct ScriptRequest {
     /// It is also parsed as JSON into `request.json`, or `()` when it is
     /// empty or not JSON.
     pub body: String,
+    /// Why the script runs: `request.event`, a JSON object with at least
+    /// `kind` (`async`, `cron` or `event`, with the fields the event engine
+    /// adds). `None` is an HTTP request: `#{ kind: "http" }`.
+    pub event: Option<serde_json::Value>,
 }
 
 /// What the script answered.
@@ -105,7 +109,8 @@ impl ScriptRequest {
     pub(crate) fn into_rhai(self) -> Map {
         let json = parse_json_body(&self.body);
         let all = query_all(&self.query, &self.query_repeated);
-        request_map(
+        let event = event_value(self.event.as_ref());
+        let mut map = request_map(
             self.method.into(),
             self.path.into(),
             string_map(self.query),
@@ -113,13 +118,15 @@ impl ScriptRequest {
             string_map(self.headers),
             self.body.into(),
             json,
-        )
+        );
+        map.insert("event".into(), event);
+        map
     }
 
     /// [`into_rhai`](Self::into_rhai), copying: an inline attempt keeps the
     /// request for the pool, should it be abandoned.
     pub(crate) fn to_rhai(&self) -> Map {
-        request_map(
+        let mut map = request_map(
             self.method.as_str().into(),
             self.path.as_str().into(),
             string_map(self.query.iter().map(|(k, v)| (k, v.as_str()))),
@@ -127,7 +134,9 @@ impl ScriptRequest {
             string_map(self.headers.iter().map(|(k, v)| (k, v.as_str()))),
             self.body.as_str().into(),
             parse_json_body(&self.body),
-        )
+        );
+        map.insert("event".into(), event_value(self.event.as_ref()));
+        map
     }
 
     /// The bytes of text the request holds (method, path, query, headers,
@@ -146,6 +155,7 @@ impl ScriptRequest {
                 .sum::<usize>()
             + pairs(&self.headers)
             + self.body.len()
+            + self.event.as_ref().map_or(0, |e| e.to_string().len())
     }
 }
 
@@ -198,6 +208,18 @@ fn request_map(
     map.insert("body".into(), Dynamic::from(body));
     map.insert("json".into(), json);
     map
+}
+
+/// `request.event`: the event engine's object, or `#{ kind: "http" }`.
+fn event_value(event: Option<&serde_json::Value>) -> Dynamic {
+    match event {
+        Some(value) => rhai::serde::to_dynamic(value).unwrap_or(Dynamic::UNIT),
+        None => {
+            let mut map = Map::new();
+            map.insert("kind".into(), Dynamic::from("http"));
+            Dynamic::from_map(map)
+        }
+    }
 }
 
 /// The body parsed as JSON, or `()`. serde_json refuses nesting deeper than

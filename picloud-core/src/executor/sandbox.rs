@@ -681,6 +681,8 @@ struct RunState {
     /// by call level (a function's variables live in a scope of their own).
     frame_memory: Mutex<Vec<usize>>,
     log: Mutex<LogBuffer>,
+    /// The events `emit` made in this run.
+    emitted: Mutex<Vec<crate::domain::Event>>,
 }
 
 /// [`RunState::stopped`]: the run goes on.
@@ -715,7 +717,6 @@ impl RunState {
     }
 
     /// Whether the run is an inline attempt.
-    #[cfg_attr(not(test), allow(dead_code))] // Until the first effectful host function.
     fn is_inline(&self) -> bool {
         self.inline_deadline_ns.load(Ordering::Relaxed) != u64::MAX
     }
@@ -727,17 +728,51 @@ impl RunState {
     /// and the run starts again on the pool, before anything happened that
     /// a rerun would repeat.
     ///
-    /// No host function has an effect yet (`print` and `debug` are
-    /// captured in the run's log, which an abandoned attempt drops); the
-    /// event engine's `emit` and the store and network calls will pass
-    /// here first.
-    #[cfg_attr(not(test), allow(dead_code))] // Until the first effectful host function.
+    /// `emit` passes here first (`print` and `debug` need not: they are
+    /// captured in the run's log, which an abandoned attempt drops).
     pub(crate) fn before_effect(&self) -> Result<(), Box<EvalAltResult>> {
         if !self.is_inline() {
             return Ok(());
         }
         self.stop(STOPPED_BY_BUDGET);
         Err(EvalAltResult::ErrorTerminated(Dynamic::from(OverBudget), Position::NONE).into())
+    }
+
+    /// `emit(topic, payload)`: an effect (an inline attempt moves to the
+    /// pool first), kept with the run until it ends. A bad topic, more than
+    /// [`MAX_EMITS_PER_RUN`](crate::domain::MAX_EMITS_PER_RUN) events, or
+    /// a payload past
+    /// [`MAX_PAYLOAD_BYTES`](crate::domain::MAX_PAYLOAD_BYTES) of JSON is
+    /// a script error naming the limit; the payload's bytes count against
+    /// the run's memory.
+    fn emit(&self, topic: &str, payload: &Dynamic) -> Result<(), Box<EvalAltResult>> {
+        use crate::domain::{Event, MAX_EMITS_PER_RUN, MAX_PAYLOAD_BYTES, Topic};
+        self.before_effect()?;
+        let topic = Topic::parse(topic).map_err(|e| format!("emit: {e}"))?;
+        if lock(&self.emitted).len() >= MAX_EMITS_PER_RUN {
+            return Err(format!("emit: at most {MAX_EMITS_PER_RUN} events per run").into());
+        }
+        let payload = if payload.is_unit() {
+            None
+        } else {
+            let text = super::request::json_text_at_most(payload, MAX_PAYLOAD_BYTES).map_err(
+                |e| {
+                    if e.starts_with(ANSWER_TOO_LARGE) {
+                        format!("emit: a payload may hold at most {MAX_PAYLOAD_BYTES} bytes of JSON")
+                    } else {
+                        format!("emit: the payload has no JSON form: {e}")
+                    }
+                },
+            )?;
+            Some(text)
+        };
+        self.charge_response(topic.len() + payload.as_ref().map_or(0, String::len))?;
+        lock(&self.emitted).push(Event {
+            id: crate::ids::EventId::new(),
+            topic,
+            payload,
+        });
+        Ok(())
     }
 
     /// Charges `bytes` of `response(...)` values against the memory limit.
@@ -865,6 +900,7 @@ impl Sandbox {
             request_sizes: Mutex::new(DataSizes::default()),
             frame_memory: Mutex::new(Vec::new()),
             log: Mutex::new(LogBuffer::default()),
+            emitted: Mutex::new(Vec::new()),
         });
         install_quiet_panic_hook();
         let metered = meter_balance().is_some();
@@ -945,6 +981,7 @@ impl Sandbox {
         };
         configure(engine, limits);
         self.state.log().reset(limits.max_output_bytes);
+        lock(&self.state.emitted).clear();
 
         let start = Instant::now();
         let _running = SandboxRunning::enter();
@@ -1056,6 +1093,7 @@ impl Sandbox {
             logs: std::mem::take(&mut log.lines),
             truncated_logs: log.truncated,
             duration,
+            emitted: std::mem::take(&mut *lock(&self.state.emitted)),
         }
     }
 }
@@ -1091,6 +1129,24 @@ fn run_engine(state: &Arc<RunState>, metered: bool, scan: bool) -> Engine {
             ResponseValue::new(status, body, Some(headers))
         },
     );
+    for with_payload in [false, true] {
+        let emit_state = Arc::clone(state);
+        if with_payload {
+            engine.register_fn(
+                "emit",
+                move |topic: &str, payload: Dynamic| -> Result<(), Box<EvalAltResult>> {
+                    emit_state.emit(topic, &payload)
+                },
+            );
+        } else {
+            engine.register_fn(
+                "emit",
+                move |topic: &str| -> Result<(), Box<EvalAltResult>> {
+                    emit_state.emit(topic, &Dynamic::UNIT)
+                },
+            );
+        }
+    }
     let progress_state = Arc::clone(state);
     engine.on_progress(move |ops| {
         // Every operation: is the script's recursion (calls, closures,

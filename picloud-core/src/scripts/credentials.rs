@@ -22,7 +22,7 @@ pub const SESSION_COOKIE: &str = "picloud_session";
 ///
 /// A bearer token PiCloud does not know stays: it is the script's own
 /// business.
-pub(super) async fn strip_credentials(stores: &Stores, headers: &mut BTreeMap<String, String>) {
+pub(crate) async fn strip_credentials(stores: &Stores, headers: &mut BTreeMap<String, String>) {
     let words = |value: &str| -> Vec<String> {
         value
             .split(|c: char| c == ',' || c.is_whitespace())

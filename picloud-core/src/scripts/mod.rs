@@ -28,6 +28,7 @@ pub use service::{
 };
 pub use tails::{MAX_TAILS, MAX_TAILS_PER_USER};
 pub use writer::InvocationWriter;
+pub(crate) use credentials::strip_credentials as strip_stored_credentials;
 
 use crate::authz::AuthzRepoError;
 use crate::error::{ErrorKind, ServiceError};

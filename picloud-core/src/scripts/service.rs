@@ -67,6 +67,9 @@ pub struct ScriptService {
     /// The live tails ([`ScriptService::tail`]): a channel per followed
     /// app, sent to only while someone follows it.
     tails: Arc<Tails>,
+    /// Rung when jobs may have become due (an enqueue, an emit, a retry):
+    /// the job runner waits on it instead of polling.
+    job_signal: Arc<tokio::sync::Notify>,
 }
 
 /// One finished run, as a live tail sees it.
@@ -303,7 +306,19 @@ impl ScriptService {
             compile_slots: Arc::default(),
             warm: Arc::new(AtomicBool::new(false)),
             tails: Arc::default(),
+            job_signal: Arc::default(),
         }
+    }
+
+    /// The signal rung when jobs may have become due; the job runner of
+    /// this node waits on it (see `events::JobRunner`).
+    pub fn job_signal(&self) -> &Arc<tokio::sync::Notify> {
+        &self.job_signal
+    }
+
+    /// The stores this service runs on.
+    pub fn stores(&self) -> &Stores {
+        &self.stores
     }
 
     /// Whether [`warm`](Self::warm) has finished: until then a `/run` of a
@@ -1236,19 +1251,76 @@ impl ScriptService {
     }
 
     /// [`run`](Self::run), recording `context` (the transport's request id
-    /// and raw query string, say) in the invocation record.
+    /// and raw query string, say) in the invocation record. The events a
+    /// successful run (an answer below 500) emitted are written before this
+    /// returns, so before the response is sent; a failed run's are dropped.
+    /// A store that cannot take them makes the run's answer an internal
+    /// error (the script ran, its events did not happen).
     pub async fn run_with(
+        &self,
+        slug: &str,
+        live: &LiveScript,
+        request: ScriptRequest,
+        context: InvocationContext,
+    ) -> Result<Invocation, InvokeError> {
+        let mut invocation = self
+            .execute_recorded(slug, live, request, context, &live.limits, false)
+            .await?;
+        let emitted = std::mem::take(&mut invocation.emitted);
+        let succeeded = invocation.outcome.as_ref().is_ok_and(|r| r.status < 500);
+        if succeeded && !emitted.is_empty() {
+            let stores = self.stores.clone();
+            let (app, limits) = (live.app_id, live.limits);
+            let published = to_the_end(async move {
+                stores
+                    .jobs
+                    .publish(app, emitted, crate::events::lease_ms(&limits), crate::events::cap(&limits))
+                    .await
+            })
+            .await;
+            match published {
+                Ok(n) if n > 0 => self.job_signal.notify_one(),
+                Ok(_) => {}
+                Err(e) => {
+                    return Err(InvokeError::Exec(ExecError::Internal(format!(
+                        "the run's events could not be stored: {e}"
+                    ))));
+                }
+            }
+        }
+        Ok(invocation)
+    }
+
+    /// Runs `live` for an attempt of a job, under `limits` (the app's, its
+    /// wall clock held within the job's lease), and records it like any
+    /// run. The invocation keeps its logs (a copy went to the record) and
+    /// its emitted events: the job runner stores them with the completion.
+    pub async fn run_job(
+        &self,
+        slug: &str,
+        live: &LiveScript,
+        request: ScriptRequest,
+        context: InvocationContext,
+        limits: &Limits,
+    ) -> Result<Invocation, InvokeError> {
+        self.execute_recorded(slug, live, request, context, limits, true)
+            .await
+    }
+
+    async fn execute_recorded(
         &self,
         slug: &str,
         live: &LiveScript,
         mut request: ScriptRequest,
         context: InvocationContext,
+        limits: &Limits,
+        keep_logs: bool,
     ) -> Result<Invocation, InvokeError> {
         strip_credentials(&self.stores, &mut request.headers).await;
         let at = crate::clock::now();
         let mut invocation = self
             .executor
-            .execute(slug, &live.compiled, request, &live.limits)
+            .execute(slug, &live.compiled, request, limits)
             .await
             .map_err(InvokeError::Exec)?;
         let (status, error, line, column) = match &invocation.outcome {
@@ -1260,13 +1332,18 @@ impl ScriptService {
                 e.column().and_then(|c| u32::try_from(c).ok()),
             ),
         };
+        let logs = if keep_logs {
+            invocation.logs.clone()
+        } else {
+            std::mem::take(&mut invocation.logs)
+        };
         let record = InvocationRecord {
             script_id: live.script_id,
             version: live.version,
             at,
             status,
             duration_us: u64::try_from(invocation.duration.as_micros()).unwrap_or(u64::MAX),
-            logs: std::mem::take(&mut invocation.logs),
+            logs,
             error,
             line,
             column,
