@@ -28,7 +28,8 @@ static ALLOCATOR: picloud_core::executor::meter::MeteredAllocator =
         PICLOUD_BOOTSTRAP_TOKEN  the first owner's API token (at least 32 characters), used only \
         when the store has no owner yet; without it a token is generated and printed once\n  \
         DATABASE_URL             PostgreSQL (postgres://USER@HOST:PORT/DB); without it, memory\n  \
-        RUST_LOG                 the log filter (default: info)\n\n\
+        RUST_LOG                 the log filter (default: info)\n  \
+        PICLOUD_RETRY_BASE_MS    the job retry backoff's base (default 1000)\n\n\
         PICLOUD_URL              client commands: the server, over the stored login\n  \
         PICLOUD_TOKEN            client commands: the API token, over the stored login\n\n\
         Locked out? `picloud admin create-owner-token --database-url URL` prints a fresh owner token.\n\
@@ -103,6 +104,11 @@ struct ServeArgs {
     /// Milliseconds requests in flight may take to finish after SIGINT/SIGTERM.
     #[arg(long, env = "PICLOUD_SHUTDOWN_GRACE_MS", default_value_t = 10_000)]
     shutdown_grace_ms: u64,
+    /// Milliseconds before a failed job's first retry; each next one waits
+    /// twice as long, at most 10 minutes.
+    #[arg(long, env = "PICLOUD_RETRY_BASE_MS", default_value_t = 1_000,
+          value_parser = clap::value_parser!(u64).range(1..=600_000))]
+    retry_base_ms: u64,
 }
 
 fn init_logging() {
@@ -131,6 +137,7 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
             write_timeout: Duration::from_millis(args.write_timeout_ms),
         },
         executor: server::executor_config(),
+        retry_base: Duration::from_millis(args.retry_base_ms),
         ..ServerConfig::default()
     };
     let running = server::start_with_signal(config, picloud::http::shutdown_signal())

@@ -40,6 +40,10 @@ pub struct ServerConfig {
     /// budget's stack slice fits tokio's default worker stacks; on a
     /// [`runtime`] the binary uses [`executor_config`].
     pub executor: ExecutorConfig,
+    /// The job retry backoff's base (default 1 s; `PICLOUD_RETRY_BASE_MS`).
+    pub retry_base: Duration,
+    /// Whether this node runs jobs and fires schedules (default `true`).
+    pub run_jobs: bool,
 }
 
 /// The native stack of each async worker thread of [`runtime`]: room for
@@ -76,9 +80,15 @@ impl Default for ServerConfig {
             body_timeout: AppOptions::default().body_timeout,
             serve: ServeOptions::default(),
             executor: ExecutorConfig::default(),
+            retry_base: Duration::from_secs(1),
+            run_jobs: true,
         }
     }
 }
+
+/// The backstop re-check of the job runner and the scheduler on
+/// PostgreSQL, where other processes may add work this one is not told of.
+pub const BACKSTOP: Duration = Duration::from_secs(30);
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -311,6 +321,19 @@ async fn start_on(
         source,
     })?;
     let scripts = state.scripts.clone();
+    let backstop = (opened.kind == StoreKind::Postgres).then_some(BACKSTOP);
+    let engine = config.run_jobs.then(|| {
+        let runner = picloud_core::events::JobRunner::start(
+            state.events.clone(),
+            picloud_core::events::RunnerConfig {
+                retry_base: config.retry_base,
+                backstop,
+                ..picloud_core::events::RunnerConfig::default()
+            },
+        );
+        let scheduler = picloud_core::events::Scheduler::start(state.events.clone(), backstop);
+        (runner, scheduler)
+    });
     let task = tokio::spawn(async move {
         // On the signal, end the log streams first: they would otherwise
         // keep their connections busy for the whole grace period.
@@ -319,6 +342,12 @@ async fn start_on(
             scripts.close_tails();
         };
         let served = picloud_axum::conn::serve_with(listener, router, signal, serve).await;
+        // Running attempts finish and their completions are written;
+        // queued jobs stay queued for the next start.
+        if let Some((runner, scheduler)) = engine {
+            scheduler.stop().await;
+            runner.drain().await;
+        }
         // Requests in flight are done (or were cut off after the grace
         // period): write their invocation records
         // before the process exits, but do not hang on a database that is

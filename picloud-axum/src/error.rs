@@ -177,7 +177,13 @@ macro_rules! from_service_errors {
     };
 }
 
-from_service_errors!(AppError, AuthError, MembershipError, UserError);
+from_service_errors!(
+    AppError,
+    AuthError,
+    MembershipError,
+    UserError,
+    picloud_core::events::EventError
+);
 
 impl From<ScriptError> for ApiError {
     fn from(e: ScriptError) -> Self {

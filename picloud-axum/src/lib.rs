@@ -42,7 +42,7 @@ use std::time::Duration;
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{any, get, patch, post};
+use axum::routing::{any, get, patch, post, put};
 use axum::{Json, Router, middleware};
 use picloud_core::Stores;
 use picloud_core::apps::AppService;
@@ -80,6 +80,8 @@ pub struct Services {
     pub auth: AuthService,
     /// Scripts: deploy, roll back, invoke.
     pub scripts: ScriptService,
+    /// The event engine's rules: `/async`, jobs, schedules, subscriptions.
+    pub events: picloud_core::events::EventService,
 }
 
 impl std::ops::Deref for ApiState {
@@ -118,6 +120,7 @@ impl ApiState {
             apps: AppService::new(stores.clone()).with_listener(Arc::new(scripts.clone())),
             users: UserService::new(stores.clone()),
             auth: AuthService::new(stores.clone()),
+            events: picloud_core::events::EventService::new(scripts.clone()),
             scripts,
             stores,
         }))
@@ -136,7 +139,7 @@ impl ApiState {
 /// `/admin/...`: apps, members, users and tokens. Needs an
 /// `Extension<Principal>` from an auth layer; without one, requests get 401.
 pub fn admin_router(state: ApiState) -> Router {
-    use routes::{apps, members, scripts, tokens, users};
+    use routes::{apps, events as ev, members, scripts, tokens, users};
     Router::new()
         .route("/admin/apps", get(apps::list_apps).post(apps::create_app))
         .route(
@@ -216,15 +219,49 @@ pub fn admin_router(state: ApiState) -> Router {
             "/admin/apps/{id_or_slug}/logs/stream",
             get(routes::logs::stream_logs),
         )
+        .route("/admin/apps/{id_or_slug}/jobs", get(ev::list_jobs))
+        .route(
+            "/admin/apps/{id_or_slug}/jobs/{id}",
+            get(ev::get_job).delete(ev::delete_job),
+        )
+        .route(
+            "/admin/apps/{id_or_slug}/jobs/{id}/retry",
+            post(ev::retry_job),
+        )
+        .route(
+            "/admin/apps/{id_or_slug}/jobs/{id}/cancel",
+            post(ev::cancel_job),
+        )
+        .route(
+            "/admin/apps/{id_or_slug}/schedules",
+            get(ev::list_schedules),
+        )
+        .route(
+            "/admin/apps/{id_or_slug}/schedules/{name}",
+            get(ev::get_schedule)
+                .put(ev::put_schedule)
+                .delete(ev::delete_schedule),
+        )
+        .route(
+            "/admin/apps/{id_or_slug}/subscriptions",
+            get(ev::list_subscriptions),
+        )
+        .route(
+            "/admin/apps/{id_or_slug}/subscriptions/{name}",
+            put(ev::put_subscription).delete(ev::delete_subscription),
+        )
         .with_state(state)
 }
 
-/// `ANY /run/{app_slug}/{script}[/{*rest}]`: public script endpoints, with
+/// `ANY /run/{app_slug}/{script}[/{*rest}]` and `ANY /async/…` (which queues
+/// the request as a job): public script endpoints, with
 /// their own body limit ([`routes::run::MAX_RUN_BODY`]).
 pub fn run_router(state: ApiState) -> Router {
     Router::new()
         .route("/run/{app}/{script}", any(routes::run::run))
         .route("/run/{app}/{script}/{*rest}", any(routes::run::run))
+        .route("/async/{app}/{script}", any(routes::run::run_async))
+        .route("/async/{app}/{script}/{*rest}", any(routes::run::run_async))
         .with_state(state)
 }
 

@@ -112,6 +112,81 @@ fn run() {}
 #[allow(dead_code)]
 fn run_rest() {}
 
+/// What `/async` answers.
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)]
+enum AsyncResponses {
+    /// Stored: `{"job_id", "status": "queued"}`, with a `Location` at the job.
+    #[response(status = 202)]
+    Queued(#[to_schema] AsyncQueued),
+    /// No such app or script.
+    #[response(status = 404)]
+    NotFound(ErrorBody),
+    /// A body that is not UTF-8.
+    #[response(status = 400)]
+    NotText(ErrorBody),
+    /// A private script, called without a valid PiCloud token.
+    #[response(status = 401)]
+    Unauthenticated(ErrorBody),
+    /// A private script, called with a token that lacks `AppView` on its app.
+    #[response(status = 403)]
+    Forbidden(ErrorBody),
+    /// Body over 1 MiB.
+    #[response(status = 413)]
+    TooLarge(ErrorBody),
+    /// A bad `Idempotency-Key` or `picloud-max-attempts`.
+    #[response(status = 422)]
+    BadHeader(ErrorBody),
+    /// The app's queue is full: retry after `Retry-After`; nothing stored.
+    #[response(status = 429)]
+    Full(ErrorBody),
+}
+
+/// `/async`'s answer.
+#[derive(utoipa::ToSchema, serde::Serialize)]
+#[allow(dead_code)]
+struct AsyncQueued {
+    /// The job.
+    job_id: uuid::Uuid,
+    /// `queued`.
+    status: String,
+}
+
+/// Stores the request as a job of the script and answers 202 once it is
+/// durable; the job runs the script's live version, retried with backoff on
+/// failure. Headers: `Idempotency-Key` (1–200 printable characters: the same
+/// key on the same script within 24 h gives the first job), and
+/// `picloud-max-attempts` (1–20, default 3).
+#[utoipa::path(
+    method(get, post, put, patch, delete), path = "/async/{app}/{script}", tag = "run",
+    params(
+        ("app" = String, Path, description = "App slug", example = "demo"),
+        ("script" = String, Path, description = "Script name", example = "hello"),
+        ("Idempotency-Key" = Option<String>, Header, description = "Deduplicates within 24 h"),
+        ("picloud-max-attempts" = Option<u32>, Header, description = "Attempts, 1 to 20"),
+    ),
+    request_body(content = String, content_type = "*/*", description = "Any body, at most 1 MiB of UTF-8"),
+    responses(AsyncResponses),
+)]
+#[allow(dead_code)]
+fn run_async() {}
+
+/// `/async` with a path of its own: `request.path` is `/{rest}`.
+#[utoipa::path(
+    method(get, post, put, patch, delete), path = "/async/{app}/{script}/{rest}", tag = "run",
+    params(
+        ("app" = String, Path, description = "App slug", example = "demo"),
+        ("script" = String, Path, description = "Script name", example = "hello"),
+        ("rest" = String, Path, description = "The rest of the path, the script's `request.path`", example = "users/1"),
+        ("Idempotency-Key" = Option<String>, Header, description = "Deduplicates within 24 h"),
+        ("picloud-max-attempts" = Option<u32>, Header, description = "Attempts, 1 to 20"),
+    ),
+    request_body(content = String, content_type = "*/*", description = "Any body, at most 1 MiB of UTF-8"),
+    responses(AsyncResponses),
+)]
+#[allow(dead_code)]
+fn run_async_rest() {}
+
 #[derive(OpenApi)]
 #[openapi(
     info(title = "PiCloud API", description = "Self-hosted serverless: apps, members, users, tokens, scripts and their endpoints."),
@@ -120,6 +195,20 @@ fn run_rest() {}
         readyz,
         run,
         run_rest,
+        run_async,
+        run_async_rest,
+        routes::events::list_jobs,
+        routes::events::get_job,
+        routes::events::retry_job,
+        routes::events::cancel_job,
+        routes::events::delete_job,
+        routes::events::put_schedule,
+        routes::events::list_schedules,
+        routes::events::get_schedule,
+        routes::events::delete_schedule,
+        routes::events::put_subscription,
+        routes::events::list_subscriptions,
+        routes::events::delete_subscription,
         routes::auth::login,
         routes::auth::change_password,
         routes::apps::list_apps,
@@ -166,6 +255,9 @@ fn run_rest() {}
         routes::scripts::VersionSourceDto, routes::scripts::RollbackRequest,
         routes::scripts::InvocationDto, routes::scripts::CompileErrorBody, picloud_core::executor::Limits,
         routes::scripts::UsageDto, routes::scripts::PatchScriptRequest, picloud_core::domain::Visibility,
+        routes::events::JobDto, routes::events::AttemptDto, routes::events::JobResultDto,
+        routes::events::StoredRequestDto, routes::events::PutSchedule, routes::events::ScheduleDto,
+        routes::events::PutSubscription, routes::events::SubscriptionDto, AsyncQueued,
     )),
     modifiers(&BearerAuth),
     tags(
@@ -175,7 +267,8 @@ fn run_rest() {}
         (name = "users", description = "The user directory"),
         (name = "tokens", description = "The caller's API tokens"),
         (name = "scripts", description = "Scripts: deploy, versions, rollback, delete, invocations, limits, storage usage"),
-        (name = "run", description = "The public script endpoints"),
+        (name = "run", description = "The public script endpoints: /run answers, /async queues"),
+        (name = "events", description = "Jobs (async requests, cron ticks, events), schedules and subscriptions"),
         (name = "probes", description = "Liveness and readiness"),
     )
 )]

@@ -77,7 +77,12 @@ fn app_root(original: Option<&OriginalUri>, path: &str, app: &str) -> String {
 /// script segments percent-decoded (as the admin API's paths are); the rest
 /// stays as sent. `None` when a segment is empty or not UTF-8 once decoded.
 fn split_path(path: &str) -> Option<(String, String, &str)> {
-    let rest = path.strip_prefix("/run/")?;
+    split_path_under(path, "/run/")
+}
+
+/// [`split_path`] under another prefix (`/async/`).
+fn split_path_under<'a>(path: &'a str, prefix: &str) -> Option<(String, String, &'a str)> {
+    let rest = path.strip_prefix(prefix)?;
     let (app, rest) = rest.split_once('/')?;
     let (script, rest) = match rest.find('/') {
         Some(i) => (&rest[..i], &rest[i..]),
@@ -93,50 +98,53 @@ fn split_path(path: &str) -> Option<(String, String, &str)> {
     Some((decode(app)?, decode(script)?, rest))
 }
 
-/// Invokes a script. Its output becomes the response: a string is 200
-/// `text/plain`, `response(status, body[, headers])` sets all three, unit is
-/// 204, any other value is 200 JSON. A script error is 500
-/// `{"error": "script error: …", "line": N}`; a limit hit is a 5xx whose
-/// message names the limit; a full pool is 503.
-pub async fn run(State(s): State<ApiState>, req: Request) -> Response {
-    let (parts, body) = req.into_parts();
-    let Some((app, script, rest)) = split_path(parts.uri.path()) else {
-        return ApiError::not_found().into_response();
-    };
-    let (app, script) = (app.as_str(), script.as_str());
-    let live = match s.scripts.live(app, script).await {
-        Ok(live) => live,
-        Err(e) => return ApiError::from(e).into_response(),
-    };
+/// The live script `script` of `app`, if the caller may call it: found in
+/// memory before a byte of the body is read, and for a private script the
+/// caller admitted by core (the embedder's principal, else a PiCloud bearer
+/// token). Otherwise the response to send.
+async fn admitted(
+    s: &ApiState,
+    parts: &axum::http::request::Parts,
+    app: &str,
+    script: &str,
+) -> Result<std::sync::Arc<picloud_core::scripts::LiveScript>, Response> {
+    let live = s
+        .scripts
+        .live(app, script)
+        .await
+        .map_err(|e| ApiError::from(e).into_response())?;
     if live.visibility == Visibility::Private {
-        // The embedder's principal, if its own layer set one; else a
-        // PiCloud bearer token. Core decides (`admit`); core also strips
-        // the token before the script sees the request.
+        // Core decides (`admit`); core also strips the token before the
+        // script sees the request.
         let caller = match parts.extensions.get::<Principal>() {
             Some(p) => Some(*p),
             None => match crate::bearer::bearer_token_in(&parts.headers) {
                 None => None,
                 Some(token) => match s.auth.authenticate(token).await {
                     Ok(p) => Some(p),
-                    Err(e) => return crate::bearer::challenge(ApiError::from(e)),
+                    Err(e) => return Err(crate::bearer::challenge(ApiError::from(e))),
                 },
             },
         };
         if let Err(e) = s.scripts.admit(&live, caller.as_ref()).await {
-            return crate::bearer::challenge(ApiError::from(e));
+            return Err(crate::bearer::challenge(ApiError::from(e)));
         }
     }
-    let body = match to_bytes(body, MAX_RUN_BODY).await {
-        Ok(b) => b,
-        Err(_) => {
-            return ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "request body too large")
-                .into_response();
-        }
-    };
-    let Ok(body) = String::from_utf8(body.to_vec()) else {
-        return ApiError::new(StatusCode::BAD_REQUEST, "the request body must be UTF-8")
-            .into_response();
-    };
+    Ok(live)
+}
+
+/// The request's headers (lowercase names, repeated ones joined with `, `)
+/// and its body as UTF-8 text, read within [`MAX_RUN_BODY`].
+async fn read_call(
+    parts: &axum::http::request::Parts,
+    body: Body,
+) -> Result<(std::collections::BTreeMap<String, String>, String), Response> {
+    let body = to_bytes(body, MAX_RUN_BODY).await.map_err(|_| {
+        ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "request body too large").into_response()
+    })?;
+    let body = String::from_utf8(body.to_vec()).map_err(|_| {
+        ApiError::new(StatusCode::BAD_REQUEST, "the request body must be UTF-8").into_response()
+    })?;
     let mut headers = std::collections::BTreeMap::<String, String>::new();
     for (name, value) in &parts.headers {
         let value = String::from_utf8_lossy(value.as_bytes());
@@ -148,6 +156,86 @@ pub async fn run(State(s): State<ApiState>, req: Request) -> Response {
             })
             .or_insert_with(|| value.into_owned());
     }
+    Ok((headers, body))
+}
+
+/// `ANY /async/{app_slug}/{script}[/{*rest}]`: stores the request as a job
+/// of the script's live version and answers 202 `{"job_id", "status":
+/// "queued"}` with a `Location` at the job, once the job is durable. The
+/// same `Idempotency-Key` on the same script within 24 hours answers the
+/// first job's id and queues nothing; `picloud-max-attempts: 1–20` sets the
+/// job's budget. A full queue is 429 with `Retry-After`, nothing stored.
+pub async fn run_async(State(s): State<ApiState>, req: Request) -> Response {
+    let (parts, body) = req.into_parts();
+    let Some((app, script, rest)) = split_path_under(parts.uri.path(), "/async/") else {
+        return ApiError::not_found().into_response();
+    };
+    let live = match admitted(&s, &parts, &app, &script).await {
+        Ok(live) => live,
+        Err(response) => return response,
+    };
+    let (headers, body) = match read_call(&parts, body).await {
+        Ok(read) => read,
+        Err(response) => return response,
+    };
+    let text = |name: &str| {
+        parts
+            .headers
+            .get(name)
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+    };
+    let call = picloud_core::events::AsyncRequest {
+        request: picloud_core::domain::StoredRequest {
+            method: parts.method.as_str().to_owned(),
+            path: if rest.is_empty() {
+                "/".to_owned()
+            } else {
+                rest.to_owned()
+            },
+            query: query_pairs(parts.uri.query()),
+            headers,
+            body,
+        },
+        idempotency_key: text("idempotency-key"),
+        max_attempts: text("picloud-max-attempts"),
+    };
+    match s.events.enqueue_async(&live, call).await {
+        Ok(enqueued) => {
+            let id = enqueued.id();
+            let location = format!("/api/v1/admin/apps/{app}/jobs/{id}");
+            let mut resp = (
+                StatusCode::ACCEPTED,
+                axum::Json(serde_json::json!({ "job_id": id, "status": "queued" })),
+            )
+                .into_response();
+            if let Ok(v) = HeaderValue::from_str(&location) {
+                resp.headers_mut().insert(header::LOCATION, v);
+            }
+            resp
+        }
+        Err(e) => ApiError::from(e).into_response(),
+    }
+}
+
+/// Invokes a script. Its output becomes the response: a string is 200
+/// `text/plain`, `response(status, body[, headers])` sets all three, unit is
+/// 204, any other value is 200 JSON. A script error is 500
+/// `{"error": "script error: …", "line": N}`; a limit hit is a 5xx whose
+/// message names the limit; a full pool is 503.
+pub async fn run(State(s): State<ApiState>, req: Request) -> Response {
+    let (parts, body) = req.into_parts();
+    let Some((app, script, rest)) = split_path(parts.uri.path()) else {
+        return ApiError::not_found().into_response();
+    };
+    let (app, script) = (app.as_str(), script.as_str());
+    let live = match admitted(&s, &parts, app, script).await {
+        Ok(live) => live,
+        Err(response) => return response,
+    };
+    let (headers, body) = match read_call(&parts, body).await {
+        Ok(read) => read,
+        Err(response) => return response,
+    };
     let mut request = ScriptRequest {
         method: parts.method.as_str().to_owned(),
         path: if rest.is_empty() {
