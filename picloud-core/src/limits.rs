@@ -177,8 +177,16 @@ impl Limits {
             Self::MAX_MEMORY_BYTES,
         )?;
         for (field, value, max) in [
-            ("max_queued_jobs", self.max_queued_jobs, Self::MAX_QUEUED_JOBS),
-            ("max_queued_bytes", self.max_queued_bytes, Self::MAX_QUEUED_BYTES),
+            (
+                "max_queued_jobs",
+                self.max_queued_jobs,
+                Self::MAX_QUEUED_JOBS,
+            ),
+            (
+                "max_queued_bytes",
+                self.max_queued_bytes,
+                Self::MAX_QUEUED_BYTES,
+            ),
         ] {
             positive(field, value)?;
             if value > max {

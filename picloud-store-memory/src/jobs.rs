@@ -498,7 +498,7 @@ impl JobQueue for MemoryStore {
             .filter(|j| filter.status.is_none_or(|st| j.status == st))
             .filter(|j| filter.script.as_ref().is_none_or(|sc| &j.script == sc))
             .collect();
-        jobs.sort_by(|a, b| (b.created_at, b.id).cmp(&(a.created_at, a.id)));
+        jobs.sort_by_key(|j| std::cmp::Reverse((j.created_at, j.id)));
         Ok(jobs
             .into_iter()
             .take(limit)

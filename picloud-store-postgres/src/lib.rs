@@ -55,6 +55,7 @@
 
 mod apps;
 mod error;
+mod events;
 mod members;
 mod rows;
 mod scripts;

@@ -41,9 +41,7 @@ impl CronPlan {
             .map_err(|e| CronError(format!("bad cron expression {expr:?}: {e}")))?;
         let plan = Self { cron, zone };
         if plan.next_after(crate::clock::now()).is_none() {
-            return Err(CronError(format!(
-                "cron expression {expr:?} never fires"
-            )));
+            return Err(CronError(format!("cron expression {expr:?} never fires")));
         }
         Ok(plan)
     }
@@ -96,7 +94,11 @@ mod tests {
         let first = plan.next_after(start).unwrap();
         assert_eq!(first, utc("2026-11-01T01:30:00-04:00"));
         let second = plan.next_after(first).unwrap();
-        assert_eq!(second, utc("2026-11-02T01:30:00-05:00"), "not 01:30 EST the same day");
+        assert_eq!(
+            second,
+            utc("2026-11-02T01:30:00-05:00"),
+            "not 01:30 EST the same day"
+        );
     }
 
     #[test]

@@ -182,7 +182,9 @@ async fn run_loop(events: EventService, config: RunnerConfig, mut stop: watch::R
         }
     }
     // Drain: every running attempt gives its slot back when it is done.
-    let _all = slots.acquire_many(u32::try_from(concurrency).unwrap_or(u32::MAX)).await;
+    let _all = slots
+        .acquire_many(u32::try_from(concurrency).unwrap_or(u32::MAX))
+        .await;
     drop(done_tx);
     let _ = completer.await;
 }
@@ -366,7 +368,12 @@ fn context(job: &Job) -> InvocationContext {
 }
 
 /// Runs one attempt of `job` and says how it ended.
-async fn attempt(events: &EventService, slugs: &Slugs, job: Job, retry_base: Duration) -> Completion {
+async fn attempt(
+    events: &EventService,
+    slugs: &Slugs,
+    job: Job,
+    retry_base: Duration,
+) -> Completion {
     let at = crate::clock::now();
     let started = Instant::now();
     let scripts = events.scripts();
@@ -528,7 +535,10 @@ async fn schedule_loop(
         if full {
             continue;
         }
-        let wait = match (stores.schedules.next_due().await, stores.schedules.now().await) {
+        let wait = match (
+            stores.schedules.next_due().await,
+            stores.schedules.now().await,
+        ) {
             (Ok(Some(next)), Ok(now)) => Some(
                 (next - now)
                     .to_std()

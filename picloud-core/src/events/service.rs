@@ -350,16 +350,19 @@ impl EventService {
     fn job_error(id: &str, e: JobQueueError) -> EventError {
         match e {
             JobQueueError::NotFound => EventError::JobNotFound(id.to_owned()),
-            JobQueueError::Conflict(status) => {
-                EventError::Conflict(format!("the job is {status}"))
-            }
+            JobQueueError::Conflict(status) => EventError::Conflict(format!("the job is {status}")),
             other => other.into(),
         }
     }
 
     /// Queues a dead, succeeded or cancelled job again with a fresh budget
     /// (`AppEdit`); a queued or running one is a conflict.
-    pub async fn retry(&self, principal: &Principal, app: &str, id: &str) -> Result<Job, EventError> {
+    pub async fn retry(
+        &self,
+        principal: &Principal,
+        app: &str,
+        id: &str,
+    ) -> Result<Job, EventError> {
         let app = self.app(principal, app, Capability::AppEdit).await?;
         let parsed = job_id(id)?;
         let stores = self.stores().clone();
@@ -371,7 +374,12 @@ impl EventService {
     }
 
     /// Cancels a queued job (`AppEdit`); any other state is a conflict.
-    pub async fn cancel(&self, principal: &Principal, app: &str, id: &str) -> Result<Job, EventError> {
+    pub async fn cancel(
+        &self,
+        principal: &Principal,
+        app: &str,
+        id: &str,
+    ) -> Result<Job, EventError> {
         let app = self.app(principal, app, Capability::AppEdit).await?;
         let parsed = job_id(id)?;
         let stores = self.stores().clone();
@@ -446,14 +454,24 @@ impl EventService {
             .await
             .map_err(|_| EventError::Invalid("cron expression could not be checked".into()))?
             .map_err(|e| EventError::Invalid(e.0))?;
-        let existing = self.stores().schedules.list(app.id).await.map_err(EventError::Schedules)?;
+        let existing = self
+            .stores()
+            .schedules
+            .list(app.id)
+            .await
+            .map_err(EventError::Schedules)?;
         if existing.len() >= MAX_SCHEDULES_PER_APP && !existing.iter().any(|s| s.name == name) {
             return Err(EventError::Invalid(format!(
                 "an app may have at most {MAX_SCHEDULES_PER_APP} schedules"
             )));
         }
         let enabled = input.enabled.unwrap_or(true);
-        let now = self.stores().schedules.now().await.map_err(EventError::Schedules)?;
+        let now = self
+            .stores()
+            .schedules
+            .now()
+            .await
+            .map_err(EventError::Schedules)?;
         let spec = ScheduleSpec {
             name,
             script: script.clone(),
@@ -465,12 +483,13 @@ impl EventService {
             next_run_at: if enabled { plan.next_after(now) } else { None },
         };
         let stores = self.stores().clone();
-        let (schedule, created) = to_the_end(async move { stores.schedules.put(app.id, spec).await })
-            .await
-            .map_err(|e| match e {
-                ScheduleRepoError::NotFound => EventError::ScriptNotFound(script.to_string()),
-                other => EventError::Schedules(other),
-            })?;
+        let (schedule, created) =
+            to_the_end(async move { stores.schedules.put(app.id, spec).await })
+                .await
+                .map_err(|e| match e {
+                    ScheduleRepoError::NotFound => EventError::ScriptNotFound(script.to_string()),
+                    other => EventError::Schedules(other),
+                })?;
         self.schedule_signal.notify_one();
         Ok((self.view(schedule).await?, created))
     }
@@ -482,7 +501,12 @@ impl EventService {
         app: &str,
     ) -> Result<Vec<ScheduleView>, EventError> {
         let app = self.app(principal, app, Capability::AppView).await?;
-        let list = self.stores().schedules.list(app.id).await.map_err(EventError::Schedules)?;
+        let list = self
+            .stores()
+            .schedules
+            .list(app.id)
+            .await
+            .map_err(EventError::Schedules)?;
         let mut out = Vec::with_capacity(list.len());
         for s in list {
             out.push(self.view(s).await?);
@@ -596,8 +620,13 @@ impl EventService {
             return Ok(false);
         };
         let stores = self.stores().clone();
-        to_the_end(async move { stores.subscriptions.delete_subscription(app.id, &name).await })
-            .await
-            .map_err(EventError::Subscriptions)
+        to_the_end(async move {
+            stores
+                .subscriptions
+                .delete_subscription(app.id, &name)
+                .await
+        })
+        .await
+        .map_err(EventError::Subscriptions)
     }
 }

@@ -755,15 +755,16 @@ impl RunState {
         let payload = if payload.is_unit() {
             None
         } else {
-            let text = super::request::json_text_at_most(payload, MAX_PAYLOAD_BYTES).map_err(
-                |e| {
+            let text =
+                super::request::json_text_at_most(payload, MAX_PAYLOAD_BYTES).map_err(|e| {
                     if e.starts_with(ANSWER_TOO_LARGE) {
-                        format!("emit: a payload may hold at most {MAX_PAYLOAD_BYTES} bytes of JSON")
+                        format!(
+                            "emit: a payload may hold at most {MAX_PAYLOAD_BYTES} bytes of JSON"
+                        )
                     } else {
                         format!("emit: the payload has no JSON form: {e}")
                     }
-                },
-            )?;
+                })?;
             Some(text)
         };
         self.charge_response(topic.len() + payload.as_ref().map_or(0, String::len))?;

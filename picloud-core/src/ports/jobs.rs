@@ -52,6 +52,9 @@ pub enum JobQueueError {
 
 /// What [`JobQueue::enqueue`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
+// Returned once per enqueue, and moved, not stored: boxing the job would
+// cost an allocation for nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum Enqueued {
     /// The job was stored.
     Created(Job),

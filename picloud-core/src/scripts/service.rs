@@ -1274,7 +1274,12 @@ impl ScriptService {
             let published = to_the_end(async move {
                 stores
                     .jobs
-                    .publish(app, emitted, crate::events::lease_ms(&limits), crate::events::cap(&limits))
+                    .publish(
+                        app,
+                        emitted,
+                        crate::events::lease_ms(&limits),
+                        crate::events::cap(&limits),
+                    )
                     .await
             })
             .await;
