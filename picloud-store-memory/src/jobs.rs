@@ -420,7 +420,7 @@ impl JobQueue for MemoryStore {
                 j.app_id
             });
             if succeeded && let Some(app) = app {
-                ev.fan_out(app, c.events, c.events_lease_ms, None, at);
+                ev.fan_out(app, c.events, c.events_lease_ms, Some(c.events_cap), at);
             }
         }
         Ok(held)

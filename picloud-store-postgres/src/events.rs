@@ -426,7 +426,15 @@ impl JobQueue for PostgresStore {
                 && c.record.succeeded
                 && !c.events.is_empty()
             {
-                fan_out(&mut tx, app.into(), &c.events, c.events_lease_ms, None)
+                let app = AppId::from(app);
+                let usage = usage_on(&mut tx, app).await.map_err(jobs_error)?;
+                let room = (
+                    c.events_cap
+                        .max_jobs
+                        .saturating_sub(usage.queued + usage.running + usage.dead),
+                    c.events_cap.max_bytes.saturating_sub(usage.bytes),
+                );
+                fan_out(&mut tx, app, &c.events, c.events_lease_ms, Some(room))
                     .await
                     .map_err(jobs_error)?;
             }

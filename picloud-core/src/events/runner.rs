@@ -393,6 +393,7 @@ async fn attempt(
         result: None,
         events: Vec::new(),
         events_lease_ms: job.lease_ms,
+        events_cap: super::cap(&crate::limits::Limits::default()),
         retry_in: backoff(retry_base, job.attempt),
     };
     let live = match slug_of(scripts.stores(), slugs, job.app_id).await {
@@ -411,6 +412,7 @@ async fn attempt(
         }
     };
     completion.record.version = live.version;
+    completion.events_cap = super::cap(&live.limits);
     // The run must end within the lease, so no other node reclaims it.
     let mut limits = live.limits;
     let lease = Duration::from_millis(u64::from(job.lease_ms));

@@ -88,6 +88,9 @@ pub struct Completion {
     pub events: Vec<Event>,
     /// The lease of the events' jobs, in milliseconds.
     pub events_lease_ms: u32,
+    /// The app's queue cap: events past it are dropped (so a script that
+    /// subscribes to its own topic cannot grow the queue without bound).
+    pub events_cap: QueueCap,
     /// After a failure with attempts left: how long until the next one.
     pub retry_in: Duration,
 }
@@ -140,7 +143,8 @@ pub trait JobQueue: Send + Sync {
 
     /// Completes attempts, in one batch. For each completion whose attempt
     /// still holds its job: a succeeded attempt makes it succeeded (and
-    /// stores its events' jobs, within the app's usual bounds); a failed
+    /// stores its events' jobs like [`publish`](Self::publish), within
+    /// `events_cap`); a failed
     /// one queues it again after `retry_in` if its budget has attempts
     /// left, else makes it dead. The record is appended (the newest
     /// [`ATTEMPTS_KEPT`](crate::domain::ATTEMPTS_KEPT) kept). Returns, per

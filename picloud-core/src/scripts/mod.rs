@@ -21,6 +21,7 @@ mod tails;
 mod writer;
 
 pub use cache::{LiveScript, ScriptCache};
+pub(crate) use credentials::strip_credentials as strip_stored_credentials;
 pub use credentials::{MAX_CREDENTIAL_LOOKUPS, SESSION_COOKIE};
 pub use service::{
     AppInvocationsQuery, LogTail, ScriptDetail, ScriptService, StorageUsage, TAIL_BACKLOG,
@@ -28,7 +29,6 @@ pub use service::{
 };
 pub use tails::{MAX_TAILS, MAX_TAILS_PER_USER};
 pub use writer::InvocationWriter;
-pub(crate) use credentials::strip_credentials as strip_stored_credentials;
 
 use crate::authz::AuthzRepoError;
 use crate::error::{ErrorKind, ServiceError};

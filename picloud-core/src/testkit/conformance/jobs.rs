@@ -30,6 +30,7 @@ macro_rules! __conformance_jobs_cases {
             jobs_failures_retry_then_die_and_a_retry_gives_a_fresh_budget,
             jobs_cancel_and_delete_follow_the_states,
             jobs_events_fan_out_only_from_a_success,
+            jobs_a_completions_events_stay_within_the_cap,
             jobs_retry_delay_sets_next_due,
             jobs_schedules_put_get_list_delete,
             jobs_a_tick_fires_exactly_once_under_a_race,
@@ -99,6 +100,7 @@ fn done(job: JobId, attempt: u32, succeeded: bool) -> Completion {
         result: Some(JobResult::new(if succeeded { 200 } else { 500 }, b"answer")),
         events: Vec::new(),
         events_lease_ms: 60_000,
+        events_cap: CAP,
         retry_in: Duration::ZERO,
     }
 }
@@ -662,6 +664,47 @@ pub async fn jobs_events_fan_out_only_from_a_success(stores: Stores) {
             .await
             .unwrap()
     );
+}
+
+/// A succeeded completion's events are stored within its `events_cap`:
+/// a script that subscribes to its own topic cannot grow the queue without
+/// bound.
+pub async fn jobs_a_completions_events_stay_within_the_cap(stores: Stores) {
+    let fx = Fixture::new(stores.clone());
+    let app = app_with(&fx, &stores, "a", &["one"]).await;
+    stores
+        .subscriptions
+        .put_subscription(
+            app.id,
+            &sname("loop"),
+            &topic("again"),
+            &script_name("one"),
+            1,
+        )
+        .await
+        .unwrap();
+    let id = stores
+        .jobs
+        .enqueue(async_job(app.id, "one", "x"), CAP)
+        .await
+        .unwrap()
+        .id();
+    assert_eq!(claim_all(&stores).await.len(), 1);
+    let mut c = done(id, 1, true);
+    c.events = (0..5)
+        .map(|_| Event {
+            id: EventId::new(),
+            topic: topic("again"),
+            payload: None,
+        })
+        .collect();
+    c.events_cap = QueueCap {
+        max_jobs: 3,
+        max_bytes: 1 << 20,
+    };
+    assert_eq!(stores.jobs.complete(vec![c]).await.unwrap(), [true]);
+    let usage = stores.jobs.usage(app.id).await.unwrap();
+    assert_eq!(usage.queued, 3, "5 events, room for 3");
 }
 
 /// A failure's retry delay holds the job back: no claim finds it, and
