@@ -22,7 +22,7 @@ mod service;
 use std::time::Duration;
 
 pub use cron::{CronError, CronPlan};
-pub use runner::{JobRunner, RunnerConfig, Scheduler, backoff};
+pub use runner::{JobRunner, MAX_BACKOFF, RunnerConfig, Scheduler, backoff};
 pub use service::{
     AsyncRequest, EventError, EventService, JobsQuery, ScheduleInput, ScheduleView,
     SubscriptionInput,
