@@ -7,9 +7,9 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use picloud_core::domain::{
-    ATTEMPTS_KEPT, Attempt, DEDUPE_WINDOW, Event, FINISHED_KEPT_FOR, FINISHED_KEPT_PER_APP, Job,
-    JobSource, JobStatus, NewJob, QueueCap, QueueUsage, Schedule, ScheduleName, ScheduleSpec,
-    ScriptName, Subscription, Tick, Topic,
+    ATTEMPTS_KEPT, Attempt, DEDUPE_WINDOW, Event, FINISHED_BYTES_PER_APP, FINISHED_KEPT_FOR,
+    FINISHED_KEPT_PER_APP, Job, JobSource, JobStatus, NewJob, QueueCap, QueueUsage, Schedule,
+    ScheduleName, ScheduleSpec, ScriptName, Subscription, Tick, Topic,
 };
 use picloud_core::ids::{AppId, JobId};
 use picloud_core::ports::{
@@ -571,20 +571,26 @@ impl JobQueue for MemoryStore {
         let mut s = self.write();
         let at = now();
         let ev = &mut s.events;
-        let mut finished: HashMap<AppId, Vec<(DateTime<Utc>, JobId)>> = HashMap::new();
+        let mut finished: HashMap<AppId, Vec<(DateTime<Utc>, JobId, u64)>> = HashMap::new();
         for j in ev.jobs.values() {
             if matches!(j.status, JobStatus::Succeeded | JobStatus::Cancelled) {
-                finished
-                    .entry(j.app_id)
-                    .or_default()
-                    .push((j.updated_at, j.id));
+                finished.entry(j.app_id).or_default().push((
+                    j.updated_at,
+                    j.id,
+                    j.source.size_bytes(),
+                ));
             }
         }
         let mut gone = Vec::new();
         for (_, mut list) in finished {
-            list.sort_by(|a, b| b.cmp(a));
-            for (i, (updated, id)) in list.into_iter().enumerate() {
-                if i >= FINISHED_KEPT_PER_APP || at - updated > FINISHED_KEPT_FOR {
+            list.sort_by_key(|e| std::cmp::Reverse((e.0, e.1)));
+            let mut bytes = 0;
+            for (i, (updated, id, size)) in list.into_iter().enumerate() {
+                bytes += size;
+                if i >= FINISHED_KEPT_PER_APP
+                    || bytes > FINISHED_BYTES_PER_APP
+                    || at - updated > FINISHED_KEPT_FOR
+                {
                     gone.push(id);
                 }
             }

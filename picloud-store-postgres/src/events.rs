@@ -564,12 +564,15 @@ impl JobQueue for PostgresStore {
             "DELETE FROM jobs WHERE status IN ('succeeded', 'cancelled') AND ( \
                  updated_at < now() - interval '7 days' \
                  OR id IN (SELECT id FROM ( \
-                     SELECT id, row_number() OVER ( \
-                         PARTITION BY app_id ORDER BY updated_at DESC, id DESC) AS n \
-                     FROM jobs WHERE status IN ('succeeded', 'cancelled')) t \
-                   WHERE n > $1))",
+                     SELECT id, \
+                         row_number() OVER w AS n, \
+                         sum(size_bytes) OVER w AS bytes \
+                     FROM jobs WHERE status IN ('succeeded', 'cancelled') \
+                     WINDOW w AS (PARTITION BY app_id ORDER BY updated_at DESC, id DESC)) t \
+                   WHERE n > $1 OR bytes > $2))",
         )
         .bind(i64::try_from(picloud_core::domain::FINISHED_KEPT_PER_APP).unwrap_or(i64::MAX))
+        .bind(i64_of(picloud_core::domain::FINISHED_BYTES_PER_APP))
         .execute(&self.pool)
         .await
         .map_err(jobs_error)?;

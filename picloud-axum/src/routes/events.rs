@@ -128,6 +128,29 @@ pub struct JobDto {
     pub payload: Option<serde_json::Value>,
 }
 
+/// How much of a request or result body a listing shows.
+pub const LISTED_BODY_BYTES: usize = 4096;
+
+impl JobDto {
+    /// The job as a listing shows it: bodies cut to [`LISTED_BODY_BYTES`]
+    /// (the job itself, `GET …/jobs/{id}`, has them whole).
+    fn listed(mut self) -> Self {
+        let cut = |s: &mut String| {
+            if s.len() > LISTED_BODY_BYTES {
+                let at = s.floor_char_boundary(LISTED_BODY_BYTES);
+                s.truncate(at);
+            }
+        };
+        if let Some(r) = &mut self.request {
+            cut(&mut r.body);
+        }
+        if let Some(r) = &mut self.result {
+            cut(&mut r.body);
+        }
+        self
+    }
+}
+
 fn payload(p: Option<&String>) -> Option<serde_json::Value> {
     p.and_then(|t| serde_json::from_str(t).ok())
 }
@@ -199,7 +222,8 @@ pub struct JobsParams {
     pub limit: Option<usize>,
 }
 
-/// The app's jobs, newest first, without their attempts' logs (`AppView`).
+/// The app's jobs, newest first, without their attempts' logs and with
+/// request and result bodies cut to their first 4 KiB (`AppView`).
 #[utoipa::path(
     get, path = "/api/v1/admin/apps/{id_or_slug}/jobs", tag = "events",
     params(("id_or_slug" = String, Path, description = "App id or slug", example = "demo"), JobsParams),
@@ -224,7 +248,9 @@ pub async fn list_jobs(
         limit: q.limit,
     };
     let jobs = s.events.jobs(&p, &app, query).await?;
-    Ok(Json(jobs.into_iter().map(Into::into).collect()))
+    Ok(Json(
+        jobs.into_iter().map(|j| JobDto::from(j).listed()).collect(),
+    ))
 }
 
 /// One job, with its attempts and their logs (`AppView`).

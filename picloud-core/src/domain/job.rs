@@ -40,6 +40,9 @@ pub const DEDUPE_WINDOW: chrono::TimeDelta = chrono::TimeDelta::hours(24);
 pub const FINISHED_KEPT_FOR: chrono::TimeDelta = chrono::TimeDelta::days(7);
 /// Finished jobs (succeeded, cancelled) kept per app at most: the newest.
 pub const FINISHED_KEPT_PER_APP: usize = 10_000;
+/// Bytes of stored input (requests, payloads) of finished jobs
+/// (succeeded, cancelled) kept per app at most: the newest that fit.
+pub const FINISHED_BYTES_PER_APP: u64 = 64 * 1024 * 1024;
 /// The most schedules, and the most subscriptions, one app may have.
 pub const MAX_SCHEDULES_PER_APP: usize = 100;
 

@@ -21,10 +21,11 @@ pub use display_name::{DisplayName, DisplayNameError, validate_display_name};
 pub use invocation::{InvocationContext, InvocationRecord, Trigger};
 pub use job::{
     ATTEMPT_LOG_MAX_BYTES, ATTEMPTS_KEPT, Attempt, DEDUPE_WINDOW, DEFAULT_MAX_ATTEMPTS, Event,
-    FINISHED_KEPT_FOR, FINISHED_KEPT_PER_APP, Job, JobKind, JobResult, JobSource, JobStatus,
-    MAX_ATTEMPTS, MAX_DEDUPE_KEY_LEN, MAX_EMITS_PER_RUN, MAX_PAYLOAD_BYTES, MAX_SCHEDULES_PER_APP,
-    NewJob, QueueCap, QueueUsage, RESULT_BODY_MAX_BYTES, Schedule, ScheduleName, ScheduleNameError,
-    ScheduleSpec, StoredRequest, Subscription, Tick, Topic, TopicError,
+    FINISHED_BYTES_PER_APP, FINISHED_KEPT_FOR, FINISHED_KEPT_PER_APP, Job, JobKind, JobResult,
+    JobSource, JobStatus, MAX_ATTEMPTS, MAX_DEDUPE_KEY_LEN, MAX_EMITS_PER_RUN, MAX_PAYLOAD_BYTES,
+    MAX_SCHEDULES_PER_APP, NewJob, QueueCap, QueueUsage, RESULT_BODY_MAX_BYTES, Schedule,
+    ScheduleName, ScheduleNameError, ScheduleSpec, StoredRequest, Subscription, Tick, Topic,
+    TopicError,
 };
 pub use membership::{AppMembership, AppMembershipDetail};
 pub use owner_guard::{

@@ -97,6 +97,10 @@ impl JobRunner {
     }
 }
 
+/// How often a busy runner prunes finished jobs (an idle one prunes when
+/// it goes idle).
+const PRUNE_EVERY: Duration = Duration::from_secs(10);
+
 /// App slugs by id, as the runner learns them (a slug never changes).
 type Slugs = Arc<Mutex<HashMap<AppId, String>>>;
 
@@ -114,6 +118,7 @@ async fn run_loop(events: EventService, config: RunnerConfig, mut stop: watch::R
     ));
     let slugs: Slugs = Arc::default();
     let mut worked = false;
+    let mut pruned_at = Instant::now();
     loop {
         if *stop.borrow() {
             break;
@@ -167,6 +172,13 @@ async fn run_loop(events: EventService, config: RunnerConfig, mut stop: watch::R
             continue;
         }
         worked = true;
+        // Under continuous load the runner is never idle: prune on the way.
+        if pruned_at.elapsed() > PRUNE_EVERY {
+            pruned_at = Instant::now();
+            if let Err(e) = stores.jobs.prune().await {
+                tracing::warn!(error = %e, "job runner: pruning finished jobs failed");
+            }
+        }
         // `room` never passes the free slots, so each job has one.
         let mut permits = vec![Some(first)];
         for _ in 1..claimed.len() {

@@ -188,6 +188,9 @@ pub trait JobQueue: Send + Sync {
     /// older than [`FINISHED_KEPT_FOR`](crate::domain::FINISHED_KEPT_FOR),
     /// and beyond the newest
     /// [`FINISHED_KEPT_PER_APP`](crate::domain::FINISHED_KEPT_PER_APP) of
-    /// each app. Dead jobs stay. Returns how many were deleted.
+    /// each app, or past the newest that fit
+    /// [`FINISHED_BYTES_PER_APP`](crate::domain::FINISHED_BYTES_PER_APP)
+    /// of stored input (newest by `updated_at`, then id). Dead jobs stay.
+    /// Returns how many were deleted.
     async fn prune(&self) -> Result<u64, JobQueueError>;
 }
