@@ -153,8 +153,18 @@ async fn run_loop(events: EventService, config: RunnerConfig, mut stop: watch::R
             {
                 tracing::warn!(error = %e, "job runner: pruning finished jobs failed");
             }
-            let wait = match stores.jobs.next_due().await {
-                Ok(next) => next.map(until),
+            // The store's clock, not this node's: a node whose clock runs
+            // ahead would otherwise wake early and find nothing, again and
+            // again, until the clocks agree.
+            let next = match stores.jobs.next_due().await {
+                Ok(Some(next)) => match stores.schedules.now().await {
+                    Ok(now) => Ok(Some(until(next, now))),
+                    Err(_) => Ok(Some(until(next, crate::clock::now()))),
+                },
+                other => other.map(|_| None),
+            };
+            let wait = match next {
+                Ok(next) => next,
                 Err(e) => {
                     tracing::warn!(error = %e, "job runner: reading the next due job failed");
                     Some(Duration::from_secs(1))
@@ -209,9 +219,9 @@ async fn sleep_for(wait: Option<Duration>) {
     }
 }
 
-/// The time from now until `t` (zero if it passed), plus a millisecond.
-fn until(t: DateTime<Utc>) -> Duration {
-    (t - crate::clock::now())
+/// The time from `now` until `t` (zero if it passed), plus a millisecond.
+fn until(t: DateTime<Utc>, now: DateTime<Utc>) -> Duration {
+    (t - now)
         .to_std()
         .unwrap_or(Duration::ZERO)
         .saturating_add(Duration::from_millis(1))
@@ -534,6 +544,7 @@ async fn schedule_loop(
             }
         };
         let full = due.len() == DUE_BATCH;
+        let mut failed = false;
         for schedule in due {
             if plans.len() > 10_000 {
                 plans.clear();
@@ -544,7 +555,17 @@ async fn schedule_loop(
                 .clone();
             if let Err(e) = fire(&events, &stores, schedule, plan).await {
                 tracing::warn!(error = %e, "scheduler: firing a tick failed");
+                failed = true;
             }
+        }
+        if failed {
+            // The store is failing: the tick is still due; try again soon,
+            // not at once.
+            tokio::select! {
+                () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                _ = stop.changed() => return,
+            }
+            continue;
         }
         if full {
             continue;
