@@ -148,10 +148,21 @@ async fn run_loop(events: EventService, config: RunnerConfig, mut stop: watch::R
         };
         if claimed.is_empty() {
             drop(first);
-            if std::mem::take(&mut worked)
-                && let Err(e) = stores.jobs.prune().await
-            {
-                tracing::warn!(error = %e, "job runner: pruning finished jobs failed");
+            // Pruning scans the finished jobs: at most every PRUNE_EVERY,
+            // busy or not (a runner that keeps up goes idle after nearly
+            // every claim). Work left to prune is one more wake-up, later.
+            let mut prune_in = None;
+            if worked {
+                let since = pruned_at.elapsed();
+                if since >= PRUNE_EVERY {
+                    worked = false;
+                    pruned_at = Instant::now();
+                    if let Err(e) = stores.jobs.prune().await {
+                        tracing::warn!(error = %e, "job runner: pruning finished jobs failed");
+                    }
+                } else {
+                    prune_in = Some(PRUNE_EVERY - since);
+                }
             }
             // The store's clock, not this node's: a node whose clock runs
             // ahead would otherwise wake early and find nothing, again and
@@ -170,10 +181,10 @@ async fn run_loop(events: EventService, config: RunnerConfig, mut stop: watch::R
                     Some(Duration::from_secs(1))
                 }
             };
-            let wait = match (wait, config.backstop) {
-                (Some(w), Some(b)) => Some(w.min(b)),
-                (w, b) => w.or(b),
-            };
+            let wait = [wait, config.backstop, prune_in]
+                .into_iter()
+                .flatten()
+                .min();
             tokio::select! {
                 () = signal.notified() => {}
                 () = sleep_for(wait) => {}
@@ -185,6 +196,7 @@ async fn run_loop(events: EventService, config: RunnerConfig, mut stop: watch::R
         // Under continuous load the runner is never idle: prune on the way.
         if pruned_at.elapsed() > PRUNE_EVERY {
             pruned_at = Instant::now();
+            worked = false;
             if let Err(e) = stores.jobs.prune().await {
                 tracing::warn!(error = %e, "job runner: pruning finished jobs failed");
             }
