@@ -213,6 +213,7 @@ impl From<Job> for JobDto {
 
 /// The filters of `GET …/jobs`.
 #[derive(Debug, Clone, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct JobsParams {
     /// Only jobs in this state.
     pub status: Option<String>,
