@@ -220,6 +220,7 @@ pub struct JobsParams {
     /// Only this script's jobs.
     pub script: Option<String>,
     /// At most this many (1–1000, default 100).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<usize>,
 }
 
@@ -241,8 +242,9 @@ pub async fn list_jobs(
     State(s): State<ApiState>,
     Caller(p): Caller,
     Path(app): Path<String>,
-    Query(q): Query<JobsParams>,
+    query: Result<Query<JobsParams>, axum::extract::rejection::QueryRejection>,
 ) -> EventResult<Json<Vec<JobDto>>> {
+    let Query(q) = query?;
     let query = JobsQuery {
         status: q.status,
         script: q.script,
