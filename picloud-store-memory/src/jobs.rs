@@ -208,9 +208,7 @@ impl Events {
                 };
                 if let (Some(cap), Some(u)) = (cap, usage.as_mut()) {
                     let size = source.size_bytes();
-                    if u.queued + u.running + u.dead + 1 > cap.max_jobs
-                        || u.bytes + size > cap.max_bytes
-                    {
+                    if !u.admits(cap, size) {
                         return stored;
                     }
                     u.queued += 1;
@@ -307,9 +305,7 @@ impl JobQueue for MemoryStore {
             return Err(JobQueueError::Conflict(JobStatus::Queued));
         }
         let usage = ev.usage(job.app_id);
-        if usage.queued + usage.running + usage.dead + 1 > cap.max_jobs
-            || usage.bytes + job.source.size_bytes() > cap.max_bytes
-        {
+        if !usage.admits(cap, job.source.size_bytes()) {
             return Err(JobQueueError::QueueFull(usage));
         }
         let stored = queued(job, at);

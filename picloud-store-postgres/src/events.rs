@@ -282,9 +282,7 @@ impl JobQueue for PostgresStore {
             }
         }
         let usage = usage_on(&mut tx, job.app_id).await.map_err(jobs_error)?;
-        if usage.queued + usage.running + usage.dead + 1 > cap.max_jobs
-            || usage.bytes + job.source.size_bytes() > cap.max_bytes
-        {
+        if !usage.admits(cap, job.source.size_bytes()) {
             return Err(JobQueueError::QueueFull(usage));
         }
         let inserted = insert_job(&mut tx, &job).await.map_err(jobs_error)?;
@@ -338,7 +336,7 @@ impl JobQueue for PostgresStore {
             return Err(JobQueueError::NotFound);
         }
         let usage = usage_on(&mut tx, app).await.map_err(jobs_error)?;
-        let held = usage.queued + usage.running + usage.dead;
+        let held = usage.held();
         let room = (
             cap.max_jobs.saturating_sub(held),
             cap.max_bytes.saturating_sub(usage.bytes),
@@ -429,9 +427,7 @@ impl JobQueue for PostgresStore {
                 let app = AppId::from(app);
                 let usage = usage_on(&mut tx, app).await.map_err(jobs_error)?;
                 let room = (
-                    c.events_cap
-                        .max_jobs
-                        .saturating_sub(usage.queued + usage.running + usage.dead),
+                    c.events_cap.max_jobs.saturating_sub(usage.held()),
                     c.events_cap.max_bytes.saturating_sub(usage.bytes),
                 );
                 fan_out(&mut tx, app, &c.events, c.events_lease_ms, Some(room))

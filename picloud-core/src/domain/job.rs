@@ -569,3 +569,15 @@ pub struct QueueUsage {
     /// Bytes of stored input of those jobs.
     pub bytes: u64,
 }
+
+impl QueueUsage {
+    /// The jobs held: queued, running and dead.
+    pub const fn held(&self) -> u64 {
+        self.queued + self.running + self.dead
+    }
+
+    /// Whether one more job of `bytes` fits `cap`.
+    pub const fn admits(&self, cap: QueueCap, bytes: u64) -> bool {
+        self.held() < cap.max_jobs && self.bytes + bytes <= cap.max_bytes
+    }
+}

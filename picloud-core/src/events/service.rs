@@ -56,7 +56,7 @@ pub enum EventError {
     /// The app's queue is full: nothing was stored.
     #[error(
         "the app's queue is full ({} jobs waiting, running or dead; {} bytes); try again later",
-        .0.queued + .0.running + .0.dead,
+        .0.held(),
         .0.bytes
     )]
     QueueFull(QueueUsage),
