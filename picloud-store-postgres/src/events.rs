@@ -1,11 +1,16 @@
 //! [`JobQueue`], [`ScheduleRepository`] and [`SubscriptionRepository`] for
 //! [`PostgresStore`] (migration `0009_events.sql`).
 //!
-//! - **Claim** is one statement: for each app with due jobs, its earliest
-//!   `per_app` (`LATERAL … FOR UPDATE SKIP LOCKED`), the earliest `limit`
-//!   of those, updated to running with a lease from `now()`.
-//! - **Completion** is fenced: `WHERE id = $1 AND status = 'running' AND
-//!   attempt = $2`; a batch is one transaction, with its events' jobs.
+//! - **Claim** is one statement: the apps with queued jobs (a loose index
+//!   scan, one descent per app, rather than a scan of every queued job),
+//!   for each its earliest due `per_app` (`LATERAL … FOR UPDATE SKIP
+//!   LOCKED`), the earliest `limit` of those, updated to running with a
+//!   lease from `now()`.
+//! - **Completion** of a batch is one `UPDATE … FROM UNNEST(…)`, each row
+//!   fenced by `status = 'running' AND attempt = $n`; with events, in one
+//!   transaction with their jobs (the outbox).
+//! - **Enqueue** far below the app's cap is one `INSERT … RETURNING`; near
+//!   it, a transaction that counts first (the private `headroom` module).
 //! - **A tick** is one transaction: the compare-and-set on `next_run_at`,
 //!   then the job insert, which the unique key `jobs_tick_key` makes
 //!   happen at most once per nominal time.
@@ -27,6 +32,7 @@ use uuid::Uuid;
 
 use crate::PostgresStore;
 use crate::error::Failure;
+use crate::headroom::Admit;
 
 fn jobs_error(e: impl Into<Failure>) -> JobQueueError {
     match e.into() {
@@ -73,6 +79,17 @@ fn subscriptions_error(e: impl Into<Failure>) -> SubscriptionRepoError {
 fn backend(e: impl std::fmt::Display) -> BoxError {
     e.to_string().into()
 }
+
+/// The apps with queued jobs, as the CTE `a(app_id)` (its last row is
+/// NULL): a loose index scan of `jobs_queued_idx`, one descent per app,
+/// where `DISTINCT` would read every queued job.
+const QUEUED_APPS: &str = "WITH RECURSIVE a(app_id) AS ( \
+     (SELECT app_id FROM jobs WHERE status = 'queued' ORDER BY app_id LIMIT 1) \
+     UNION ALL \
+     SELECT (SELECT q.app_id FROM jobs q \
+             WHERE q.status = 'queued' AND q.app_id > a.app_id \
+             ORDER BY q.app_id LIMIT 1) \
+     FROM a WHERE a.app_id IS NOT NULL)";
 
 /// The columns of a job, as [`job_from_row`] reads them. `attempts` is
 /// JSON text; listings pass it without the logs.
@@ -142,9 +159,13 @@ fn i64_of(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
 
-/// Inserts `job` as queued, due now. `ON CONFLICT DO NOTHING` on either
-/// unique key (idempotency or tick): the number of rows inserted.
-async fn insert_job(conn: &mut PgConnection, job: &NewJob) -> Result<u64, Failure> {
+/// Inserts `job` as queued, due now, and returns its row. `ON CONFLICT DO
+/// NOTHING` on either unique key (idempotency or tick): `None` when a job
+/// with the key exists.
+async fn insert_job<'e, E>(conn: E, job: &NewJob) -> Result<Option<sqlx::postgres::PgRow>, Failure>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Postgres>,
+{
     let source = serde_json::to_string(&job.source).map_err(|e| Failure::Backend(backend(e)))?;
     let (schedule, scheduled_at) = match &job.source {
         JobSource::Cron {
@@ -154,27 +175,45 @@ async fn insert_job(conn: &mut PgConnection, job: &NewJob) -> Result<u64, Failur
         } => (Some(schedule.as_str().to_owned()), Some(*scheduled_at)),
         _ => (None, None),
     };
-    let done = sqlx::query(
+    let sql = format!(
         "INSERT INTO jobs (id, app_id, script, kind, status, source, schedule, scheduled_at, \
              attempt, last_attempt, max_attempts, lease_ms, run_at, dedupe_key, size_bytes, \
              created_at, updated_at) \
          VALUES ($1, $2, $3, $4, 'queued', $5, $6, $7, 0, $8, $8, $9, now(), $10, $11, now(), now()) \
-         ON CONFLICT DO NOTHING",
+         ON CONFLICT DO NOTHING RETURNING {JOB_COLUMNS}"
+    );
+    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(job.id.as_uuid())
+        .bind(job.app_id.as_uuid())
+        .bind(job.script.as_str())
+        .bind(job.source.kind().as_str())
+        .bind(source)
+        .bind(schedule)
+        .bind(scheduled_at)
+        .bind(i32_of(job.max_attempts).map_err(Failure::Backend)?)
+        .bind(i32_of(job.lease_ms).map_err(Failure::Backend)?)
+        .bind(job.dedupe_key.as_deref())
+        .bind(i64_of(job.source.size_bytes()))
+        .fetch_optional(conn)
+        .await?;
+    Ok(row)
+}
+
+/// The job of `job`'s script that holds the idempotency key `key`.
+async fn keyed(
+    conn: &mut PgConnection,
+    job: &NewJob,
+    key: &str,
+) -> Result<Option<Uuid>, JobQueueError> {
+    sqlx::query_scalar(
+        "SELECT id FROM jobs WHERE app_id = $1 AND script = $2 AND dedupe_key = $3",
     )
-    .bind(job.id.as_uuid())
     .bind(job.app_id.as_uuid())
     .bind(job.script.as_str())
-    .bind(job.source.kind().as_str())
-    .bind(source)
-    .bind(schedule)
-    .bind(scheduled_at)
-    .bind(i32_of(job.max_attempts).map_err(Failure::Backend)?)
-    .bind(i32_of(job.lease_ms).map_err(Failure::Backend)?)
-    .bind(job.dedupe_key.as_deref())
-    .bind(i64_of(job.source.size_bytes()))
-    .execute(&mut *conn)
-    .await?;
-    Ok(done.rows_affected())
+    .bind(key)
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(jobs_error)
 }
 
 async fn usage_on(conn: &mut PgConnection, app: AppId) -> Result<QueueUsage, Failure> {
@@ -254,6 +293,25 @@ async fn fan_out(
 #[async_trait]
 impl JobQueue for PostgresStore {
     async fn enqueue(&self, job: NewJob, cap: QueueCap) -> Result<Enqueued, JobQueueError> {
+        let size = job.source.size_bytes();
+        let admit = self.headroom.admit(job.app_id, cap, size);
+        // Without an idempotency key, far below the cap: one statement.
+        if job.dedupe_key.is_none() {
+            match admit {
+                Admit::Fast => {
+                    let row = insert_job(&self.pool, &job).await.map_err(jobs_error)?;
+                    let Some(row) = row else {
+                        return Err(JobQueueError::Conflict(JobStatus::Queued));
+                    };
+                    self.headroom.added(job.app_id, size);
+                    return Ok(Enqueued::Created(
+                        job_from_row(&row).map_err(JobQueueError::Backend)?,
+                    ));
+                }
+                Admit::Full(usage) => return Err(JobQueueError::QueueFull(usage)),
+                Admit::Count => {}
+            }
+        }
         let mut tx = self.pool.begin().await.map_err(jobs_error)?;
         if let Some(key) = &job.dedupe_key {
             sqlx::query(
@@ -267,38 +325,30 @@ impl JobQueue for PostgresStore {
             .execute(&mut *tx)
             .await
             .map_err(jobs_error)?;
-            let existing: Option<Uuid> = sqlx::query_scalar(
-                "SELECT id FROM jobs WHERE app_id = $1 AND script = $2 AND dedupe_key = $3",
-            )
-            .bind(job.app_id.as_uuid())
-            .bind(job.script.as_str())
-            .bind(key)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(jobs_error)?;
-            if let Some(id) = existing {
+            if let Some(id) = keyed(&mut tx, &job, key).await? {
                 tx.commit().await.map_err(jobs_error)?;
                 return Ok(Enqueued::Existing(id.into()));
             }
+            if let Admit::Full(usage) = admit {
+                return Err(JobQueueError::QueueFull(usage));
+            }
         }
-        let usage = usage_on(&mut tx, job.app_id).await.map_err(jobs_error)?;
-        if !usage.admits(cap, job.source.size_bytes()) {
-            return Err(JobQueueError::QueueFull(usage));
+        if admit != Admit::Fast {
+            let usage = usage_on(&mut tx, job.app_id).await.map_err(jobs_error)?;
+            let admitted = usage.admits(cap, size);
+            self.headroom
+                .counted(job.app_id, usage, admitted.then_some(size));
+            if !admitted {
+                return Err(JobQueueError::QueueFull(usage));
+            }
+        } else {
+            self.headroom.added(job.app_id, size);
         }
-        let inserted = insert_job(&mut tx, &job).await.map_err(jobs_error)?;
-        if inserted == 0 {
+        let Some(row) = insert_job(&mut *tx, &job).await.map_err(jobs_error)? else {
             // A racing enqueue with the same key won (this statement waited
             // for its commit): name its job.
-            let existing: Option<Uuid> = match &job.dedupe_key {
-                Some(key) => sqlx::query_scalar(
-                    "SELECT id FROM jobs WHERE app_id = $1 AND script = $2 AND dedupe_key = $3",
-                )
-                .bind(job.app_id.as_uuid())
-                .bind(job.script.as_str())
-                .bind(key)
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(jobs_error)?,
+            let existing = match &job.dedupe_key {
+                Some(key) => keyed(&mut tx, &job, key).await?,
                 None => None,
             };
             tx.commit().await.map_err(jobs_error)?;
@@ -306,13 +356,7 @@ impl JobQueue for PostgresStore {
                 Some(id) => Ok(Enqueued::Existing(id.into())),
                 None => Err(JobQueueError::Conflict(JobStatus::Queued)),
             };
-        }
-        let sql = format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = $1");
-        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(job.id.as_uuid())
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(jobs_error)?;
+        };
         tx.commit().await.map_err(jobs_error)?;
         Ok(Enqueued::Created(
             job_from_row(&row).map_err(JobQueueError::Backend)?,
@@ -350,11 +394,11 @@ impl JobQueue for PostgresStore {
 
     async fn claim(&self, limit: usize, per_app: usize) -> Result<Vec<Job>, JobQueueError> {
         let sql = format!(
-            "UPDATE jobs j SET status = 'running', attempt = j.attempt + 1, \
+            "{QUEUED_APPS} \
+             UPDATE jobs j SET status = 'running', attempt = j.attempt + 1, \
                  lease_until = now() + j.lease_ms * interval '1 millisecond', updated_at = now() \
              WHERE j.status = 'queued' AND j.id IN ( \
-                 SELECT c.id FROM \
-                     (SELECT DISTINCT app_id FROM jobs WHERE status = 'queued' AND run_at <= now()) a \
+                 SELECT c.id FROM a \
                      CROSS JOIN LATERAL ( \
                          SELECT id, run_at FROM jobs \
                          WHERE app_id = a.app_id AND status = 'queued' AND run_at <= now() \
@@ -379,63 +423,105 @@ impl JobQueue for PostgresStore {
     }
 
     async fn complete(&self, batch: Vec<Completion>) -> Result<Vec<bool>, JobQueueError> {
-        let mut tx = self.pool.begin().await.map_err(jobs_error)?;
-        let mut held = Vec::with_capacity(batch.len());
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
         let keep = i32::try_from(ATTEMPTS_KEPT).unwrap_or(i32::MAX);
+        let n = batch.len();
+        let (mut ids, mut attempts, mut oks) = (
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+        );
+        let (mut retries, mut results, mut records) = (
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+        );
         for c in &batch {
-            let record = attempt_json(&c.record).map_err(JobQueueError::Backend)?;
+            ids.push(c.job.as_uuid());
+            attempts.push(i32_of(c.attempt).map_err(JobQueueError::Backend)?);
+            oks.push(c.record.succeeded);
+            retries.push(i64::try_from(c.retry_in.as_micros()).unwrap_or(i64::MAX));
             let result = c
                 .result
                 .as_ref()
                 .map(|r| {
-                    let r = JobResult {
+                    serde_json::to_string(&JobResult {
                         status: r.status,
                         body: clean(&r.body),
-                    };
-                    serde_json::to_string(&r)
+                    })
                 })
                 .transpose()
                 .map_err(|e| JobQueueError::Backend(backend(e)))?;
-            let retry_us = i64::try_from(c.retry_in.as_micros()).unwrap_or(i64::MAX);
-            let app: Option<Uuid> = sqlx::query_scalar(
-                "UPDATE jobs SET \
-                     status = CASE WHEN $3 THEN 'succeeded' \
-                                   WHEN attempt < last_attempt THEN 'queued' ELSE 'dead' END, \
-                     run_at = CASE WHEN NOT $3 AND attempt < last_attempt \
-                                   THEN now() + $4 * interval '1 microsecond' ELSE run_at END, \
-                     lease_until = NULL, result = $5, \
-                     attempts = picloud_push_attempt(attempts, $6::jsonb, $7), \
-                     updated_at = now() \
-                 WHERE id = $1 AND status = 'running' AND attempt = $2 \
-                 RETURNING app_id",
-            )
-            .bind(c.job.as_uuid())
-            .bind(i32_of(c.attempt).map_err(JobQueueError::Backend)?)
-            .bind(c.record.succeeded)
-            .bind(retry_us)
-            .bind(result)
-            .bind(record)
-            .bind(keep)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(jobs_error)?;
+            results.push(result);
+            records.push(attempt_json(&c.record).map_err(JobQueueError::Backend)?);
+        }
+        // One statement for the batch, each row fenced by its attempt; with
+        // events to store, in one transaction with them (the outbox).
+        let statement = sqlx::query_as::<_, (Uuid, i32, Uuid)>(
+            "UPDATE jobs j SET \
+                 status = CASE WHEN c.ok THEN 'succeeded' \
+                               WHEN j.attempt < j.last_attempt THEN 'queued' ELSE 'dead' END, \
+                 run_at = CASE WHEN NOT c.ok AND j.attempt < j.last_attempt \
+                               THEN now() + c.retry_us * interval '1 microsecond' ELSE j.run_at END, \
+                 lease_until = NULL, result = c.result, \
+                 attempts = picloud_push_attempt(j.attempts, c.record::jsonb, $7), \
+                 updated_at = now() \
+             FROM UNNEST($1::uuid[], $2::int[], $3::bool[], $4::bigint[], $5::text[], $6::text[]) \
+                  AS c(id, attempt, ok, retry_us, result, record) \
+             WHERE j.id = c.id AND j.status = 'running' AND j.attempt = c.attempt \
+             RETURNING j.id, j.attempt, j.app_id",
+        )
+        .bind(&ids)
+        .bind(&attempts)
+        .bind(&oks)
+        .bind(&retries)
+        .bind(&results)
+        .bind(&records)
+        .bind(keep);
+        let with_events = batch
+            .iter()
+            .any(|c| c.record.succeeded && !c.events.is_empty());
+        let mut tx = match with_events {
+            true => Some(self.pool.begin().await.map_err(jobs_error)?),
+            false => None,
+        };
+        let rows = match tx.as_mut() {
+            Some(tx) => statement.fetch_all(&mut **tx).await,
+            None => statement.fetch_all(&self.pool).await,
+        }
+        .map_err(jobs_error)?;
+        let mut apps: std::collections::HashMap<(Uuid, i32), Uuid> = rows
+            .into_iter()
+            .map(|(id, attempt, app)| ((id, attempt), app))
+            .collect();
+        let mut held = Vec::with_capacity(n);
+        for (c, (id, attempt)) in batch.iter().zip(ids.iter().zip(&attempts)) {
+            // A duplicate in the batch is not held twice.
+            let app = apps.remove(&(*id, *attempt)).map(AppId::from);
             held.push(app.is_some());
-            if let Some(app) = app
+            let Some(app) = app else { continue };
+            if c.record.succeeded {
+                self.headroom.freed(app);
+            }
+            if let Some(tx) = tx.as_mut()
                 && c.record.succeeded
                 && !c.events.is_empty()
             {
-                let app = AppId::from(app);
-                let usage = usage_on(&mut tx, app).await.map_err(jobs_error)?;
+                let usage = usage_on(tx, app).await.map_err(jobs_error)?;
                 let room = (
                     c.events_cap.max_jobs.saturating_sub(usage.held()),
                     c.events_cap.max_bytes.saturating_sub(usage.bytes),
                 );
-                fan_out(&mut tx, app, &c.events, c.events_lease_ms, Some(room))
+                fan_out(tx, app, &c.events, c.events_lease_ms, Some(room))
                     .await
                     .map_err(jobs_error)?;
             }
         }
-        tx.commit().await.map_err(jobs_error)?;
+        if let Some(tx) = tx {
+            tx.commit().await.map_err(jobs_error)?;
+        }
         Ok(held)
     }
 
@@ -460,13 +546,18 @@ impl JobQueue for PostgresStore {
     }
 
     async fn next_due(&self) -> Result<Option<DateTime<Utc>>, JobQueueError> {
-        sqlx::query_scalar(
-            "SELECT min(t) FROM ( \
-                 SELECT min(run_at) AS t FROM jobs WHERE status = 'queued' \
+        let sql = format!(
+            "{QUEUED_APPS} \
+             SELECT min(t) FROM ( \
+                 SELECT (SELECT q.run_at FROM jobs q \
+                         WHERE q.app_id = a.app_id AND q.status = 'queued' \
+                         ORDER BY q.run_at LIMIT 1) AS t \
+                 FROM a WHERE a.app_id IS NOT NULL \
                  UNION ALL \
-                 SELECT min(lease_until) FROM jobs WHERE status = 'running') x",
-        )
-        .fetch_one(&self.pool)
+                 SELECT min(lease_until) FROM jobs WHERE status = 'running') x"
+        );
+        sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+            .fetch_one(&self.pool)
         .await
         .map_err(jobs_error)
     }
@@ -528,7 +619,9 @@ impl JobQueue for PostgresStore {
             "UPDATE jobs SET status = 'cancelled', updated_at = now() \
              WHERE app_id = $1 AND id = $2 AND status = 'queued' RETURNING {JOB_COLUMNS}"
         );
-        self.change(app, id, sql).await
+        let job = self.change(app, id, sql).await?;
+        self.headroom.freed(app);
+        Ok(job)
     }
 
     async fn delete(&self, app: AppId, id: JobId) -> Result<bool, JobQueueError> {
@@ -542,6 +635,7 @@ impl JobQueue for PostgresStore {
         .await
         .map_err(jobs_error)?;
         if done.rows_affected() > 0 {
+            self.headroom.freed(app);
             return Ok(true);
         }
         match self.status_of(app, id).await? {
@@ -770,7 +864,7 @@ impl ScheduleRepository for PostgresStore {
         if moved.rows_affected() == 0 {
             return Ok(false);
         }
-        insert_job(&mut tx, &tick.job)
+        insert_job(&mut *tx, &tick.job)
             .await
             .map_err(schedules_error)?;
         tx.commit().await.map_err(schedules_error)?;

@@ -56,6 +56,7 @@
 mod apps;
 mod error;
 mod events;
+mod headroom;
 mod members;
 mod rows;
 mod scripts;
@@ -98,6 +99,8 @@ pub const DEFAULT_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 #[derive(Debug, Clone)]
 pub struct PostgresStore {
     pool: PgPool,
+    /// The queue-cap estimate of each app (the private `headroom` module).
+    headroom: Arc<headroom::Headroom>,
 }
 
 impl PostgresStore {
@@ -166,7 +169,10 @@ impl PostgresStore {
     /// Wraps an existing pool (its options are the caller's choice; a lazy
     /// pool is fine).
     pub fn from_pool(pool: PgPool) -> Self {
-        Self { pool }
+        Self {
+            pool,
+            headroom: Arc::default(),
+        }
     }
 
     /// Applies the embedded [`MIGRATOR`] migrations that are not applied yet.

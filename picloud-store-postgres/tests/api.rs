@@ -82,7 +82,6 @@ async fn the_schema_has_named_constraints_and_the_member_index() {
             "app_members_app_id_fkey",
             "app_members_user_id_fkey",
             "invocations_script_id_fkey",
-            "jobs_app_id_fkey",
             "jobs_app_id_script_fkey",
             "schedules_app_id_fkey",
             "schedules_app_id_script_fkey",

@@ -58,9 +58,9 @@ pub struct RunnerConfig {
 impl Default for RunnerConfig {
     fn default() -> Self {
         Self {
-            batch: 64,
-            per_app: 32,
-            concurrency: 64,
+            batch: 128,
+            per_app: 64,
+            concurrency: 128,
             retry_base: Duration::from_secs(1),
             backstop: None,
             complete_batch: 256,
@@ -101,6 +101,10 @@ impl JobRunner {
 /// it goes idle).
 const PRUNE_EVERY: Duration = Duration::from_secs(10);
 
+/// How often a busy runner reclaims expired leases (an idle one reclaims
+/// on every wake-up).
+const RECLAIM_EVERY: Duration = Duration::from_secs(1);
+
 /// App slugs by id, as the runner learns them (a slug never changes).
 type Slugs = Arc<Mutex<HashMap<AppId, String>>>;
 
@@ -119,6 +123,9 @@ async fn run_loop(events: EventService, config: RunnerConfig, mut stop: watch::R
     let slugs: Slugs = Arc::default();
     let mut worked = false;
     let mut pruned_at = Instant::now();
+    // Whether the last claim found work.
+    let mut busy = false;
+    let mut reclaimed_at = Instant::now();
     loop {
         if *stop.borrow() {
             break;
@@ -130,8 +137,14 @@ async fn run_loop(events: EventService, config: RunnerConfig, mut stop: watch::R
             },
             _ = stop.changed() => break,
         };
-        if let Err(e) = stores.jobs.reclaim_expired().await {
-            tracing::warn!(error = %e, "job runner: reclaiming expired leases failed");
+        // Leases last seconds: while busy, reclaiming once per
+        // RECLAIM_EVERY is enough. After an empty claim (a wake-up, perhaps
+        // for a lease that just expired) always.
+        if !busy || reclaimed_at.elapsed() >= RECLAIM_EVERY {
+            reclaimed_at = Instant::now();
+            if let Err(e) = stores.jobs.reclaim_expired().await {
+                tracing::warn!(error = %e, "job runner: reclaiming expired leases failed");
+            }
         }
         let room = (1 + slots.available_permits()).min(config.batch.max(1));
         let claimed = match stores.jobs.claim(room, config.per_app.max(1)).await {
@@ -146,6 +159,7 @@ async fn run_loop(events: EventService, config: RunnerConfig, mut stop: watch::R
                 continue;
             }
         };
+        busy = !claimed.is_empty();
         if claimed.is_empty() {
             drop(first);
             // Pruning scans the finished jobs: at most every PRUNE_EVERY,
