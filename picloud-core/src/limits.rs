@@ -79,6 +79,12 @@ pub struct Limits {
     /// Bytes of stored input (requests, payloads) those jobs may hold.
     /// Default 64 MiB, at most 1 GiB.
     pub max_queued_bytes: u64,
+    /// Keys the app may hold in its KV state. Default 100 000, at most
+    /// 10 000 000.
+    pub kv_max_keys: u64,
+    /// Bytes of keys and values the app's KV state may hold. Default
+    /// 64 MiB, at most 8 GiB.
+    pub kv_max_bytes: u64,
 }
 
 impl Limits {
@@ -110,6 +116,10 @@ impl Limits {
     pub const MAX_QUEUED_JOBS: u64 = 1_000_000;
     /// The highest `max_queued_bytes` accepted: 1 GiB.
     pub const MAX_QUEUED_BYTES: u64 = 1024 * 1024 * 1024;
+    /// The highest `kv_max_keys` accepted.
+    pub const MAX_KV_KEYS: u64 = 10_000_000;
+    /// The highest `kv_max_bytes` accepted: 8 GiB.
+    pub const MAX_KV_BYTES: u64 = 8 * 1024 * 1024 * 1024;
 
     /// Checks that every limit is positive and below the hard ceilings.
     /// For an API that lets an app override its limits: reject bad values
@@ -187,6 +197,8 @@ impl Limits {
                 self.max_queued_bytes,
                 Self::MAX_QUEUED_BYTES,
             ),
+            ("kv_max_keys", self.kv_max_keys, Self::MAX_KV_KEYS),
+            ("kv_max_bytes", self.kv_max_bytes, Self::MAX_KV_BYTES),
         ] {
             positive(field, value)?;
             if value > max {
@@ -228,6 +240,18 @@ impl Limits {
             max_memory_bytes: within(self.max_memory_bytes, Self::MAX_MEMORY_BYTES),
             max_queued_jobs: self.max_queued_jobs.clamp(1, Self::MAX_QUEUED_JOBS),
             max_queued_bytes: self.max_queued_bytes.clamp(1, Self::MAX_QUEUED_BYTES),
+            kv_max_keys: self.kv_max_keys.clamp(1, Self::MAX_KV_KEYS),
+            kv_max_bytes: self.kv_max_bytes.clamp(1, Self::MAX_KV_BYTES),
+        }
+    }
+}
+
+impl Limits {
+    /// The app's KV quota under these limits.
+    pub fn kv_quota(&self) -> crate::domain::KvQuota {
+        crate::domain::KvQuota {
+            max_keys: self.kv_max_keys,
+            max_bytes: self.kv_max_bytes,
         }
     }
 }
@@ -249,6 +273,8 @@ impl Default for Limits {
             max_memory_bytes: 64 * 1024 * 1024,
             max_queued_jobs: 10_000,
             max_queued_bytes: 64 * 1024 * 1024,
+            kv_max_keys: 100_000,
+            kv_max_bytes: 64 * 1024 * 1024,
         }
     }
 }

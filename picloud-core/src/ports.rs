@@ -14,8 +14,10 @@
 
 pub mod apps;
 pub mod authz;
+pub mod env;
 pub mod invocations;
 pub mod jobs;
+pub mod kv;
 pub mod members;
 pub mod schedules;
 pub mod scripts;
@@ -26,12 +28,14 @@ pub mod users;
 
 pub use apps::{AppRepoError, AppRepository};
 pub use authz::{AuthzRepoError, AuthzRepository};
+pub use env::{EnvRepoError, EnvRepository};
 pub use invocations::{
     INVOCATION_BYTES_PER_APP, INVOCATION_BYTES_PER_SCRIPT, INVOCATION_RECORD_MAX_BYTES,
     INVOCATIONS_KEPT, InvocationFilter, InvocationRepoError, InvocationRepository, fit_record,
     fit_record_copy,
 };
 pub use jobs::{Completion, Enqueued, JobFilter, JobQueue, JobQueueError};
+pub use kv::{KvError, KvStore};
 pub use members::{AppMembersRepoError, AppMembersRepository};
 pub use schedules::{ScheduleRepoError, ScheduleRepository};
 pub use scripts::{

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use crate::ports::{
     AdminUserRepository, AppMembersRepository, AppRepository, AppSettingsRepository,
-    AuthzRepository, InvocationRepository, JobQueue, ScheduleRepository, ScriptRepository,
+    AuthzRepository, EnvRepository, InvocationRepository, JobQueue, KvStore, ScheduleRepository, ScriptRepository,
     SubscriptionRepository, TokenRepository,
 };
 
@@ -43,6 +43,10 @@ pub struct Stores {
     pub schedules: Arc<dyn ScheduleRepository>,
     /// Topic subscriptions.
     pub subscriptions: Arc<dyn SubscriptionRepository>,
+    /// Each app's key-value state.
+    pub kv: Arc<dyn KvStore>,
+    /// Each app's environment, secrets and data key.
+    pub env: Arc<dyn EnvRepository>,
 }
 
 impl Stores {
@@ -62,6 +66,8 @@ impl Stores {
             + JobQueue
             + ScheduleRepository
             + SubscriptionRepository
+            + KvStore
+            + EnvRepository
             + 'static,
     {
         Self {
@@ -75,7 +81,9 @@ impl Stores {
             settings: store.clone(),
             jobs: store.clone(),
             schedules: store.clone(),
-            subscriptions: store,
+            subscriptions: store.clone(),
+            kv: store.clone(),
+            env: store,
         }
     }
 }

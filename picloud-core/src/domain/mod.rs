@@ -4,8 +4,10 @@
 
 mod app;
 mod display_name;
+mod env;
 mod invocation;
 mod job;
+mod kv;
 mod membership;
 mod owner_guard;
 mod principal;
@@ -18,6 +20,10 @@ mod user;
 
 pub use app::{App, NewApp, PublicErrors};
 pub use display_name::{DisplayName, DisplayNameError, validate_display_name};
+pub use env::{
+    ENV_MAX_NAME_BYTES, ENV_MAX_VALUE_BYTES, ENV_MAX_VARS_PER_APP, EnvName, EnvNameError, EnvValue,
+    EnvVar, Sealed, WrappedKey,
+};
 pub use invocation::{InvocationContext, InvocationRecord, Trigger};
 pub use job::{
     ATTEMPT_LOG_MAX_BYTES, ATTEMPTS_KEPT, Attempt, DEDUPE_WINDOW, DEFAULT_MAX_ATTEMPTS, Event,
@@ -26,6 +32,10 @@ pub use job::{
     MAX_SCHEDULES_PER_APP, NewJob, QueueCap, QueueUsage, RESULT_BODY_MAX_BYTES, Schedule,
     ScheduleName, ScheduleNameError, ScheduleSpec, StoredRequest, Subscription, Tick, Topic,
     TopicError,
+};
+pub use kv::{
+    KV_MAX_KEY_BYTES, KV_MAX_LIST_LIMIT, KV_MAX_OPS_PER_RUN, KV_MAX_TTL_SECS, KV_MAX_VALUE_BYTES,
+    KvEntry, KvKeyError, KvPage, KvQuota, KvUsage, KvWrite, validate_kv_key,
 };
 pub use membership::{AppMembership, AppMembershipDetail};
 pub use owner_guard::{

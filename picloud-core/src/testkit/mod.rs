@@ -44,8 +44,8 @@ pub fn strict_mocks() -> Stores {
     use std::sync::Arc;
 
     use crate::ports::{
-        apps, authz, invocations, jobs, members, schedules, scripts, settings, subscriptions,
-        tokens, users,
+        apps, authz, env, invocations, jobs, kv, members, schedules, scripts, settings,
+        subscriptions, tokens, users,
     };
 
     Stores {
@@ -60,6 +60,8 @@ pub fn strict_mocks() -> Stores {
         jobs: Arc::new(jobs::MockJobQueue::new()),
         schedules: Arc::new(schedules::MockScheduleRepository::new()),
         subscriptions: Arc::new(subscriptions::MockSubscriptionRepository::new()),
+        kv: Arc::new(kv::MockKvStore::new()),
+        env: Arc::new(env::MockEnvRepository::new()),
     }
 }
 
