@@ -14,6 +14,9 @@
 //!   login and bearer authentication, and the user directory service.
 //! - `executor` (feature `executor`): compile Rhai scripts once and run them
 //!   sandboxed, with limits, on a bounded and fair worker pool.
+//! - `secrets` and `env` (feature `secrets`): sealing secrets with
+//!   XChaCha20-Poly1305 under per-app data keys wrapped by a master key, and
+//!   the env service (variables and secrets, per app).
 //! - `testkit` (feature `testkit`): the public conformance suite, proptest
 //!   strategies and the reference model of the capability table.
 #![forbid(unsafe_code)]
@@ -26,6 +29,9 @@ pub mod auth;
 pub mod authz;
 pub mod clock;
 pub mod domain;
+#[cfg(feature = "secrets")]
+#[cfg_attr(docsrs, doc(cfg(feature = "secrets")))]
+pub mod env;
 pub mod error;
 #[cfg(feature = "executor")]
 #[cfg_attr(docsrs, doc(cfg(feature = "executor")))]
@@ -40,6 +46,9 @@ pub mod ports;
 #[cfg(feature = "executor")]
 #[cfg_attr(docsrs, doc(cfg(feature = "executor")))]
 pub mod scripts;
+#[cfg(feature = "secrets")]
+#[cfg_attr(docsrs, doc(cfg(feature = "secrets")))]
+pub mod secrets;
 pub mod stores;
 #[cfg(feature = "testkit")]
 #[cfg_attr(docsrs, doc(cfg(feature = "testkit")))]
