@@ -278,27 +278,23 @@ impl EnvService {
         Ok((view, created))
     }
 
-    /// Deletes `name` (AppEdit); [`EnvError::NotFound`] if it was not
-    /// there.
+    /// Deletes `name` (AppEdit); idempotent, like a member's removal:
+    /// deleting a name that is not there changes nothing and succeeds.
     pub async fn delete(&self, principal: &Principal, app: &str, name: &str) -> Result<(), EnvError> {
         let app = self.app(principal, app, Capability::AppEdit).await?;
         let Ok(name) = EnvName::parse(name) else {
-            return Err(EnvError::NotFound(name.to_owned()));
+            return Ok(());
         };
         let stores = self.inner.stores.clone();
         let this = self.clone();
         let (id, n) = (app.id, name.clone());
-        let gone = crate::scripts::to_the_end(async move {
+        crate::scripts::to_the_end(async move {
             let gone = stores.env.env_delete(id, &n).await;
             this.changed(id);
             gone
         })
         .await?;
-        if gone {
-            Ok(())
-        } else {
-            Err(EnvError::NotFound(name.to_string()))
-        }
+        Ok(())
     }
 
     /// The app's variables, by name (AppView); secrets without values.

@@ -14,7 +14,7 @@
 //!   login and bearer authentication, and the user directory service.
 //! - `executor` (feature `executor`): compile Rhai scripts once and run them
 //!   sandboxed, with limits, on a bounded and fair worker pool.
-//! - `secrets` and `env` (feature `secrets`): sealing secrets with
+//! - `secrets` and `env` (feature `executor`): sealing secrets with
 //!   XChaCha20-Poly1305 under per-app data keys wrapped by a master key, and
 //!   the env service (variables and secrets, per app).
 //! - `testkit` (feature `testkit`): the public conformance suite, proptest
@@ -29,8 +29,8 @@ pub mod auth;
 pub mod authz;
 pub mod clock;
 pub mod domain;
-#[cfg(feature = "secrets")]
-#[cfg_attr(docsrs, doc(cfg(feature = "secrets")))]
+#[cfg(feature = "executor")]
+#[cfg_attr(docsrs, doc(cfg(feature = "executor")))]
 pub mod env;
 pub mod error;
 #[cfg(feature = "executor")]
@@ -40,14 +40,17 @@ pub mod events;
 #[cfg_attr(docsrs, doc(cfg(feature = "executor")))]
 pub mod executor;
 pub mod ids;
+#[cfg(feature = "executor")]
+#[cfg_attr(docsrs, doc(cfg(feature = "executor")))]
+pub mod kv;
 pub mod limits;
 pub mod members;
 pub mod ports;
 #[cfg(feature = "executor")]
 #[cfg_attr(docsrs, doc(cfg(feature = "executor")))]
 pub mod scripts;
-#[cfg(feature = "secrets")]
-#[cfg_attr(docsrs, doc(cfg(feature = "secrets")))]
+#[cfg(feature = "executor")]
+#[cfg_attr(docsrs, doc(cfg(feature = "executor")))]
 pub mod secrets;
 pub mod stores;
 #[cfg(feature = "testkit")]

@@ -168,7 +168,7 @@ fn json_values_at_most(text: &str) -> usize {
 /// `parse_json(text)`: strict JSON (the standard version evaluates the text
 /// as a Rhai expression), refused when it holds more values than the array
 /// and map limits allow together.
-fn parse_json(ctx: &NativeCallContext, text: &str) -> Fallible<Dynamic> {
+pub(crate) fn parse_json(ctx: &NativeCallContext, text: &str) -> Fallible<Dynamic> {
     let engine = ctx.engine();
     let room = limit(engine.max_array_size()).saturating_add(limit(engine.max_map_size()));
     if json_values_at_most(text) > room.saturating_add(1) {

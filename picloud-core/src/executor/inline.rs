@@ -186,13 +186,14 @@ pub(crate) fn attempt(
     request: &ScriptRequest,
     limits: &Limits,
     budget: &InlineBudget,
+    host: Option<std::sync::Arc<dyn super::ScriptHost>>,
 ) -> Option<Invocation> {
     SANDBOX
         .try_with(|slot| {
             let mut slot = slot.try_borrow_mut().ok()?;
             let sandbox = slot.get_or_insert_with(|| Sandbox::with_stack_limit(budget.stack));
             let run = catch_unwind(AssertUnwindSafe(|| {
-                sandbox.try_inline(script, request, limits, budget)
+                sandbox.try_inline(script, request, limits, budget, host)
             }));
             run.unwrap_or_else(|_| {
                 // The engine may be in any state: a fresh one next time,

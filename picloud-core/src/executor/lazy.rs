@@ -67,6 +67,19 @@ impl Executor for LazyExecutor {
         self.get()?.execute(tenant, script, request, limits).await
     }
 
+    async fn execute_hosted(
+        &self,
+        tenant: &str,
+        script: &CompiledScript,
+        request: ScriptRequest,
+        limits: &Limits,
+        host: std::sync::Arc<dyn super::ScriptHost>,
+    ) -> Result<Invocation, ExecError> {
+        self.get()?
+            .execute_hosted(tenant, script, request, limits, Some(host))
+            .await
+    }
+
     /// Zero counts until the first run.
     fn stats(&self) -> Option<ExecutorStats> {
         Some(

@@ -38,6 +38,7 @@
 
 mod bounded;
 pub mod error;
+pub mod host;
 pub mod inline;
 pub mod lazy;
 #[cfg(feature = "meter")]
@@ -59,6 +60,7 @@ pub use rhai;
 /// The limits are plain data, outside this feature: see [`crate::limits`].
 pub use crate::limits::{self, LimitKind, Limits, LimitsError};
 pub use error::{CompileError, ExecError, ExecErrorKind};
+pub use host::{HostError, HttpCall, HttpReply, KvCall, KvReply, ScriptHost};
 pub use inline::InlineBudget;
 pub use lazy::LazyExecutor;
 pub use pool::{ExecutorConfig, ExecutorStats, RhaiExecutor};
@@ -106,6 +108,22 @@ pub trait Executor: Send + Sync {
         request: ScriptRequest,
         limits: &Limits,
     ) -> Result<Invocation, ExecError>;
+
+    /// [`execute`](Self::execute) with `host` for the script's `env`,
+    /// `kv::…` and `http::…`. The default ignores the host (an executor
+    /// without them: `env` is empty and the calls fail); [`RhaiExecutor`]
+    /// hands it to the run.
+    async fn execute_hosted(
+        &self,
+        tenant: &str,
+        script: &CompiledScript,
+        request: ScriptRequest,
+        limits: &Limits,
+        host: std::sync::Arc<dyn ScriptHost>,
+    ) -> Result<Invocation, ExecError> {
+        let _ = host;
+        self.execute(tenant, script, request, limits).await
+    }
 
     /// The executor's load and which paths its runs took, when it keeps
     /// such counts ([`RhaiExecutor`] does).

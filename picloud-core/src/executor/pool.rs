@@ -38,6 +38,7 @@ use std::thread;
 use async_trait::async_trait;
 use tokio::sync::oneshot;
 
+use super::host::ScriptHost;
 use super::error::ExecError;
 use super::inline::{self, InlineBudget};
 use super::limits::Limits;
@@ -121,6 +122,7 @@ struct Job {
     script: CompiledScript,
     request: ScriptRequest,
     limits: Limits,
+    host: Option<Arc<dyn ScriptHost>>,
     reply: oneshot::Sender<Result<Invocation, ExecError>>,
 }
 
@@ -391,11 +393,26 @@ impl RhaiExecutor {
         request: ScriptRequest,
         limits: &Limits,
     ) -> Result<Invocation, ExecError> {
+        self.execute_hosted(tenant, script, request, limits, None)
+            .await
+    }
+
+    /// [`execute`](Self::execute) with `host` for the script's `env`,
+    /// `kv::…` and `http::…`. A run that calls `kv::…` or `http::…` leaves
+    /// the fast path before the call (they are effects).
+    pub async fn execute_hosted(
+        &self,
+        tenant: &str,
+        script: &CompiledScript,
+        request: ScriptRequest,
+        limits: &Limits,
+        host: Option<Arc<dyn ScriptHost>>,
+    ) -> Result<Invocation, ExecError> {
         if let Some(budget) = &self.shared.config.inline {
             let paths = &self.shared.paths;
             let route = script.route();
             if route.inline_allowed() && budget.admits(&request) {
-                if let Some(invocation) = inline::attempt(script, &request, limits, budget) {
+                if let Some(invocation) = inline::attempt(script, &request, limits, budget, host.clone()) {
                     route.completed();
                     paths.inline_completed.fetch_add(1, Ordering::Relaxed);
                     return Ok(invocation);
@@ -413,6 +430,7 @@ impl RhaiExecutor {
                 script: script.clone(),
                 request,
                 limits: *limits,
+                host,
                 reply,
             },
         )?;
@@ -447,6 +465,17 @@ impl Executor for RhaiExecutor {
         RhaiExecutor::execute(self, tenant, script, request, limits).await
     }
 
+    async fn execute_hosted(
+        &self,
+        tenant: &str,
+        script: &CompiledScript,
+        request: ScriptRequest,
+        limits: &Limits,
+        host: Arc<dyn ScriptHost>,
+    ) -> Result<Invocation, ExecError> {
+        RhaiExecutor::execute_hosted(self, tenant, script, request, limits, Some(host)).await
+    }
+
     fn stats(&self) -> Option<ExecutorStats> {
         Some(RhaiExecutor::stats(self))
     }
@@ -461,12 +490,13 @@ fn worker(shared: &Shared, stack_limit: usize) {
             script,
             request,
             limits,
+            host,
             reply,
         } = job;
         // The caller gave up while the job waited: do not run it.
         if !reply.is_closed() {
             shared.paths.pool_runs.fetch_add(1, Ordering::Relaxed);
-            let run = catch_unwind(AssertUnwindSafe(|| sandbox.run(&script, request, &limits)));
+            let run = catch_unwind(AssertUnwindSafe(|| sandbox.run_hosted(&script, request, &limits, host)));
             let answer = match run {
                 Ok(invocation) => Ok(invocation),
                 Err(panic) => {

@@ -70,6 +70,7 @@ use rhai::{
 };
 
 use super::Invocation;
+use super::host::ScriptHost;
 use super::bounded::{self, check_sizes, too_large};
 use super::error::{CompileError, ExecError};
 use super::inline::{InlineBudget, Route};
@@ -367,6 +368,7 @@ fn compile_here(
     engine.set_strict_variables(!budget.lenient);
     let mut scope = Scope::new();
     scope.push_dynamic("request", Dynamic::UNIT);
+    scope.push_constant_dynamic("env", Dynamic::UNIT);
     let compiled = engine.compile_with_scope(&scope, source);
     if expired.load(Ordering::Relaxed) {
         let message = if budget.is_cancelled() {
@@ -528,6 +530,9 @@ fn sandbox_engine() -> Engine {
     });
     // Functions whose result can dwarf their input check its size first.
     bounded::register(&mut engine);
+    // `kv::…` and `http::…`, so that strict compiles know the modules; a
+    // run's engine replaces them with ones bound to its state.
+    super::host::register(&mut engine, None);
     // rhai's `pad` grows the string a character at a time, one reallocation
     // each (smartstring reallocates even when the capacity suffices): about
     // a second for 1 MiB under jemalloc, in one operation the wall clock
@@ -683,6 +688,44 @@ struct RunState {
     log: Mutex<LogBuffer>,
     /// The events `emit` made in this run.
     emitted: Mutex<Vec<crate::domain::Event>>,
+    /// The run's host (env, KV, HTTP), if it has one.
+    host: Mutex<Option<Arc<dyn ScriptHost>>>,
+    /// What the `env` map held when the run started: not charged.
+    env_sizes: Mutex<DataSizes>,
+    /// KV operations made by this run.
+    kv_ops: AtomicUsize,
+    /// HTTP requests made by this run.
+    http_requests: AtomicUsize,
+}
+
+impl super::host::RunContext for RunState {
+    fn before_effect(&self) -> Result<(), Box<EvalAltResult>> {
+        RunState::before_effect(self)
+    }
+
+    fn host(&self) -> Option<Arc<dyn ScriptHost>> {
+        lock(&self.host).clone()
+    }
+
+    fn deadline(&self) -> Instant {
+        let ns = self.deadline_ns.load(Ordering::Relaxed);
+        self.origin
+            .checked_add(Duration::from_nanos(ns))
+            .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600))
+    }
+
+    fn count_kv(&self) -> bool {
+        self.kv_ops.fetch_add(1, Ordering::Relaxed) < crate::domain::KV_MAX_OPS_PER_RUN
+    }
+
+    fn count_http(&self) -> bool {
+        self.http_requests.fetch_add(1, Ordering::Relaxed) < super::host::HTTP_MAX_REQUESTS_PER_RUN
+    }
+
+    fn wall_clock(&self) -> Box<EvalAltResult> {
+        self.stop(STOPPED_BY_CLOCK);
+        EvalAltResult::ErrorTerminated(Dynamic::from(WallClock), Position::NONE).into()
+    }
 }
 
 /// [`RunState::stopped`]: the run goes on.
@@ -902,6 +945,10 @@ impl Sandbox {
             frame_memory: Mutex::new(Vec::new()),
             log: Mutex::new(LogBuffer::default()),
             emitted: Mutex::new(Vec::new()),
+            host: Mutex::new(None),
+            env_sizes: Mutex::new(DataSizes::default()),
+            kv_ops: AtomicUsize::new(0),
+            http_requests: AtomicUsize::new(0),
         });
         install_quiet_panic_hook();
         let metered = meter_balance().is_some();
@@ -930,9 +977,21 @@ impl Sandbox {
         request: ScriptRequest,
         limits: &Limits,
     ) -> Invocation {
+        self.run_hosted(script, request, limits, None)
+    }
+
+    /// [`run`](Self::run) with `host` for the script's `env`, `kv::…` and
+    /// `http::…` (without one, `env` is empty and the calls fail).
+    pub fn run_hosted(
+        &mut self,
+        script: &CompiledScript,
+        request: ScriptRequest,
+        limits: &Limits,
+        host: Option<Arc<dyn ScriptHost>>,
+    ) -> Invocation {
         let limits = limits.clamped();
         let request = Dynamic::from_map(request.into_rhai());
-        self.evaluate(script, request, &limits, None)
+        self.evaluate(script, request, &limits, None, host)
     }
 
     /// Attempts `script` inline, under `budget` (see [`super::inline`]):
@@ -952,11 +1011,12 @@ impl Sandbox {
         request: &ScriptRequest,
         limits: &Limits,
         budget: &InlineBudget,
+        host: Option<Arc<dyn ScriptHost>>,
     ) -> Option<Invocation> {
         let limits = budget.lower(&limits.clamped());
         let request = Dynamic::from_map(request.to_rhai());
         let pool_stack = self.state.stack_limit.swap(budget.stack, Ordering::Relaxed);
-        let invocation = self.evaluate(script, request, &limits, Some(budget.time));
+        let invocation = self.evaluate(script, request, &limits, Some(budget.time), host);
         self.state.stack_limit.store(pool_stack, Ordering::Relaxed);
         let abandoned = self.state.stopped.load(Ordering::Relaxed) == STOPPED_BY_BUDGET
             || matches!(
@@ -975,6 +1035,7 @@ impl Sandbox {
         request: Dynamic,
         limits: &Limits,
         inline: Option<Duration>,
+        host: Option<Arc<dyn ScriptHost>>,
     ) -> Invocation {
         let engine = match (&mut self.plain, script.needs_scan) {
             (Some(plain), false) => plain,
@@ -983,14 +1044,23 @@ impl Sandbox {
         configure(engine, limits);
         self.state.log().reset(limits.max_output_bytes);
         lock(&self.state.emitted).clear();
+        self.state.kv_ops.store(0, Ordering::Relaxed);
+        self.state.http_requests.store(0, Ordering::Relaxed);
+        let env = Dynamic::from_map(super::host::env_map(host.as_ref()));
+        let env_sizes = values::data_sizes(&env);
+        *lock(&self.state.env_sizes) = env_sizes;
+        *lock(&self.state.host) = host;
 
         let start = Instant::now();
         let _running = SandboxRunning::enter();
         if let Some(base) = meter_balance() {
             self.state.meter_base.store(base, Ordering::Relaxed);
         }
-        let request_sizes = values::data_sizes(&request);
+        let mut request_sizes = values::data_sizes(&request);
         *lock(&self.state.request_sizes) = request_sizes;
+        // The limits below make room for what the run was given: its
+        // request and its environment.
+        request_sizes.add(env_sizes);
         // rhai checks a value whole whenever a method is called on it, so a
         // request within the body limit (a 200k-element JSON array, a 600 KB
         // string, which `body` and `json` hold twice) would fail the script
@@ -1006,6 +1076,7 @@ impl Sandbox {
         self.state.response_bytes.store(0, Ordering::Relaxed);
         self.scope.clear();
         self.scope.push_dynamic("request", request);
+        self.scope.push_constant_dynamic("env", env);
         // One clock read (`start`) sets every time of the run.
         let now = self.state.ns_at(start);
         let wall = u64::try_from(limits.wall_clock.as_nanos()).unwrap_or(u64::MAX);
@@ -1035,6 +1106,7 @@ impl Sandbox {
             .inline_deadline_ns
             .store(u64::MAX, Ordering::Relaxed);
         self.scope.clear();
+        *lock(&self.state.host) = None;
         let result = match result {
             Err(err) => match *err {
                 EvalAltResult::Exit(value, _) | EvalAltResult::Return(value, _) => Ok(value),
@@ -1104,6 +1176,8 @@ impl Sandbox {
 /// and [`CompiledScript::needs_scan`]).
 fn run_engine(state: &Arc<RunState>, metered: bool, scan: bool) -> Engine {
     let mut engine = sandbox_engine();
+    let host_state: Arc<dyn super::host::RunContext> = Arc::clone(state) as _;
+    super::host::register(&mut engine, Some(host_state));
     let print_stop = Arc::clone(state);
     bounded::register_printing(&mut engine, move || print_stop.stop(STOPPED_BY_TEXT));
 
@@ -1231,6 +1305,7 @@ fn run_engine(state: &Arc<RunState>, metered: bool, scan: bool) -> Engine {
             let engine = context.engine();
             let level = context.call_level();
             let allowance = *lock(&scan_state.request_sizes);
+            let env_allowance = *lock(&scan_state.env_sizes);
             let mut frame = 0_usize;
             // A size error stops the run for good (see `stopped`): a script's
             // `try`/`catch` cannot keep it going.
@@ -1239,6 +1314,8 @@ fn run_engine(state: &Arc<RunState>, metered: bool, scan: bool) -> Engine {
                     let mut sizes = values::data_sizes(value);
                     if level == 0 && name == "request" {
                         sizes = sizes.less(allowance);
+                    } else if level == 0 && name == "env" {
+                        sizes = sizes.less(env_allowance);
                     }
                     check_sizes(engine, sizes)?;
                     frame = frame.saturating_add(sizes.memory);
@@ -1328,7 +1405,7 @@ mod tests {
         .unwrap();
         assert!(
             sandbox
-                .try_inline(&script, &request, &limits, &budget)
+                .try_inline(&script, &request, &limits, &budget, None)
                 .is_none()
         );
         assert_eq!(
@@ -1347,7 +1424,7 @@ mod tests {
         // Without an effect, the same sandbox answers inline.
         let plain = compile(r#"print("x"); 2"#, &limits).unwrap();
         let run = sandbox
-            .try_inline(&plain, &request, &limits, &budget)
+            .try_inline(&plain, &request, &limits, &budget, None)
             .unwrap();
         assert_eq!(
             (run.outcome.unwrap().body_text(), run.logs),

@@ -242,7 +242,7 @@ pub(crate) struct DataSizes {
 
 impl DataSizes {
     /// Adds `other` to these sizes.
-    fn add(&mut self, other: DataSizes) {
+    pub(crate) fn add(&mut self, other: DataSizes) {
         self.arrays += other.arrays;
         self.maps += other.maps;
         self.strings += other.strings;

@@ -16,12 +16,14 @@
 
 mod cache;
 mod credentials;
+mod host;
 mod service;
 mod tails;
 mod writer;
 
 pub use cache::{LiveScript, ScriptCache};
 pub(crate) use credentials::strip_credentials as strip_stored_credentials;
+pub use host::{OutboundHttp, RunHost};
 pub use credentials::{MAX_CREDENTIAL_LOOKUPS, SESSION_COOKIE};
 pub use service::{
     AppInvocationsQuery, LogTail, ScriptDetail, ScriptService, StorageUsage, TAIL_BACKLOG,

@@ -1,6 +1,7 @@
 //! The scripts service: deploy, list, roll back, show invocations, set an
 //! app's limits, and invoke.
 
+use super::host::{OutboundHttp, RunHost};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -70,6 +71,12 @@ pub struct ScriptService {
     /// Rung when jobs may have become due (an enqueue, an emit, a retry):
     /// the job runner waits on it instead of polling.
     job_signal: Arc<tokio::sync::Notify>,
+    /// The environment of each app's runs.
+    env: crate::env::EnvService,
+    /// Outbound HTTP, if the instance allows it.
+    outbound: Option<Arc<dyn OutboundHttp>>,
+    /// Rung when a run wrote a key with a TTL.
+    kv_signal: Arc<tokio::sync::Notify>,
 }
 
 /// One finished run, as a live tail sees it.
@@ -235,6 +242,7 @@ impl crate::apps::AppListener for ScriptService {
         // At once (in the poll that saw the store's delete finish), then
         // again after any deploy in flight, which may have cached a script.
         self.cache.remove_app(app.slug.as_str());
+        self.env.forget(app.id);
         let lock = self.app_lock(app.id);
         let _serial = lock.lock().await;
         self.cache.remove_app(app.slug.as_str());
@@ -297,6 +305,7 @@ impl ScriptService {
     /// empty: call [`ScriptService::warm`] before serving.
     pub fn new(stores: Stores, executor: Arc<dyn Executor>) -> Self {
         let writer = InvocationWriter::start(&stores);
+        let stores_for_env = stores.clone();
         Self {
             stores,
             executor,
@@ -307,7 +316,37 @@ impl ScriptService {
             warm: Arc::new(AtomicBool::new(false)),
             tails: Arc::default(),
             job_signal: Arc::default(),
+            env: crate::env::EnvService::new(stores_for_env, None),
+            outbound: None,
+            kv_signal: Arc::default(),
         }
+    }
+
+    /// Uses `env` for the runs' environment (one made with the instance's
+    /// master key; the default has none, so secrets cannot be written).
+    #[must_use]
+    pub fn with_env(mut self, env: crate::env::EnvService) -> Self {
+        self.env = env;
+        self
+    }
+
+    /// Lets scripts make outbound HTTP requests through `outbound`
+    /// (without it, `http::…` is a script error saying it is off).
+    #[must_use]
+    pub fn with_outbound(mut self, outbound: Arc<dyn OutboundHttp>) -> Self {
+        self.outbound = Some(outbound);
+        self
+    }
+
+    /// The env service the runs read their environment from.
+    pub fn env(&self) -> &crate::env::EnvService {
+        &self.env
+    }
+
+    /// The signal rung when a script wrote a KV key with a TTL (the KV
+    /// sweeper waits on it).
+    pub fn kv_signal(&self) -> &Arc<tokio::sync::Notify> {
+        &self.kv_signal
     }
 
     /// The signal rung when jobs may have become due; the job runner of
@@ -1322,12 +1361,29 @@ impl ScriptService {
         keep_logs: bool,
     ) -> Result<Invocation, InvokeError> {
         strip_credentials(&self.stores, &mut request.headers).await;
+        let env = self.env.for_run(live.app_id).await.map_err(|e| {
+            InvokeError::Exec(ExecError::Internal(format!(
+                "the app's environment could not be read: {e}"
+            )))
+        })?;
+        let host = Arc::new(RunHost {
+            app: live.app_id,
+            quota: limits.kv_quota(),
+            kv: Arc::clone(&self.stores.kv),
+            env: Arc::clone(&env),
+            outbound: self.outbound.clone(),
+            handle: tokio::runtime::Handle::current(),
+            on_ttl: Some(Arc::clone(&self.kv_signal)),
+        });
         let at = crate::clock::now();
         let mut invocation = self
             .executor
-            .execute(slug, &live.compiled, request, limits)
+            .execute_hosted(slug, &live.compiled, request, limits, host)
             .await
             .map_err(InvokeError::Exec)?;
+        if env.has_secrets() {
+            redact(&env, &mut invocation);
+        }
         let (status, error, line, column) = match &invocation.outcome {
             Ok(r) => (r.status, None, None, None),
             Err(e) => (
@@ -1361,6 +1417,20 @@ impl ScriptService {
         });
         self.writer.record(record);
         Ok(invocation)
+    }
+}
+
+/// Takes every secret value of `env` out of what the run leaves behind: its
+/// log lines and its error message (which may reach a caller).
+fn redact(env: &crate::env::RunEnv, invocation: &mut Invocation) {
+    for line in &mut invocation.logs {
+        *line = env.redact(line);
+    }
+    if let Err(
+        ExecError::Runtime { message, .. } | ExecError::LimitExceeded { message, .. },
+    ) = &mut invocation.outcome
+    {
+        *message = env.redact(message);
     }
 }
 
