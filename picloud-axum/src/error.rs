@@ -182,7 +182,9 @@ from_service_errors!(
     AuthError,
     MembershipError,
     UserError,
-    picloud_core::events::EventError
+    picloud_core::events::EventError,
+    picloud_core::env::EnvError,
+    picloud_core::kv::KvServiceError,
 );
 
 impl From<ScriptError> for ApiError {

@@ -82,6 +82,8 @@ pub struct Services {
     pub scripts: ScriptService,
     /// The event engine's rules: `/async`, jobs, schedules, subscriptions.
     pub events: picloud_core::events::EventService,
+    /// The admin API over each app's KV state.
+    pub kv: picloud_core::kv::KvService,
 }
 
 impl std::ops::Deref for ApiState {
@@ -114,8 +116,15 @@ impl ApiState {
 
     /// Services over `stores`, running scripts on `executor`.
     pub fn with_executor(stores: Stores, executor: Arc<dyn Executor>) -> Self {
-        let scripts = ScriptService::new(stores.clone(), executor);
+        Self::with_scripts(ScriptService::new(stores.clone(), executor))
+    }
+
+    /// Services around `scripts` (a script service configured by the
+    /// caller: its env service with a master key, outbound HTTP).
+    pub fn with_scripts(scripts: ScriptService) -> Self {
+        let stores = scripts.stores().clone();
         Self(Arc::new(Services {
+            kv: picloud_core::kv::KvService::new(stores.clone(), Arc::clone(scripts.kv_signal())),
             members: MembershipService::new(stores.clone()),
             apps: AppService::new(stores.clone()).with_listener(Arc::new(scripts.clone())),
             users: UserService::new(stores.clone()),
@@ -139,7 +148,7 @@ impl ApiState {
 /// `/admin/...`: apps, members, users and tokens. Needs an
 /// `Extension<Principal>` from an auth layer; without one, requests get 401.
 pub fn admin_router(state: ApiState) -> Router {
-    use routes::{apps, events as ev, members, scripts, tokens, users};
+    use routes::{apps, events as ev, members, scripts, state, tokens, users};
     Router::new()
         .route("/admin/apps", get(apps::list_apps).post(apps::create_app))
         .route(
@@ -245,6 +254,24 @@ pub fn admin_router(state: ApiState) -> Router {
         .route(
             "/admin/apps/{id_or_slug}/subscriptions",
             get(ev::list_subscriptions),
+        )
+        .route("/admin/apps/{id_or_slug}/env", get(state::list_env))
+        .route(
+            "/admin/apps/{id_or_slug}/env/{name}",
+            get(state::get_env)
+                .put(state::put_env)
+                .delete(state::delete_env),
+        )
+        .route("/admin/apps/{id_or_slug}/kv", get(state::list_kv))
+        .route(
+            "/admin/apps/{id_or_slug}/kv/{key}",
+            get(state::get_kv)
+                .put(state::put_kv)
+                // A value may be 1 MiB of JSON, more than an ordinary body.
+                .layer(DefaultBodyLimit::max(
+                    picloud_core::domain::KV_MAX_VALUE_BYTES + 64 * 1024,
+                ))
+                .delete(state::delete_kv),
         )
         .route(
             "/admin/apps/{id_or_slug}/subscriptions/{name}",

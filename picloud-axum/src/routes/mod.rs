@@ -9,5 +9,6 @@ pub mod logs;
 pub mod members;
 pub mod run;
 pub mod scripts;
+pub mod state;
 pub mod tokens;
 pub mod users;
