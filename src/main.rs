@@ -29,7 +29,11 @@ static ALLOCATOR: picloud_core::executor::meter::MeteredAllocator =
         when the store has no owner yet; without it a token is generated and printed once\n  \
         DATABASE_URL             PostgreSQL (postgres://USER@HOST:PORT/DB); without it, memory\n  \
         RUST_LOG                 the log filter (default: info)\n  \
-        PICLOUD_RETRY_BASE_MS    the job retry backoff's base (default 1000)\n\n\
+        PICLOUD_RETRY_BASE_MS    the job retry backoff's base (default 1000)\n  \
+        PICLOUD_MASTER_KEY       64 hex characters: the key that wraps each app's secret key \
+        (or PICLOUD_MASTER_KEY_FILE, a file holding them)\n  \
+        PICLOUD_EGRESS_ALLOW     IPs and CIDR ranges scripts may reach despite the private-address \
+        rule, comma-separated\n\n\
         PICLOUD_URL              client commands: the server, over the stored login\n  \
         PICLOUD_TOKEN            client commands: the API token, over the stored login\n\n\
         Locked out? `picloud admin create-owner-token --database-url URL` prints a fresh owner token.\n\
@@ -73,6 +77,17 @@ enum AdminCommand {
         #[arg(long, env = "DATABASE_URL")]
         database_url: String,
     },
+    /// Re-wrap every app's secret key under a new master key (offline). The
+    /// current key comes from PICLOUD_MASTER_KEY or PICLOUD_MASTER_KEY_FILE;
+    /// then start the server with the new one.
+    RotateMasterKey {
+        /// PostgreSQL URL.
+        #[arg(long, env = "DATABASE_URL")]
+        database_url: String,
+        /// A file holding the new key (64 hex characters).
+        #[arg(long)]
+        new_key_file: std::path::PathBuf,
+    },
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -104,6 +119,10 @@ struct ServeArgs {
     /// Milliseconds requests in flight may take to finish after SIGINT/SIGTERM.
     #[arg(long, env = "PICLOUD_SHUTDOWN_GRACE_MS", default_value_t = 10_000)]
     shutdown_grace_ms: u64,
+    /// IPs and CIDR ranges scripts may reach despite the private-address
+    /// rule, comma-separated (e.g. `127.0.0.1/32,10.1.2.0/24`).
+    #[arg(long, env = "PICLOUD_EGRESS_ALLOW", default_value = "")]
+    egress_allow: String,
     /// Milliseconds before a failed job's first retry; each next one waits
     /// twice as long, at most 10 minutes.
     #[arg(long, env = "PICLOUD_RETRY_BASE_MS", default_value_t = 1_000,
@@ -123,7 +142,10 @@ fn init_logging() {
 }
 
 async fn serve(args: ServeArgs) -> Result<(), String> {
+    let master_key = server::master_key_from_env().map_err(|e| e.to_string())?;
     let config = ServerConfig {
+        master_key,
+        egress_allow: args.egress_allow.clone(),
         listen: args.listen,
         database_url: args.database_url.filter(|u| !u.is_empty()),
         bootstrap_token: std::env::var("PICLOUD_BOOTSTRAP_TOKEN")
@@ -148,6 +170,25 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         println!("Bootstrap owner `admin` created. Its API token (shown once):\n\n    {token}\n");
     }
     running.wait().await.map_err(|e| e.to_string())
+}
+
+async fn rotate_master_key(database_url: &str, new_key_file: &std::path::Path) -> Result<(), String> {
+    let old = server::master_key_from_env()
+        .map_err(|e| e.to_string())?
+        .ok_or("set the current master key in PICLOUD_MASTER_KEY or PICLOUD_MASTER_KEY_FILE")?;
+    let text = std::fs::read_to_string(new_key_file)
+        .map_err(|e| format!("cannot read {}: {e}", new_key_file.display()))?;
+    let new = picloud_core::secrets::MasterKey::from_hex(&text)
+        .map_err(|e| format!("{}: {e}", new_key_file.display()))?;
+    let n = server::rotate_master_key(database_url, &old, &new)
+        .await
+        .map_err(|e| e.to_string())?;
+    eprintln!(
+        "{n} app key(s) re-wrapped from master key {} to {}; start the server with the new key",
+        old.id(),
+        new.id()
+    );
+    Ok(())
 }
 
 fn main() -> ExitCode {
@@ -181,6 +222,10 @@ async fn run(cli: Cli) -> ExitCode {
                 })
                 .map_err(|e| e.to_string())
         }
+        Some(Command::Admin(AdminCommand::RotateMasterKey {
+            database_url,
+            new_key_file,
+        })) => rotate_master_key(&database_url, &new_key_file).await,
         Some(Command::Serve(args)) => serve(args).await,
         Some(Command::Client(command)) => {
             return match client::run(command, cli.json).await {

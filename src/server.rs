@@ -11,7 +11,10 @@ use picloud_axum::conn::ServeOptions;
 use picloud_axum::{ApiState, AppOptions, Readiness};
 use picloud_core::Stores;
 use picloud_core::auth::{AuthService, Bootstrap};
-use picloud_core::executor::{ExecutorConfig, ExecutorStats, InlineBudget};
+use picloud_core::env::EnvService;
+use picloud_core::executor::{ExecutorConfig, ExecutorStats, InlineBudget, LazyExecutor};
+use picloud_core::scripts::ScriptService;
+use picloud_core::secrets::MasterKey;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -44,6 +47,14 @@ pub struct ServerConfig {
     pub retry_base: Duration,
     /// Whether this node runs jobs and fires schedules (default `true`).
     pub run_jobs: bool,
+    /// The master key that wraps each app's secret key
+    /// (`PICLOUD_MASTER_KEY` or `PICLOUD_MASTER_KEY_FILE`). `None`: on the
+    /// memory store a random one (nothing persists anyway); on PostgreSQL
+    /// none, and writing a secret is a 409 that says how to set one.
+    pub master_key: Option<MasterKey>,
+    /// IPs and CIDR ranges scripts may reach despite the private-address
+    /// rule (`PICLOUD_EGRESS_ALLOW`, comma-separated). Empty: none.
+    pub egress_allow: String,
 }
 
 /// The native stack of each async worker thread of [`runtime`]: room for
@@ -82,6 +93,8 @@ impl Default for ServerConfig {
             executor: ExecutorConfig::default(),
             retry_base: Duration::from_secs(1),
             run_jobs: true,
+            master_key: None,
+            egress_allow: String::new(),
         }
     }
 }
@@ -89,6 +102,23 @@ impl Default for ServerConfig {
 /// The backstop re-check of the job runner and the scheduler on
 /// PostgreSQL, where other processes may add work this one is not told of.
 pub const BACKSTOP: Duration = Duration::from_secs(30);
+
+/// The KV sweeper's backstop on PostgreSQL (another node's writes with a
+/// TTL are not signalled to this one).
+pub const KV_BACKSTOP: Duration = Duration::from_secs(300);
+
+/// Outbound HTTP for scripts: the instance's egress rule.
+mod egress {
+    use picloud_core::scripts::ScriptService;
+
+    use super::StartError;
+
+    /// Until the egress client lands, scripts' `http::…` says it is off.
+    pub(super) fn configure(scripts: ScriptService, allow: &str) -> Result<ScriptService, StartError> {
+        let _ = allow;
+        Ok(scripts)
+    }
+}
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -103,6 +133,9 @@ pub enum StartError {
     /// Bootstrapping the owner failed.
     #[error("bootstrap: {0}")]
     Bootstrap(String),
+    /// A setting is wrong (the message names it).
+    #[error("{0}")]
+    Config(String),
     /// Binding the listener failed.
     #[error("listen on {addr}: {source}")]
     Bind {
@@ -209,6 +242,84 @@ pub async fn create_owner_token(database_url: &str) -> Result<(String, String), 
     Ok((issued.token, owner.username.to_string()))
 }
 
+/// Reads the master key from `PICLOUD_MASTER_KEY` (64 hex characters) or,
+/// failing that, the file named by `PICLOUD_MASTER_KEY_FILE`. `Ok(None)`
+/// when neither is set.
+pub fn master_key_from_env() -> Result<Option<MasterKey>, StartError> {
+    let bad = |from: &str, e: picloud_core::secrets::SecretError| {
+        StartError::Config(format!("{from}: {e}"))
+    };
+    if let Ok(text) = std::env::var("PICLOUD_MASTER_KEY")
+        && !text.trim().is_empty()
+    {
+        return MasterKey::from_hex(&text)
+            .map(Some)
+            .map_err(|e| bad("PICLOUD_MASTER_KEY", e));
+    }
+    if let Ok(path) = std::env::var("PICLOUD_MASTER_KEY_FILE")
+        && !path.is_empty()
+    {
+        let text = std::fs::read_to_string(&path).map_err(|e| {
+            StartError::Config(format!("PICLOUD_MASTER_KEY_FILE: cannot read {path}: {e}"))
+        })?;
+        return MasterKey::from_hex(&text)
+            .map(Some)
+            .map_err(|e| bad("PICLOUD_MASTER_KEY_FILE", e));
+    }
+    Ok(None)
+}
+
+/// `picloud admin rotate-master-key`: re-wraps every app's data key in the
+/// store at `database_url` from `old` to `new`, offline. Secrets are not
+/// touched (they are sealed under the data keys). Returns how many keys
+/// were re-wrapped; running it again after an interruption finishes the
+/// rest.
+pub async fn rotate_master_key(
+    database_url: &str,
+    old: &MasterKey,
+    new: &MasterKey,
+) -> Result<usize, StartError> {
+    let opened = open_store(Some(database_url)).await?;
+    EnvService::rotate_master_key(&opened.stores, old, new)
+        .await
+        .map_err(|e| StartError::Config(format!("rotating the master key: {e}")))
+}
+
+/// The env service of a server: its master key, checked against the
+/// store's wrapped data keys (a mismatch is logged: those apps' secrets
+/// cannot be opened until the right key is set).
+async fn env_service(
+    stores: &Stores,
+    kind: StoreKind,
+    configured: Option<MasterKey>,
+) -> Result<EnvService, StartError> {
+    let master = match (configured, kind) {
+        (Some(key), _) => Some(key),
+        (None, StoreKind::Memory) => Some(
+            MasterKey::random().map_err(|e| StartError::Config(format!("master key: {e}")))?,
+        ),
+        (None, StoreKind::Postgres) => {
+            tracing::warn!("{}", picloud_core::env::NO_MASTER_KEY);
+            None
+        }
+    };
+    if let Some(key) = &master
+        && let Ok(keys) = stores.env.data_keys().await
+    {
+        let foreign = keys
+            .iter()
+            .filter(|(_, w)| w.master_key_id != key.id())
+            .count();
+        if foreign > 0 {
+            tracing::warn!(
+                "{foreign} app(s) have secrets wrapped by another master key than the configured                  one ({}): their runs fail until that key is set, or the keys are re-wrapped with                  `picloud admin rotate-master-key`",
+                key.id()
+            );
+        }
+    }
+    Ok(EnvService::new(stores.clone(), master))
+}
+
 /// A server running in the background.
 #[derive(Debug)]
 pub struct RunningServer {
@@ -298,7 +409,19 @@ async fn start_on(
     bootstrap: Bootstrap,
     signal: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<RunningServer, StartError> {
-    let state = ApiState::with_executor_config(opened.stores, config.executor.clone());
+    let env = env_service(&opened.stores, opened.kind, config.master_key.clone()).await?;
+    let scripts = ScriptService::new(
+        opened.stores.clone(),
+        Arc::new(LazyExecutor::new(config.executor.clone())),
+    )
+    .with_env(env);
+    let scripts = egress::configure(scripts, &config.egress_allow)?;
+    let state = ApiState::with_scripts(scripts);
+    let sweeper = picloud_core::kv::KvSweeper::start(
+        opened.stores.clone(),
+        Arc::clone(state.scripts.kv_signal()),
+        (opened.kind == StoreKind::Postgres).then_some(KV_BACKSTOP),
+    );
     let writer = state.scripts.writer().clone();
     let router = picloud_axum::app(
         state.clone(),
@@ -348,6 +471,7 @@ async fn start_on(
             scheduler.stop().await;
             runner.drain().await;
         }
+        sweeper.stop().await;
         // Requests in flight are done (or were cut off after the grace
         // period): write their invocation records
         // before the process exits, but do not hang on a database that is
