@@ -14,6 +14,8 @@
 //!   login and bearer authentication, and the user directory service.
 //! - `executor` (feature `executor`): compile Rhai scripts once and run them
 //!   sandboxed, with limits, on a bounded and fair worker pool.
+//! - `egress` (feature `egress`): outbound HTTP for scripts, which reaches
+//!   the world but not the private network it runs in.
 //! - `testkit` (feature `testkit`): the public conformance suite, proptest
 //!   strategies and the reference model of the capability table.
 #![forbid(unsafe_code)]
@@ -26,6 +28,9 @@ pub mod auth;
 pub mod authz;
 pub mod clock;
 pub mod domain;
+#[cfg(feature = "egress")]
+#[cfg_attr(docsrs, doc(cfg(feature = "egress")))]
+pub mod egress;
 pub mod error;
 #[cfg(feature = "executor")]
 #[cfg_attr(docsrs, doc(cfg(feature = "executor")))]
