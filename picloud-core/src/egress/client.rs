@@ -361,7 +361,13 @@ impl Egress {
         deadline: Instant,
         hosts: Option<&[String]>,
     ) -> Result<OutboundResponse, EgressError> {
-        let bound = Instant::now()
+        let now = Instant::now();
+        if deadline <= now {
+            // `timeout_at` would poll the exchange once, enough to start
+            // a connection that can never be used.
+            return Err(EgressError::Timeout);
+        }
+        let bound = now
             .checked_add(self.inner.max_request_time)
             .unwrap_or(deadline);
         tokio::time::timeout_at(deadline.min(bound), self.exchange(request, hosts))

@@ -402,6 +402,17 @@ async fn a_slow_server_is_cut_by_the_deadline() {
 }
 
 #[tokio::test]
+async fn a_deadline_already_past_makes_no_connection() {
+    let server = Server::start("127.0.0.1:0", hello).await;
+    let result = egress("127.0.0.1")
+        .send(OutboundRequest::get(server.url("/")), Instant::now(), None)
+        .await;
+    assert_eq!(result, Err(EgressError::Timeout));
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(server.accepted(), 0);
+}
+
+#[tokio::test]
 async fn max_request_time_bounds_a_long_deadline() {
     let server = Server::start("127.0.0.1:0", |_| {
         Reply::ok("late").after(Duration::from_secs(30))
