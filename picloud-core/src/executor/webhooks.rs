@@ -11,7 +11,7 @@
 //! |---|---|
 //! | `crypto::sha256(data)` | lowercase hex SHA-256 |
 //! | `crypto::hmac_sha256(key, data)` | lowercase hex HMAC-SHA-256 |
-//! | `crypto::equal(a, b)` | `true` if equal; constant time |
+//! | `crypto::equal(a, b)` | `true` if equal, in time that depends only on the lengths |
 //! | `base64::encode(data)` | standard alphabet, padded |
 //! | `base64::decode(s)`, `base64::decode_blob(s)` | a string (UTF-8), a blob |
 //! | `base64::encode_url(data)` | URL-safe alphabet, unpadded (as in JWTs) |
