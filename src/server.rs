@@ -109,14 +109,34 @@ pub const KV_BACKSTOP: Duration = Duration::from_secs(300);
 
 /// Outbound HTTP for scripts: the instance's egress rule.
 mod egress {
+    use std::sync::Arc;
+
+    use picloud_core::egress::{Egress, EgressAllow, EgressConfig};
     use picloud_core::scripts::ScriptService;
 
     use super::StartError;
 
-    /// Until the egress client lands, scripts' `http::…` says it is off.
-    pub(super) fn configure(scripts: ScriptService, allow: &str) -> Result<ScriptService, StartError> {
-        let _ = allow;
-        Ok(scripts)
+    /// Gives `scripts` the egress client, with `allow` (the text of
+    /// `PICLOUD_EGRESS_ALLOW`) as the addresses reachable despite the rule.
+    pub(super) fn configure(
+        scripts: ScriptService,
+        allow: &str,
+    ) -> Result<ScriptService, StartError> {
+        let allow = if allow.trim().is_empty() {
+            EgressAllow::default()
+        } else {
+            EgressAllow::parse(allow)
+                .map_err(|e| StartError::Config(format!("{}: {e}", EgressAllow::ENV)))?
+        };
+        if !allow.is_empty() {
+            tracing::info!("scripts may reach {allow} despite the private-address rule");
+        }
+        let egress = Egress::new(EgressConfig {
+            allow,
+            ..EgressConfig::default()
+        })
+        .map_err(|e| StartError::Config(format!("the outbound HTTP client: {e}")))?;
+        Ok(scripts.with_outbound(Arc::new(egress)))
     }
 }
 

@@ -17,6 +17,8 @@
 //! - `secrets` and `env` (feature `executor`): sealing secrets with
 //!   XChaCha20-Poly1305 under per-app data keys wrapped by a master key, and
 //!   the env service (variables and secrets, per app).
+//! - `egress` (feature `egress`): outbound HTTP for scripts, which reaches
+//!   the world but not the private network it runs in.
 //! - `testkit` (feature `testkit`): the public conformance suite, proptest
 //!   strategies and the reference model of the capability table.
 #![forbid(unsafe_code)]
@@ -32,6 +34,9 @@ pub mod domain;
 #[cfg(feature = "executor")]
 #[cfg_attr(docsrs, doc(cfg(feature = "executor")))]
 pub mod env;
+#[cfg(feature = "egress")]
+#[cfg_attr(docsrs, doc(cfg(feature = "egress")))]
+pub mod egress;
 pub mod error;
 #[cfg(feature = "executor")]
 #[cfg_attr(docsrs, doc(cfg(feature = "executor")))]

@@ -35,6 +35,9 @@
 //! - `meter` (feature `meter`): counting every byte a run allocates.
 //! - [`values`]: printing and comparing script data without deep native
 //!   recursion.
+//! - `webhooks`: the `crypto`, `base64` and `hex` modules, `uuid()` and
+//!   `random_bytes(n)`, pure helpers for checking webhook signatures and
+//!   calling APIs.
 
 mod bounded;
 pub mod error;
@@ -48,6 +51,7 @@ pub mod pool;
 pub mod request;
 pub mod sandbox;
 pub mod values;
+mod webhooks;
 
 use std::time::Duration;
 

@@ -533,6 +533,7 @@ fn sandbox_engine() -> Engine {
     // `kv::…` and `http::…`, so that strict compiles know the modules; a
     // run's engine replaces them with ones bound to its state.
     super::host::register(&mut engine, None);
+    super::webhooks::register(&mut engine);
     // rhai's `pad` grows the string a character at a time, one reallocation
     // each (smartstring reallocates even when the capacity suffices): about
     // a second for 1 MiB under jemalloc, in one operation the wall clock

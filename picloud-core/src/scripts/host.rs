@@ -140,3 +140,36 @@ impl ScriptHost for RunHost {
         self.block_on(deadline, outbound.send(app, call, at))
     }
 }
+
+/// Outbound HTTP through the instance's [`Egress`](crate::egress::Egress)
+/// (its address rule, `PICLOUD_EGRESS_ALLOW`, its resolver), for every
+/// app alike.
+#[cfg(feature = "egress")]
+#[async_trait]
+impl OutboundHttp for crate::egress::Egress {
+    async fn send(
+        &self,
+        _app: AppId,
+        call: HttpCall,
+        deadline: tokio::time::Instant,
+    ) -> Result<HttpReply, HostError> {
+        use crate::egress::{EgressError, OutboundRequest};
+        let request = OutboundRequest {
+            method: call.method,
+            url: call.url,
+            headers: call.headers,
+            body: call.body,
+            max_response_bytes: Some(call.max_body_bytes),
+        };
+        match crate::egress::Egress::send(self, request, deadline, None).await {
+            Ok(response) => Ok(HttpReply {
+                status: response.status,
+                headers: response.headers.into_iter().collect(),
+                body: response.body,
+                truncated: response.truncated,
+            }),
+            Err(EgressError::Timeout) => Err(HostError::Timeout),
+            Err(e) => Err(HostError::Failed(e.to_string())),
+        }
+    }
+}
