@@ -9,8 +9,8 @@ use std::sync::Arc;
 
 use crate::ports::{
     AdminUserRepository, AppMembersRepository, AppRepository, AppSettingsRepository,
-    AuthzRepository, EnvRepository, InvocationRepository, JobQueue, KvStore, ScheduleRepository, ScriptRepository,
-    SubscriptionRepository, TokenRepository,
+    AuthzRepository, EnvRepository, InvocationRepository, JobQueue, KvStore, ScheduleRepository,
+    ScriptRepository, SubscriptionRepository, TokenRepository,
 };
 
 /// Every port PiCloud needs, as shared trait objects.

@@ -2,8 +2,9 @@
 //!
 //! Lists are ordered by slug in byte order, as PostgreSQL's `COLLATE "C"`
 //! orders them. Deleting an app cascades, as `ON DELETE CASCADE` does in SQL:
-//! its memberships, the tokens scoped to it, its scripts, their invocations
-//! and its limits go with it, under the same write lock.
+//! its memberships, the tokens scoped to it, its scripts, their invocations,
+//! its limits, its jobs, its KV keys and its environment go with it, under
+//! the same write lock.
 
 use async_trait::async_trait;
 use picloud_core::domain::{App, AppRole, DisplayName, NewApp};
@@ -95,6 +96,8 @@ impl AppRepository for MemoryStore {
         s.app_limits.remove(&id);
         s.public_errors.remove(&id);
         s.events.drop_app(id);
+        s.kv.drop_app(id);
+        s.env.drop_app(id);
         Ok(())
     }
 }

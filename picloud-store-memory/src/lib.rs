@@ -21,8 +21,10 @@
 
 mod apps;
 mod authz;
+mod env;
 mod invocations;
 mod jobs;
+mod kv;
 mod members;
 mod scripts;
 mod settings;
@@ -69,6 +71,10 @@ struct State {
     next_record: u64,
     /// Jobs, schedules and subscriptions.
     events: jobs::Events,
+    /// Each app's KV state; dropped with their app.
+    kv: kv::Kv,
+    /// Each app's environment and data key; dropped with their app.
+    env: env::Env,
 }
 
 #[derive(Debug, Clone)]

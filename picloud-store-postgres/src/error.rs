@@ -9,8 +9,8 @@
 
 use picloud_core::domain::{NewAdminUser, NewApp};
 use picloud_core::ports::{
-    AdminUserRepoError, AppMembersRepoError, AppRepoError, AuthzRepoError, BoxError,
-    ScriptRepoError, SettingsRepoError, TokenRepoError,
+    AdminUserRepoError, AppMembersRepoError, AppRepoError, AuthzRepoError, BoxError, EnvRepoError,
+    KvError, ScriptRepoError, SettingsRepoError, TokenRepoError,
 };
 
 use crate::rows::DecodeError;
@@ -135,6 +135,36 @@ pub(crate) fn settings_error(e: impl Into<Failure>) -> SettingsRepoError {
     match e.into() {
         Failure::Backend(e) => SettingsRepoError::Backend(e),
         other => SettingsRepoError::Backend(format!("unexpected {other:?}").into()),
+    }
+}
+
+/// A [`KvError`]: a write for a missing app is `AppNotFound`.
+pub(crate) fn kv_error(e: impl Into<Failure>) -> KvError {
+    match e.into() {
+        Failure::ForeignKey => KvError::AppNotFound,
+        Failure::Unique { constraint } => KvError::Backend(
+            format!(
+                "unexpected unique violation: {}",
+                constraint.unwrap_or_default()
+            )
+            .into(),
+        ),
+        Failure::Backend(e) => KvError::Backend(e),
+    }
+}
+
+/// An [`EnvRepoError`]: a write for a missing app is `AppNotFound`.
+pub(crate) fn env_error(e: impl Into<Failure>) -> EnvRepoError {
+    match e.into() {
+        Failure::ForeignKey => EnvRepoError::AppNotFound,
+        Failure::Unique { constraint } => EnvRepoError::Backend(
+            format!(
+                "unexpected unique violation: {}",
+                constraint.unwrap_or_default()
+            )
+            .into(),
+        ),
+        Failure::Backend(e) => EnvRepoError::Backend(e),
     }
 }
 

@@ -205,15 +205,13 @@ async fn keyed(
     job: &NewJob,
     key: &str,
 ) -> Result<Option<Uuid>, JobQueueError> {
-    sqlx::query_scalar(
-        "SELECT id FROM jobs WHERE app_id = $1 AND script = $2 AND dedupe_key = $3",
-    )
-    .bind(job.app_id.as_uuid())
-    .bind(job.script.as_str())
-    .bind(key)
-    .fetch_optional(&mut *conn)
-    .await
-    .map_err(jobs_error)
+    sqlx::query_scalar("SELECT id FROM jobs WHERE app_id = $1 AND script = $2 AND dedupe_key = $3")
+        .bind(job.app_id.as_uuid())
+        .bind(job.script.as_str())
+        .bind(key)
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(jobs_error)
 }
 
 async fn usage_on(conn: &mut PgConnection, app: AppId) -> Result<QueueUsage, Failure> {
@@ -558,8 +556,8 @@ impl JobQueue for PostgresStore {
         );
         sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
             .fetch_one(&self.pool)
-        .await
-        .map_err(jobs_error)
+            .await
+            .map_err(jobs_error)
     }
 
     async fn get(&self, app: AppId, id: JobId) -> Result<Option<Job>, JobQueueError> {

@@ -7,8 +7,10 @@
 //! [`AuthzRepository`](picloud_core::ports::AuthzRepository),
 //! [`TokenRepository`](picloud_core::ports::TokenRepository),
 //! [`ScriptRepository`](picloud_core::ports::ScriptRepository),
-//! [`InvocationRepository`](picloud_core::ports::InvocationRepository) and
-//! [`AppSettingsRepository`](picloud_core::ports::AppSettingsRepository)) over one sqlx connection
+//! [`InvocationRepository`](picloud_core::ports::InvocationRepository),
+//! [`AppSettingsRepository`](picloud_core::ports::AppSettingsRepository), the event
+//! engine's, [`KvStore`](picloud_core::ports::KvStore) and
+//! [`EnvRepository`](picloud_core::ports::EnvRepository)) over one sqlx connection
 //! pool, with the schema shipped as embedded migrations ([`MIGRATOR`]).
 //!
 //! ## Why it looks the way it does
@@ -54,9 +56,11 @@
 #![forbid(unsafe_code)]
 
 mod apps;
+mod env;
 mod error;
 mod events;
 mod headroom;
+mod kv;
 mod members;
 mod rows;
 mod scripts;

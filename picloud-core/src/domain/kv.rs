@@ -91,7 +91,48 @@ pub struct KvUsage {
     pub bytes: u64,
 }
 
-/// One page of [`KvStore::list`](crate::ports::KvStore::list).
+impl KvUsage {
+    /// The usage after a write of an entry of `bytes` bytes (key and value)
+    /// that replaces an entry of `replaced` bytes (expired or not), or
+    /// creates a key (`None`).
+    pub const fn after_write(&self, replaced: Option<u64>, bytes: u64) -> KvUsage {
+        match replaced {
+            Some(old) => KvUsage {
+                keys: self.keys,
+                bytes: self.bytes.saturating_sub(old).saturating_add(bytes),
+            },
+            None => KvUsage {
+                keys: self.keys.saturating_add(1),
+                bytes: self.bytes.saturating_add(bytes),
+            },
+        }
+    }
+
+    /// Whether `quota` admits going from this usage to `next`: a write may
+    /// not take either count past its bound. One that does not grow a count
+    /// is always admitted, so an app above a lowered quota can still
+    /// shrink or rewrite what it holds.
+    pub const fn admits(&self, next: KvUsage, quota: KvQuota) -> bool {
+        (next.keys <= quota.max_keys || next.keys <= self.keys)
+            && (next.bytes <= quota.max_bytes || next.bytes <= self.bytes)
+    }
+}
+
+/// The integer a stored value holds, for `incr`: `None` unless the JSON
+/// text is an integer (`-?(0|[1-9][0-9]*)`, JSON whitespace around it
+/// allowed) within the range of an `i64`.
+pub fn kv_integer(value: &str) -> Option<i64> {
+    let t = value.trim_matches([' ', '\t', '\n', '\r']);
+    let digits = t.strip_prefix('-').unwrap_or(t);
+    let json = match digits.as_bytes() {
+        [b'0'] => true,
+        [b'1'..=b'9', rest @ ..] => rest.iter().all(u8::is_ascii_digit),
+        _ => false,
+    };
+    if json { t.parse().ok() } else { None }
+}
+
+/// One page of [`KvStore::kv_list`](crate::ports::KvStore::kv_list).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct KvPage {
     /// Keys with the prefix, in byte order, unexpired.
@@ -125,5 +166,47 @@ mod tests {
         );
         assert_eq!(validate_kv_key("a\nb"), Err(KvKeyError::Control));
         assert!(validate_kv_key("user:42/visits ü").is_ok());
+    }
+
+    #[test]
+    fn only_json_integers_in_range_count() {
+        assert_eq!(kv_integer("42"), Some(42));
+        assert_eq!(kv_integer(" -7\n"), Some(-7));
+        assert_eq!(kv_integer("0"), Some(0));
+        assert_eq!(kv_integer(&i64::MIN.to_string()), Some(i64::MIN));
+        for bad in [
+            "",
+            "-",
+            "01",
+            "+1",
+            "1.0",
+            "1e3",
+            "\"1\"",
+            "true",
+            "null",
+            "[1]",
+            "9223372036854775808",
+        ] {
+            assert_eq!(kv_integer(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn a_write_is_admitted_unless_it_grows_past_the_quota() {
+        let quota = KvQuota {
+            max_keys: 2,
+            max_bytes: 10,
+        };
+        let held = KvUsage { keys: 1, bytes: 6 };
+        assert_eq!(held.after_write(None, 4), KvUsage { keys: 2, bytes: 10 });
+        assert!(held.admits(held.after_write(None, 4), quota));
+        assert!(!held.admits(held.after_write(None, 5), quota));
+        assert_eq!(held.after_write(Some(6), 9), KvUsage { keys: 1, bytes: 9 });
+        // Above a lowered quota, a write that does not grow is admitted.
+        let over = KvUsage { keys: 3, bytes: 20 };
+        assert!(over.admits(over.after_write(Some(5), 5), quota));
+        assert!(over.admits(over.after_write(Some(5), 2), quota));
+        assert!(!over.admits(over.after_write(Some(5), 6), quota));
+        assert!(!over.admits(over.after_write(None, 0), quota));
     }
 }

@@ -35,7 +35,7 @@ pub use job::{
 };
 pub use kv::{
     KV_MAX_KEY_BYTES, KV_MAX_LIST_LIMIT, KV_MAX_OPS_PER_RUN, KV_MAX_TTL_SECS, KV_MAX_VALUE_BYTES,
-    KvEntry, KvKeyError, KvPage, KvQuota, KvUsage, KvWrite, validate_kv_key,
+    KvEntry, KvKeyError, KvPage, KvQuota, KvUsage, KvWrite, kv_integer, validate_kv_key,
 };
 pub use membership::{AppMembership, AppMembershipDetail};
 pub use owner_guard::{

@@ -20,7 +20,7 @@
 //!   PostgreSQL store locks the app's usage row), so they cannot pass it
 //!   together.
 //! - **Sweeping** deletes expired keys and gives their room back; the
-//!   caller (a sweeper that sleeps until [`KvStore::next_expiry`]) decides
+//!   caller (a sweeper that sleeps until [`KvStore::kv_next_expiry`]) decides
 //!   when, so an idle store burns no CPU.
 
 use async_trait::async_trait;
@@ -62,12 +62,7 @@ pub trait KvStore: Send + Sync {
 
     /// Writes `write` (creating or replacing the key) within `quota`, and
     /// returns the new entry.
-    async fn kv_set(
-        &self,
-        app: AppId,
-        write: KvWrite,
-        quota: KvQuota,
-    ) -> Result<KvEntry, KvError>;
+    async fn kv_set(&self, app: AppId, write: KvWrite, quota: KvQuota) -> Result<KvEntry, KvError>;
 
     /// Writes `write` only if the key's current version is `expected`
     /// (`None`: only if the key is absent or expired). `Ok(None)` when the

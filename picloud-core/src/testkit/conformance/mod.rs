@@ -19,9 +19,10 @@
 //!
 //! # Layout
 //!
-//! The cases live in one private module per port (`apps`, `authz`,
-//! `invocations`, `members`, `scripts`, `tokens`, `users`), each naming its
-//! cases in a macro (`__conformance_apps_cases!`, ...). Those lists,
+//! The cases live in one private module per port (`apps`, `authz`, `env`,
+//! `invocations`, `jobs`, `kv`, `members`, `scripts`, `settings`, `tokens`,
+//! `users`), each naming its cases in a macro (`__conformance_apps_cases!`,
+//! ...). Those lists,
 //! joined by `__conformance_ports!`, both re-export the cases here and
 //! generate the tests of [`conformance_tests!`](crate::conformance_tests), so
 //! the two cannot drift: a name in a list without its function is an
@@ -33,8 +34,10 @@
 
 mod apps;
 mod authz;
+mod env;
 mod invocations;
 mod jobs;
+mod kv;
 mod members;
 mod scripts;
 mod settings;
@@ -71,8 +74,10 @@ macro_rules! __conformance_ports {
     ($($callback:ident)::+; $($args:tt)*) => {
         $crate::__conformance_apps_cases!($($callback)::+; $($args)*);
         $crate::__conformance_authz_cases!($($callback)::+; $($args)*);
+        $crate::__conformance_env_cases!($($callback)::+; $($args)*);
         $crate::__conformance_invocations_cases!($($callback)::+; $($args)*);
         $crate::__conformance_jobs_cases!($($callback)::+; $($args)*);
+        $crate::__conformance_kv_cases!($($callback)::+; $($args)*);
         $crate::__conformance_members_cases!($($callback)::+; $($args)*);
         $crate::__conformance_scripts_cases!($($callback)::+; $($args)*);
         $crate::__conformance_settings_cases!($($callback)::+; $($args)*);
