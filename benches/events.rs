@@ -150,10 +150,13 @@ async fn measure(label: &str, database_url: Option<String>) {
     let token = format!("bench-{}", uuid::Uuid::new_v4().simple());
     let server = start(database_url, &token).await;
     let base = server.url();
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(TASKS)
-        .build()
-        .unwrap();
+    let client = {
+        picloud_core::egress::install_crypto_provider();
+        reqwest::Client::builder()
+    }
+    .pool_max_idle_per_host(TASKS)
+    .build()
+    .unwrap();
     for _ in 0..200 {
         let ready = client.get(format!("{base}/readyz")).send().await;
         if ready.is_ok_and(|r| r.status() == 200) {

@@ -186,7 +186,10 @@ async fn run(label: &str, database_url: Option<String>) {
     let probe_base = format!("http://{}", probe_listener.local_addr().unwrap());
     let probe = picloud.clone();
     let probe_task = tokio::spawn(async move { axum::serve(probe_listener, probe).await });
-    let client = reqwest::Client::new();
+    let client = {
+        picloud_core::egress::install_crypto_provider();
+        reqwest::Client::new()
+    };
     let mut bodies = Vec::new();
     for path in [
         "/api/v1/admin/apps/shop/members",
@@ -398,7 +401,10 @@ async fn footprint() {
         .expect("the picloud binary starts");
     let pid = child.id();
     let base = format!("http://127.0.0.1:{port}");
-    let client = reqwest::Client::new();
+    let client = {
+        picloud_core::egress::install_crypto_provider();
+        reqwest::Client::new()
+    };
     for _ in 0..100 {
         if client.get(format!("{base}/healthz")).send().await.is_ok() {
             break;

@@ -39,7 +39,12 @@ pub use picloud_core::{auth, users};
 #[cfg(feature = "executor")]
 #[cfg_attr(docsrs, doc(cfg(feature = "executor")))]
 #[doc(inline)]
-pub use picloud_core::{executor, scripts};
+pub use picloud_core::{env, executor, kv, scripts, secrets};
+
+#[cfg(feature = "egress")]
+#[cfg_attr(docsrs, doc(cfg(feature = "egress")))]
+#[doc(inline)]
+pub use picloud_core::egress;
 
 #[cfg(feature = "testkit")]
 #[cfg_attr(docsrs, doc(cfg(feature = "testkit")))]

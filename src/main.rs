@@ -172,7 +172,10 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     running.wait().await.map_err(|e| e.to_string())
 }
 
-async fn rotate_master_key(database_url: &str, new_key_file: &std::path::Path) -> Result<(), String> {
+async fn rotate_master_key(
+    database_url: &str,
+    new_key_file: &std::path::Path,
+) -> Result<(), String> {
     let old = server::master_key_from_env()
         .map_err(|e| e.to_string())?
         .ok_or("set the current master key in PICLOUD_MASTER_KEY or PICLOUD_MASTER_KEY_FILE")?;
@@ -192,6 +195,9 @@ async fn rotate_master_key(database_url: &str, new_key_file: &std::path::Path) -
 }
 
 fn main() -> ExitCode {
+    // The build's reqwest (the CLI's and the egress client's) takes its
+    // TLS provider from the process default.
+    picloud_core::egress::install_crypto_provider();
     let cli = Cli::parse();
     // The log is the server's; a client command prints only its answers.
     if !matches!(cli.command, Some(Command::Client(_))) {

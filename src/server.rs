@@ -315,9 +315,9 @@ async fn env_service(
 ) -> Result<EnvService, StartError> {
     let master = match (configured, kind) {
         (Some(key), _) => Some(key),
-        (None, StoreKind::Memory) => Some(
-            MasterKey::random().map_err(|e| StartError::Config(format!("master key: {e}")))?,
-        ),
+        (None, StoreKind::Memory) => {
+            Some(MasterKey::random().map_err(|e| StartError::Config(format!("master key: {e}")))?)
+        }
         (None, StoreKind::Postgres) => {
             tracing::warn!("{}", picloud_core::env::NO_MASTER_KEY);
             None

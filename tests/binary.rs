@@ -142,7 +142,10 @@ async fn the_binary_serves_on_memory_prints_its_token_once_and_stops_on_sigterm(
         .generated_token
         .clone()
         .expect("a generated token is printed");
-    let client = reqwest::Client::new();
+    let client = {
+        picloud_core::egress::install_crypto_provider();
+        reqwest::Client::new()
+    };
     let resp = client
         .get(format!("{}/api/v1/admin/apps", r.base))
         .bearer_auth(&token)
@@ -167,7 +170,10 @@ async fn data_survives_a_restart_on_postgres() {
     let owner = support::random_token();
     let r = spawn(Some(&url), Some(&owner)).await;
     assert!(r.log().contains("(store: postgres)"));
-    let c = reqwest::Client::new();
+    let c = {
+        picloud_core::egress::install_crypto_provider();
+        reqwest::Client::new()
+    };
     let base = r.base.clone();
     let post = |path: &str, body: Value| {
         c.post(format!("{base}{path}"))
@@ -291,7 +297,10 @@ async fn admin_create_owner_token_restores_access_on_postgres() {
     };
     let first = support::random_token();
     let r = spawn(Some(&url), Some(&first)).await;
-    let c = reqwest::Client::new();
+    let c = {
+        picloud_core::egress::install_crypto_provider();
+        reqwest::Client::new()
+    };
     let base = r.base.clone();
     let created = c
         .post(format!("{base}/api/v1/admin/apps"))
@@ -444,7 +453,10 @@ async fn help_names_the_environment_and_script_errors_are_logged_as_the_apps() {
 
     let owner = support::random_token();
     let r = spawn(None, Some(&owner)).await;
-    let c = reqwest::Client::new();
+    let c = {
+        picloud_core::egress::install_crypto_provider();
+        reqwest::Client::new()
+    };
     let base = r.base.clone();
     let created = c
         .post(format!("{base}/api/v1/admin/apps"))
@@ -494,7 +506,10 @@ async fn shutdown_ends_the_log_streams_instead_of_waiting_for_them() {
         &[("PICLOUD_SHUTDOWN_GRACE_MS", "60000")],
     )
     .await;
-    let c = reqwest::Client::new();
+    let c = {
+        picloud_core::egress::install_crypto_provider();
+        reqwest::Client::new()
+    };
     let base = r.base.clone();
     let created = c
         .post(format!("{base}/api/v1/admin/apps"))

@@ -58,12 +58,15 @@ impl Server {
 
     /// `GET path` with the owner's token, as JSON.
     async fn get(&self, path: &str) -> Value {
-        let resp = reqwest::Client::new()
-            .get(format!("{}{path}", self.base))
-            .bearer_auth(OWNER)
-            .send()
-            .await
-            .unwrap();
+        let resp = {
+            picloud_core::egress::install_crypto_provider();
+            reqwest::Client::new()
+        }
+        .get(format!("{}{path}", self.base))
+        .bearer_auth(OWNER)
+        .send()
+        .await
+        .unwrap();
         assert!(resp.status().is_success(), "GET {path}: {}", resp.status());
         resp.json().await.unwrap()
     }
@@ -201,13 +204,16 @@ async fn logged_in(server: &Server, name: &str) -> TempDir {
 async fn login_with_a_password_or_a_token_stores_it_0600_and_the_variables_override_it() {
     let server = Server::start().await;
     // The bootstrap owner `admin` sets its first password.
-    let resp = reqwest::Client::new()
-        .put(format!("{}/api/v1/admin/me/password", server.base))
-        .bearer_auth(OWNER)
-        .json(&json!({ "new_password": "correct horse battery" }))
-        .send()
-        .await
-        .unwrap();
+    let resp = {
+        picloud_core::egress::install_crypto_provider();
+        reqwest::Client::new()
+    }
+    .put(format!("{}/api/v1/admin/me/password", server.base))
+    .bearer_auth(OWNER)
+    .json(&json!({ "new_password": "correct horse battery" }))
+    .send()
+    .await
+    .unwrap();
     assert_eq!(resp.status(), 204);
 
     // Username and password on standard input (not a terminal).

@@ -12,7 +12,10 @@ async fn the_embedded_routers_follow_the_host_auth_and_the_core_rules() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let server = tokio::spawn(async move { axum::serve(listener, embed::host_app().await).await });
-    let client = reqwest::Client::new();
+    let client = {
+        picloud_core::egress::install_crypto_provider();
+        reqwest::Client::new()
+    };
     let get = |path: &str, user: Option<&str>| {
         let mut req = client.get(format!("{base}{path}"));
         if let Some(u) = user {

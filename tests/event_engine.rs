@@ -127,7 +127,10 @@ struct Admin {
 impl Admin {
     fn new(p: &Proc, token: &str) -> Self {
         Self {
-            client: reqwest::Client::new(),
+            client: {
+                picloud_core::egress::install_crypto_provider();
+                reqwest::Client::new()
+            },
             base: p.base.clone(),
             token: token.to_owned(),
         }

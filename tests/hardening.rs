@@ -228,7 +228,10 @@ async fn before_warm_run_compiles_on_demand_and_readyz_waits() {
         router,
         std::future::pending(),
     ));
-    let client = reqwest::Client::new();
+    let client = {
+        picloud_core::egress::install_crypto_provider();
+        reqwest::Client::new()
+    };
 
     let ready = client.get(format!("{base}/readyz")).send().await.unwrap();
     assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);

@@ -73,7 +73,10 @@ async fn spawn(database_url: Option<&str>) -> Server {
         child,
         base,
         output,
-        client: reqwest::Client::new(),
+        client: {
+            picloud_core::egress::install_crypto_provider();
+            reqwest::Client::new()
+        },
     };
     for _ in 0..200 {
         let ready = server.client.get(server.url("/readyz")).send().await;

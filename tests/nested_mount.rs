@@ -35,7 +35,10 @@ async fn cookies_follow_the_mount_point() {
     let base = format!("http://{}", listener.local_addr().unwrap());
     let server = tokio::spawn(async move { axum::serve(listener, router).await });
 
-    let client = reqwest::Client::new();
+    let client = {
+        picloud_core::egress::install_crypto_provider();
+        reqwest::Client::new()
+    };
     for (path, cookie_path) in [
         ("/picloud/run/shop/login", "/picloud/run/shop"),
         ("/picloud/run/shop/login/deeper/still", "/picloud/run/shop"),

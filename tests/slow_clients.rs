@@ -355,7 +355,10 @@ async fn oversized_heads_get_json_from_the_router_and_empty_bodies_from_hyper() 
 async fn a_client_that_stops_reading_is_cut_off_after_the_write_timeout() {
     let server = spawn(&[("PICLOUD_WRITE_TIMEOUT_MS", "500")]).await;
     let token = "slow_clients_test_token_0123456789abcdef";
-    let client = reqwest::Client::new();
+    let client = {
+        picloud_core::egress::install_crypto_provider();
+        reqwest::Client::new()
+    };
     let base = format!("http://{}", server.addr);
     let status = |r: reqwest::Response| r.status().as_u16();
     let created = client

@@ -124,10 +124,13 @@ async fn login_via(
 /// A client whose connections come from `ip` (any 127.0.0.0/8 address is
 /// loopback on Linux), so the server sees another client address.
 fn client_from(ip: &str) -> reqwest::Client {
-    reqwest::Client::builder()
-        .local_address(ip.parse::<std::net::IpAddr>().unwrap())
-        .build()
-        .unwrap()
+    {
+        picloud_core::egress::install_crypto_provider();
+        reqwest::Client::builder()
+    }
+    .local_address(ip.parse::<std::net::IpAddr>().unwrap())
+    .build()
+    .unwrap()
 }
 
 /// Five wrong passwords for mia from one address: the sixth attempt, even

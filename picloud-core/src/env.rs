@@ -81,9 +81,7 @@ impl ServiceError for EnvError {
             Self::AppNotFound(_) | Self::NotFound(_) => ErrorKind::NotFound,
             Self::Invalid(_) => ErrorKind::Invalid,
             Self::NoMasterKey => ErrorKind::Conflict,
-            Self::Sealing(_) | Self::Env(_) | Self::Apps(_) | Self::Authz(_) => {
-                ErrorKind::Internal
-            }
+            Self::Sealing(_) | Self::Env(_) | Self::Apps(_) | Self::Authz(_) => ErrorKind::Internal,
         }
     }
 }
@@ -204,7 +202,10 @@ impl EnvService {
         ident: &str,
         capability: fn(AppId) -> Capability,
     ) -> Result<App, EnvError> {
-        Ok(crate::authz::resolve_and_require(&self.inner.stores, principal, ident, capability).await?)
+        Ok(
+            crate::authz::resolve_and_require(&self.inner.stores, principal, ident, capability)
+                .await?,
+        )
     }
 
     fn changed(&self, app: AppId) {
@@ -280,7 +281,12 @@ impl EnvService {
 
     /// Deletes `name` (AppEdit); idempotent, like a member's removal:
     /// deleting a name that is not there changes nothing and succeeds.
-    pub async fn delete(&self, principal: &Principal, app: &str, name: &str) -> Result<(), EnvError> {
+    pub async fn delete(
+        &self,
+        principal: &Principal,
+        app: &str,
+        name: &str,
+    ) -> Result<(), EnvError> {
         let app = self.app(principal, app, Capability::AppEdit).await?;
         let Ok(name) = EnvName::parse(name) else {
             return Ok(());

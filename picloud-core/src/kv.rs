@@ -21,8 +21,8 @@ use tokio::sync::{Notify, watch};
 
 use crate::authz::{AuthzRepoError, Capability};
 use crate::domain::{
-    App, KV_MAX_LIST_LIMIT, KV_MAX_TTL_SECS, KV_MAX_VALUE_BYTES, KvEntry, KvPage, KvUsage,
-    KvWrite, Principal, validate_kv_key,
+    App, KV_MAX_LIST_LIMIT, KV_MAX_TTL_SECS, KV_MAX_VALUE_BYTES, KvEntry, KvPage, KvUsage, KvWrite,
+    Principal, validate_kv_key,
 };
 use crate::error::{ErrorKind, ServiceError};
 use crate::ids::AppId;
@@ -83,9 +83,7 @@ impl ServiceError for KvServiceError {
             Self::Forbidden => ErrorKind::Forbidden,
             Self::AppNotFound(_) | Self::KeyNotFound(_) => ErrorKind::NotFound,
             Self::Invalid(_) | Self::QuotaExceeded(_) => ErrorKind::Invalid,
-            Self::Kv(_) | Self::Apps(_) | Self::Settings(_) | Self::Authz(_) => {
-                ErrorKind::Internal
-            }
+            Self::Kv(_) | Self::Apps(_) | Self::Settings(_) | Self::Authz(_) => ErrorKind::Internal,
         }
     }
 }
@@ -141,7 +139,11 @@ impl KvService {
                 "limit must be 1 to {KV_MAX_LIST_LIMIT}"
             )));
         }
-        Ok(self.stores.kv.kv_list(app.id, prefix, cursor, limit).await?)
+        Ok(self
+            .stores
+            .kv
+            .kv_list(app.id, prefix, cursor, limit)
+            .await?)
     }
 
     /// One key's entry (AppView).

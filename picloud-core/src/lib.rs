@@ -31,12 +31,12 @@ pub mod auth;
 pub mod authz;
 pub mod clock;
 pub mod domain;
-#[cfg(feature = "executor")]
-#[cfg_attr(docsrs, doc(cfg(feature = "executor")))]
-pub mod env;
 #[cfg(feature = "egress")]
 #[cfg_attr(docsrs, doc(cfg(feature = "egress")))]
 pub mod egress;
+#[cfg(feature = "executor")]
+#[cfg_attr(docsrs, doc(cfg(feature = "executor")))]
+pub mod env;
 pub mod error;
 #[cfg(feature = "executor")]
 #[cfg_attr(docsrs, doc(cfg(feature = "executor")))]

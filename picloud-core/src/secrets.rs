@@ -270,10 +270,7 @@ mod tests {
         let key = MasterKey::from_hex(&format!("  {hex64}\n")).unwrap();
         assert_eq!(key.id().len(), 16);
         assert!(!format!("{key:?}").contains("0011"));
-        assert_eq!(
-            MasterKey::from_hex(&hex64[..62]),
-            Err(SecretError::BadKey)
-        );
+        assert_eq!(MasterKey::from_hex(&hex64[..62]), Err(SecretError::BadKey));
         assert_eq!(
             MasterKey::from_hex(&hex64.replace('a', "g")),
             Err(SecretError::BadKey)

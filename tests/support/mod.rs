@@ -84,7 +84,10 @@ impl TestServer {
         let started = Self {
             server,
             owner_token,
-            client: reqwest::Client::new(),
+            client: {
+                picloud_core::egress::install_crypto_provider();
+                reqwest::Client::new()
+            },
             database_url,
         };
         started.until_ready().await;

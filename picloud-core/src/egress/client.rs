@@ -308,6 +308,7 @@ impl Egress {
     /// [`EgressError::Client`] if reqwest or rustls refuse the
     /// configuration (an invalid user agent).
     pub fn new(config: EgressConfig) -> Result<Self, EgressError> {
+        super::install_crypto_provider();
         let allow = Arc::new(config.allow);
         let resolver = CheckedResolver {
             resolver: config.resolver,

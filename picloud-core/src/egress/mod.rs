@@ -79,5 +79,24 @@ pub use client::{
 };
 pub use resolver::{Resolve, StaticResolver, SystemResolver};
 
+/// Makes rustls's `ring` provider the process's default, once (later calls
+/// do nothing).
+///
+/// With this feature, the `reqwest` of the whole build is compiled with
+/// `rustls-no-provider` (cargo unifies features), and a `reqwest::Client`
+/// built without a provider configured panics. [`Egress::new`] calls this;
+/// so must a program that builds other reqwest clients in the same build
+/// (the `picloud` binary's CLI, tests, benches) before it builds them.
+pub fn install_crypto_provider() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // See `client::tls_config` on the deprecation.
+        #[allow(deprecated)]
+        let provider = rustls::crypto::ring::default_provider();
+        // Another provider installed first is as good.
+        let _ = provider.install_default();
+    });
+}
+
 #[cfg(test)]
 mod tests;

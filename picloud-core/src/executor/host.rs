@@ -171,11 +171,7 @@ fn fail<T>(function: &str, message: impl std::fmt::Display) -> Fallible<T> {
 }
 
 /// The host of a call, after the effect gate and the count.
-fn host_for(
-    run: &dyn RunContext,
-    function: &str,
-    http: bool,
-) -> Fallible<Arc<dyn ScriptHost>> {
+fn host_for(run: &dyn RunContext, function: &str, http: bool) -> Fallible<Arc<dyn ScriptHost>> {
     run.before_effect()?;
     let counted = if http {
         run.count_http()
@@ -247,8 +243,17 @@ fn unexpected<T>(function: &str) -> Fallible<T> {
     fail(function, "the store gave an unexpected answer")
 }
 
-fn kv_get(ctx: &NativeCallContext, run: &dyn RunContext, key: &str, versioned: bool) -> Fallible<Dynamic> {
-    let function = if versioned { "kv::get_versioned" } else { "kv::get" };
+fn kv_get(
+    ctx: &NativeCallContext,
+    run: &dyn RunContext,
+    key: &str,
+    versioned: bool,
+) -> Fallible<Dynamic> {
+    let function = if versioned {
+        "kv::get_versioned"
+    } else {
+        "kv::get"
+    };
     let key = key_of(function, key)?;
     match call_kv(run, function, KvCall::Get { key })? {
         KvReply::Entry(None) => Ok(Dynamic::UNIT),
@@ -295,7 +300,12 @@ fn kv_cas(
     } else {
         match expected.as_int() {
             Ok(v) => Some(v),
-            Err(_) => return fail("kv::cas", "the expected version is an integer, or () for an absent key"),
+            Err(_) => {
+                return fail(
+                    "kv::cas",
+                    "the expected version is an integer, or () for an absent key",
+                );
+            }
         }
     };
     let write = write_of("kv::cas", key, value, options)?;
@@ -382,9 +392,12 @@ fn kv_module(run: &Arc<dyn RunContext>) -> Module {
         kv_set(&*r, key, &value, &options)
     });
     let r = Arc::clone(run);
-    m.set_native_fn("cas", move |key: &str, expected: Dynamic, value: Dynamic| {
-        kv_cas(&*r, key, &expected, &value, &Map::new())
-    });
+    m.set_native_fn(
+        "cas",
+        move |key: &str, expected: Dynamic, value: Dynamic| {
+            kv_cas(&*r, key, &expected, &value, &Map::new())
+        },
+    );
     let r = Arc::clone(run);
     m.set_native_fn(
         "cas",
@@ -399,7 +412,9 @@ fn kv_module(run: &Arc<dyn RunContext>) -> Module {
     let r = Arc::clone(run);
     m.set_native_fn("delete", move |key: &str| kv_delete(&*r, key));
     let r = Arc::clone(run);
-    m.set_native_fn("list", move |prefix: &str| kv_list(&*r, prefix, &Map::new()));
+    m.set_native_fn("list", move |prefix: &str| {
+        kv_list(&*r, prefix, &Map::new())
+    });
     let r = Arc::clone(run);
     m.set_native_fn("list", move |prefix: &str, options: Map| {
         kv_list(&*r, prefix, &options)
@@ -438,7 +453,11 @@ fn headers_of(function: &str, options: &Map) -> Fallible<Vec<(String, String)>> 
     map.iter()
         .map(|(name, value)| {
             let value = if value.is_string() {
-                value.clone().into_immutable_string().unwrap_or_default().to_string()
+                value
+                    .clone()
+                    .into_immutable_string()
+                    .unwrap_or_default()
+                    .to_string()
             } else {
                 value.to_string()
             };
@@ -469,7 +488,11 @@ fn http_send(
     }
     let mut headers = headers_of(function, options)?;
     let (body, json) = body_of(function, body)?;
-    if json && !headers.iter().any(|(n, _)| n.eq_ignore_ascii_case("content-type")) {
+    if json
+        && !headers
+            .iter()
+            .any(|(n, _)| n.eq_ignore_ascii_case("content-type"))
+    {
         headers.push(("content-type".into(), "application/json".into()));
     }
     let host = host_for(run, function, true)?;
@@ -479,7 +502,11 @@ fn http_send(
         url: url.to_owned(),
         headers,
         body,
-        max_body_bytes: if max_string == 0 { usize::MAX } else { max_string },
+        max_body_bytes: if max_string == 0 {
+            usize::MAX
+        } else {
+            max_string
+        },
     };
     let reply = match host.http(call, run.deadline()) {
         Ok(reply) => reply,
@@ -523,16 +550,30 @@ fn http_module(run: &Arc<dyn RunContext>) -> Module {
     let mut m = Module::new();
     let r = Arc::clone(run);
     m.set_native_fn("get", move |ctx: NativeCallContext, url: &str| {
-        http_send(&ctx, &*r, "http::get", "GET", url, &Dynamic::UNIT, &Map::new())
+        http_send(
+            &ctx,
+            &*r,
+            "http::get",
+            "GET",
+            url,
+            &Dynamic::UNIT,
+            &Map::new(),
+        )
     });
     let r = Arc::clone(run);
-    m.set_native_fn("get", move |ctx: NativeCallContext, url: &str, options: Map| {
-        http_send(&ctx, &*r, "http::get", "GET", url, &Dynamic::UNIT, &options)
-    });
+    m.set_native_fn(
+        "get",
+        move |ctx: NativeCallContext, url: &str, options: Map| {
+            http_send(&ctx, &*r, "http::get", "GET", url, &Dynamic::UNIT, &options)
+        },
+    );
     let r = Arc::clone(run);
-    m.set_native_fn("post", move |ctx: NativeCallContext, url: &str, body: Dynamic| {
-        http_send(&ctx, &*r, "http::post", "POST", url, &body, &Map::new())
-    });
+    m.set_native_fn(
+        "post",
+        move |ctx: NativeCallContext, url: &str, body: Dynamic| {
+            http_send(&ctx, &*r, "http::post", "POST", url, &body, &Map::new())
+        },
+    );
     let r = Arc::clone(run);
     m.set_native_fn(
         "post",

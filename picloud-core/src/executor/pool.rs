@@ -38,8 +38,8 @@ use std::thread;
 use async_trait::async_trait;
 use tokio::sync::oneshot;
 
-use super::host::ScriptHost;
 use super::error::ExecError;
+use super::host::ScriptHost;
 use super::inline::{self, InlineBudget};
 use super::limits::Limits;
 use super::request::ScriptRequest;
@@ -412,7 +412,9 @@ impl RhaiExecutor {
             let paths = &self.shared.paths;
             let route = script.route();
             if route.inline_allowed() && budget.admits(&request) {
-                if let Some(invocation) = inline::attempt(script, &request, limits, budget, host.clone()) {
+                if let Some(invocation) =
+                    inline::attempt(script, &request, limits, budget, host.clone())
+                {
                     route.completed();
                     paths.inline_completed.fetch_add(1, Ordering::Relaxed);
                     return Ok(invocation);
@@ -496,7 +498,9 @@ fn worker(shared: &Shared, stack_limit: usize) {
         // The caller gave up while the job waited: do not run it.
         if !reply.is_closed() {
             shared.paths.pool_runs.fetch_add(1, Ordering::Relaxed);
-            let run = catch_unwind(AssertUnwindSafe(|| sandbox.run_hosted(&script, request, &limits, host)));
+            let run = catch_unwind(AssertUnwindSafe(|| {
+                sandbox.run_hosted(&script, request, &limits, host)
+            }));
             let answer = match run {
                 Ok(invocation) => Ok(invocation),
                 Err(panic) => {

@@ -70,9 +70,9 @@ use rhai::{
 };
 
 use super::Invocation;
-use super::host::ScriptHost;
 use super::bounded::{self, check_sizes, too_large};
 use super::error::{CompileError, ExecError};
+use super::host::ScriptHost;
 use super::inline::{InlineBudget, Route};
 use super::limits::LimitKind;
 use super::limits::Limits;

@@ -92,15 +92,22 @@ impl ScriptHost for RunHost {
 
     fn kv(&self, call: KvCall, deadline: Instant) -> Result<KvReply, HostError> {
         let (kv, app, quota) = (&self.kv, self.app, self.quota);
-        let ttl = matches!(&call, KvCall::Set(w) | KvCall::Cas { write: w, .. } if w.ttl_secs.is_some());
+        let ttl =
+            matches!(&call, KvCall::Set(w) | KvCall::Cas { write: w, .. } if w.ttl_secs.is_some());
         let reply = self.block_on(deadline, async move {
             let reply = match call {
-                KvCall::Get { key } => KvReply::Entry(kv.kv_get(app, &key).await.map_err(kv_message)?),
-                KvCall::Set(write) => {
-                    KvReply::Entry(Some(kv.kv_set(app, write, quota).await.map_err(kv_message)?))
+                KvCall::Get { key } => {
+                    KvReply::Entry(kv.kv_get(app, &key).await.map_err(kv_message)?)
                 }
+                KvCall::Set(write) => KvReply::Entry(Some(
+                    kv.kv_set(app, write, quota).await.map_err(kv_message)?,
+                )),
                 KvCall::Cas { expected, write } => {
-                    match kv.kv_cas(app, expected, write, quota).await.map_err(kv_message)? {
+                    match kv
+                        .kv_cas(app, expected, write, quota)
+                        .await
+                        .map_err(kv_message)?
+                    {
                         Some(entry) => KvReply::Entry(Some(entry)),
                         None => KvReply::Moved,
                     }

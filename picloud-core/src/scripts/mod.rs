@@ -23,8 +23,8 @@ mod writer;
 
 pub use cache::{LiveScript, ScriptCache};
 pub(crate) use credentials::strip_credentials as strip_stored_credentials;
-pub use host::{OutboundHttp, RunHost};
 pub use credentials::{MAX_CREDENTIAL_LOOKUPS, SESSION_COOKIE};
+pub use host::{OutboundHttp, RunHost};
 pub use service::{
     AppInvocationsQuery, LogTail, ScriptDetail, ScriptService, StorageUsage, TAIL_BACKLOG,
     TAIL_RECORD_MAX_BYTES, TailEvent, TailItem, exec_status, to_the_end,

@@ -1426,9 +1426,8 @@ fn redact(env: &crate::env::RunEnv, invocation: &mut Invocation) {
     for line in &mut invocation.logs {
         *line = env.redact(line);
     }
-    if let Err(
-        ExecError::Runtime { message, .. } | ExecError::LimitExceeded { message, .. },
-    ) = &mut invocation.outcome
+    if let Err(ExecError::Runtime { message, .. } | ExecError::LimitExceeded { message, .. }) =
+        &mut invocation.outcome
     {
         *message = env.redact(message);
     }
