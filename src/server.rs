@@ -55,6 +55,9 @@ pub struct ServerConfig {
     /// IPs and CIDR ranges scripts may reach despite the private-address
     /// rule (`PICLOUD_EGRESS_ALLOW`, comma-separated). Empty: none.
     pub egress_allow: String,
+    /// How scripts' outbound requests resolve names (`None`: the system's
+    /// resolver). Tests give a static one, so no test sends a DNS query.
+    pub egress_resolver: Option<Arc<dyn picloud_core::egress::Resolve>>,
 }
 
 /// The native stack of each async worker thread of [`runtime`]: room for
@@ -95,6 +98,7 @@ impl Default for ServerConfig {
             run_jobs: true,
             master_key: None,
             egress_allow: String::new(),
+            egress_resolver: None,
         }
     }
 }
@@ -121,6 +125,7 @@ mod egress {
     pub(super) fn configure(
         scripts: ScriptService,
         allow: &str,
+        resolver: Option<Arc<dyn picloud_core::egress::Resolve>>,
     ) -> Result<ScriptService, StartError> {
         let allow = if allow.trim().is_empty() {
             EgressAllow::default()
@@ -131,11 +136,15 @@ mod egress {
         if !allow.is_empty() {
             tracing::info!("scripts may reach {allow} despite the private-address rule");
         }
-        let egress = Egress::new(EgressConfig {
+        let mut config = EgressConfig {
             allow,
             ..EgressConfig::default()
-        })
-        .map_err(|e| StartError::Config(format!("the outbound HTTP client: {e}")))?;
+        };
+        if let Some(resolver) = resolver {
+            config.resolver = resolver;
+        }
+        let egress = Egress::new(config)
+            .map_err(|e| StartError::Config(format!("the outbound HTTP client: {e}")))?;
         Ok(scripts.with_outbound(Arc::new(egress)))
     }
 }
@@ -435,7 +444,11 @@ async fn start_on(
         Arc::new(LazyExecutor::new(config.executor.clone())),
     )
     .with_env(env);
-    let scripts = egress::configure(scripts, &config.egress_allow)?;
+    let scripts = egress::configure(
+        scripts,
+        &config.egress_allow,
+        config.egress_resolver.clone(),
+    )?;
     let state = ApiState::with_scripts(scripts);
     let sweeper = picloud_core::kv::KvSweeper::start(
         opened.stores.clone(),

@@ -15,7 +15,7 @@ use async_trait::async_trait;
 
 /// Resolves a host name to its addresses.
 #[async_trait]
-pub trait Resolve: Send + Sync {
+pub trait Resolve: Send + Sync + std::fmt::Debug {
     /// The addresses of `host` (a name, never an IP literal: those are not
     /// resolved), in the order to try them.
     ///

@@ -513,8 +513,22 @@ fn http_send(
         Err(HostError::Timeout) => return Err(run.wall_clock()),
         Err(HostError::Failed(message)) => return fail(function, message),
     };
-    let body = String::from_utf8_lossy(&reply.body).into_owned();
-    let json = if reply.truncated {
+    // The answer map holds the body and the headers: together they fit
+    // the run's string limit (the body is cut further if need be).
+    let mut body = String::from_utf8_lossy(&reply.body).into_owned();
+    let mut truncated = reply.truncated;
+    let overhead = reply
+        .headers
+        .iter()
+        .map(|(n, v)| n.len() + v.len())
+        .sum::<usize>()
+        + 64;
+    let room = max_string_room(ctx).saturating_sub(overhead);
+    if body.len() > room {
+        body.truncate(body.floor_char_boundary(room));
+        truncated = true;
+    }
+    let json = if truncated {
         Dynamic::UNIT
     } else {
         let trimmed = body.trim_ascii_start();
@@ -541,8 +555,16 @@ fn http_send(
     map.insert("headers".into(), Dynamic::from_map(headers));
     map.insert("body".into(), Dynamic::from(body));
     map.insert("json".into(), json);
-    map.insert("truncated".into(), Dynamic::from_bool(reply.truncated));
+    map.insert("truncated".into(), Dynamic::from_bool(truncated));
     Ok(Dynamic::from_map(map))
+}
+
+/// The run's string limit (`usize::MAX` when unlimited).
+fn max_string_room(ctx: &NativeCallContext) -> usize {
+    match ctx.engine().max_string_size() {
+        0 => usize::MAX,
+        n => n,
+    }
 }
 
 /// The `http` module of a run.
