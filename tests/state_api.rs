@@ -497,7 +497,8 @@ async fn secrets_are_encrypted_at_rest(s: TestServer) {
     put_env(&s, "vault", "STRIPE_KEY", secret, true).await;
     put_env(&s, "vault", "PLAIN", "visible", false).await;
     let pool = sqlx::PgPool::connect(&url).await.unwrap();
-    let rows: Vec<(String, Option<String>, Option<Vec<u8>>, Option<Vec<u8>>)> =
+    type Row = (String, Option<String>, Option<Vec<u8>>, Option<Vec<u8>>);
+    let rows: Vec<Row> =
         sqlx::query_as("SELECT name, plain, nonce, ciphertext FROM env_vars ORDER BY name")
             .fetch_all(&pool)
             .await

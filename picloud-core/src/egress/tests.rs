@@ -210,6 +210,7 @@ async fn read_request(stream: &mut TcpStream) -> Option<Seen> {
 }
 
 /// A resolver that counts its lookups.
+#[derive(Debug)]
 struct Counting {
     inner: StaticResolver,
     lookups: AtomicUsize,
