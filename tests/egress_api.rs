@@ -428,3 +428,82 @@ async fn a_redirect_outside_the_allowance_is_refused() {
     assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
     assert_eq!(seen_other.load(Ordering::SeqCst), 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_apps_host_allowlist_narrows_what_it_may_call() {
+    let (up, seen) = upstream("127.0.0.1:0", None).await.unwrap();
+    let s = server("127.0.0.1/32").await;
+    s.create_app("narrow").await;
+    deploy(
+        &s,
+        "narrow",
+        "fetch",
+        r#"http::get(request.query.url).body"#,
+    )
+    .await;
+    let settings = "/api/v1/admin/apps/narrow/settings";
+    let (status, body) = s.get(settings, &s.owner_token).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["egress_hosts"], Value::Null);
+    let (status, body) = s
+        .patch(
+            settings,
+            &s.owner_token,
+            json!({ "egress_hosts": ["API.example.com", "*.example.org"] }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        body["egress_hosts"],
+        json!(["api.example.com", "*.example.org"])
+    );
+    let by_ip = query(&format!("http://{up}/hello"));
+    let by_name = query(&format!("http://localhost:{}/hello", up.port()));
+    let (status, body) = run(&s, &format!("narrow/fetch?url={by_ip}")).await;
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("allowed hosts"),
+        "{body}"
+    );
+    assert_eq!(seen.load(Ordering::SeqCst), 0);
+    // Listed, the host is reachable (the instance's allowance still applies).
+    let (status, body) = s
+        .patch(
+            settings,
+            &s.owner_token,
+            json!({ "egress_hosts": ["localhost", "127.0.0.1"] }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        run(&s, &format!("narrow/fetch?url={by_ip}")).await.1,
+        "hello from upstream"
+    );
+    assert_eq!(
+        run(&s, &format!("narrow/fetch?url={by_name}")).await.1,
+        "hello from upstream"
+    );
+    // Cleared: any host again; a bad entry is a 422 and changes nothing.
+    let (status, body) = s
+        .patch(settings, &s.owner_token, json!({ "egress_hosts": null }))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["egress_hosts"], Value::Null);
+    let (status, body) = s
+        .patch(
+            settings,
+            &s.owner_token,
+            json!({ "egress_hosts": ["http://x.com/"] }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    let (_, body) = s.get(settings, &s.owner_token).await;
+    assert_eq!(body["egress_hosts"], Value::Null);
+    // Only an app admin changes it.
+    let (editor, token) = s.user("ed", "member").await;
+    s.grant("narrow", &editor, "editor").await;
+    let (status, _) = s
+        .patch(settings, &token, json!({ "egress_hosts": [] }))
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+}

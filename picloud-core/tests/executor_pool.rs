@@ -482,14 +482,14 @@ async fn the_script_service_runs_scripts_on_the_executor_it_is_given() {
         logs: vec![],
         ..timed_out
     };
-    mock.expect_execute()
-        .withf(move |tenant, _, request, given| {
+    mock.expect_execute_hosted()
+        .withf(move |tenant, _, request, given, _host| {
             tenant == "shop"
                 && *given == limits
                 && ["/ok", "/busy", "/slow"].contains(&request.path.as_str())
         })
         .times(3)
-        .returning(move |_, _, request, _| match request.path.as_str() {
+        .returning(move |_, _, request, _, _| match request.path.as_str() {
             "/ok" => Ok(Invocation {
                 outcome: Ok(ScriptResponse {
                     status: 200,

@@ -95,6 +95,7 @@ impl AppRepository for MemoryStore {
         }
         s.app_limits.remove(&id);
         s.public_errors.remove(&id);
+        s.egress_hosts.remove(&id);
         s.events.drop_app(id);
         s.kv.drop_app(id);
         s.env.drop_app(id);

@@ -63,6 +63,9 @@ struct State {
     app_limits: HashMap<AppId, picloud_core::limits::Limits>,
     /// Per-app public error detail, where set; dropped with their app.
     public_errors: HashMap<AppId, picloud_core::domain::PublicErrors>,
+    /// Per-app allowlists of outbound hosts, where set; dropped with their
+    /// app.
+    egress_hosts: HashMap<AppId, Vec<String>>,
     /// Recent invocations per script, oldest first (by start time, then
     /// arrival).
     invocations: HashMap<ScriptId, VecDeque<invocations::KeptRecord>>,

@@ -52,4 +52,24 @@ impl AppSettingsRepository for MemoryStore {
         s.public_errors.insert(app, errors);
         Ok(())
     }
+
+    async fn egress_hosts(&self, app: AppId) -> Result<Option<Vec<String>>, SettingsRepoError> {
+        Ok(self.read().egress_hosts.get(&app).cloned())
+    }
+
+    async fn set_egress_hosts(
+        &self,
+        app: AppId,
+        hosts: Option<Vec<String>>,
+    ) -> Result<(), SettingsRepoError> {
+        let mut s = self.write();
+        if !s.apps.contains_key(&app) {
+            return Err(SettingsRepoError::NotFound);
+        }
+        match hosts {
+            Some(hosts) => s.egress_hosts.insert(app, hosts),
+            None => s.egress_hosts.remove(&app),
+        };
+        Ok(())
+    }
 }

@@ -83,4 +83,32 @@ impl AppSettingsRepository for PostgresStore {
             Ok(())
         }
     }
+
+    async fn egress_hosts(&self, app: AppId) -> Result<Option<Vec<String>>, SettingsRepoError> {
+        let hosts: Option<Option<Vec<String>>> =
+            sqlx::query_scalar("SELECT egress_hosts FROM apps WHERE id = $1")
+                .bind(app.as_uuid())
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(settings_error)?;
+        Ok(hosts.flatten())
+    }
+
+    async fn set_egress_hosts(
+        &self,
+        app: AppId,
+        hosts: Option<Vec<String>>,
+    ) -> Result<(), SettingsRepoError> {
+        let done = sqlx::query("UPDATE apps SET egress_hosts = $2 WHERE id = $1")
+            .bind(app.as_uuid())
+            .bind(hosts)
+            .execute(&self.pool)
+            .await
+            .map_err(settings_error)?;
+        if done.rows_affected() == 0 {
+            Err(SettingsRepoError::NotFound)
+        } else {
+            Ok(())
+        }
+    }
 }

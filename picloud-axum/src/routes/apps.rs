@@ -120,6 +120,20 @@ pub struct AppSettingsDto {
     /// "script error", "request_id": …}`; the detail stays in the
     /// invocation record and the log).
     pub public_errors: PublicErrors,
+    /// The hosts its scripts' `http::…` calls may reach: names
+    /// (`api.example.com`), `*.domain` wildcards (subdomains) or IP
+    /// literals; `null` (the default): any host the instance's egress rule
+    /// allows. The rule (no private addresses) applies either way.
+    pub egress_hosts: Option<Vec<String>>,
+}
+
+impl From<picloud_core::scripts::AppSettings> for AppSettingsDto {
+    fn from(s: picloud_core::scripts::AppSettings) -> Self {
+        Self {
+            public_errors: s.public_errors,
+            egress_hosts: s.egress_hosts,
+        }
+    }
 }
 
 /// `PATCH …/settings`: the fields to change.
@@ -129,6 +143,21 @@ pub struct PatchSettingsRequest {
     /// See [`AppSettingsDto::public_errors`].
     #[serde(default)]
     pub public_errors: Option<PublicErrors>,
+    /// See [`AppSettingsDto::egress_hosts`]; `null` clears the list, an
+    /// absent field leaves it.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(max_items = 100)]
+    pub egress_hosts: Option<Option<Vec<String>>>,
+}
+
+/// A field that is present (`null` too) is `Some`; an absent one, through
+/// `#[serde(default)]`, `None`.
+fn present<'de, D, T>(de: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::Deserialize<'de>,
+{
+    <Option<T> as serde::Deserialize>::deserialize(de).map(Some)
 }
 
 /// The app's settings (`AppView`).
@@ -147,9 +176,7 @@ pub async fn get_settings(
     Caller(p): Caller,
     Path(app): Path<String>,
 ) -> Result<Json<AppSettingsDto>, ApiError> {
-    Ok(Json(AppSettingsDto {
-        public_errors: s.scripts.public_errors(&p, &app).await?,
-    }))
+    Ok(Json(s.scripts.settings(&p, &app).await?.into()))
 }
 
 /// Changes the app's settings (`AppAdmin`): only the fields sent.
@@ -161,7 +188,7 @@ pub async fn get_settings(
         (status = 200, description = "The settings now", body = AppSettingsDto),
         (status = 403, description = "Not an app admin", body = ErrorBody),
         (status = 404, description = "No such app", body = ErrorBody),
-        (status = 422, description = "An unknown field or value", body = ErrorBody),
+        (status = 422, description = "An unknown field or value, a bad host", body = ErrorBody),
     ),
     security(("bearer" = []))
 )]
@@ -171,9 +198,11 @@ pub async fn patch_settings(
     Path(app): Path<String>,
     Json(req): Json<PatchSettingsRequest>,
 ) -> Result<Json<AppSettingsDto>, ApiError> {
-    let public_errors = s
-        .scripts
-        .patch_settings(&p, &app, req.public_errors)
-        .await?;
-    Ok(Json(AppSettingsDto { public_errors }))
+    let patch = picloud_core::scripts::SettingsPatch {
+        public_errors: req.public_errors,
+        egress_hosts: req.egress_hosts,
+    };
+    Ok(Json(
+        s.scripts.patch_settings(&p, &app, patch).await?.into(),
+    ))
 }

@@ -85,3 +85,78 @@ impl PublicErrors {
         }
     }
 }
+
+/// The most entries an app's allowlist of outbound hosts may hold.
+pub const MAX_EGRESS_HOSTS: usize = 100;
+
+/// Checks an app's allowlist of outbound hosts and puts it in its stored
+/// form: each entry a host name (`api.example.com`), a wildcard for its
+/// subdomains (`*.example.com`), or an IP literal; lowercased, without
+/// duplicates, at most [`MAX_EGRESS_HOSTS`]. The message names the bad
+/// entry.
+pub fn validate_egress_hosts(hosts: &[String]) -> Result<Vec<String>, String> {
+    if hosts.len() > MAX_EGRESS_HOSTS {
+        return Err(format!(
+            "egress_hosts may hold at most {MAX_EGRESS_HOSTS} hosts"
+        ));
+    }
+    let mut out: Vec<String> = Vec::with_capacity(hosts.len());
+    for entry in hosts {
+        let host = entry.trim().to_ascii_lowercase();
+        let name = host.strip_prefix("*.").unwrap_or(&host);
+        let is_ip = name.parse::<std::net::IpAddr>().is_ok() && !host.starts_with("*.");
+        let is_name = !name.is_empty()
+            && name.len() <= 253
+            && name.split('.').all(|label| {
+                !label.is_empty()
+                    && label.len() <= 63
+                    && !label.starts_with('-')
+                    && !label.ends_with('-')
+                    && label
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            });
+        if !(is_ip || is_name) {
+            return Err(format!(
+                "egress_hosts: {entry:?} is not a host name, a *.domain wildcard or an IP address"
+            ));
+        }
+        if !out.contains(&host) {
+            out.push(host);
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod egress_hosts_tests {
+    use super::*;
+
+    #[test]
+    fn hosts_are_names_wildcards_or_ips() {
+        let ok = validate_egress_hosts(&[
+            "API.Example.com ".into(),
+            "*.stripe.com".into(),
+            "10.0.0.5".into(),
+            "::1".into(),
+            "api.example.com".into(),
+        ])
+        .unwrap();
+        assert_eq!(ok, ["api.example.com", "*.stripe.com", "10.0.0.5", "::1"]);
+        for bad in [
+            "",
+            "*",
+            "a..b",
+            "-a.com",
+            "http://x.com",
+            "x.com/path",
+            "*.10.0.0.1x!",
+        ] {
+            assert!(validate_egress_hosts(&[bad.into()]).is_err(), "{bad}");
+        }
+        let many: Vec<String> = (0..=MAX_EGRESS_HOSTS)
+            .map(|i| format!("h{i}.com"))
+            .collect();
+        assert!(validate_egress_hosts(&many).is_err());
+    }
+}

@@ -18,7 +18,7 @@ mod text;
 mod token;
 mod user;
 
-pub use app::{App, NewApp, PublicErrors};
+pub use app::{App, MAX_EGRESS_HOSTS, NewApp, PublicErrors, validate_egress_hosts};
 pub use display_name::{DisplayName, DisplayNameError, validate_display_name};
 pub use env::{
     ENV_MAX_NAME_BYTES, ENV_MAX_VALUE_BYTES, ENV_MAX_VARS_PER_APP, EnvName, EnvNameError, EnvValue,

@@ -56,4 +56,18 @@ pub trait AppSettingsRepository: Send + Sync {
         app: AppId,
         errors: PublicErrors,
     ) -> Result<(), SettingsRepoError>;
+
+    /// The app's allowlist of outbound hosts, in the order set; `None` (any
+    /// host the instance's egress rule allows) for an app that never set
+    /// one, and for an unknown app.
+    async fn egress_hosts(&self, app: AppId) -> Result<Option<Vec<String>>, SettingsRepoError>;
+
+    /// Sets (or, with `None`, clears) it; the hosts are already checked
+    /// ([`validate_egress_hosts`](crate::domain::validate_egress_hosts)).
+    /// [`SettingsRepoError::NotFound`] if the app does not exist.
+    async fn set_egress_hosts(
+        &self,
+        app: AppId,
+        hosts: Option<Vec<String>>,
+    ) -> Result<(), SettingsRepoError>;
 }

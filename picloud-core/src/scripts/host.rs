@@ -24,10 +24,12 @@ use crate::ports::{KvError, KvStore};
 /// deadline passing is [`HostError::Timeout`].
 #[async_trait]
 pub trait OutboundHttp: Send + Sync {
-    /// Sends `call` for the app `app`, done by `deadline`.
+    /// Sends `call` for the app `app`, done by `deadline`, to a host of
+    /// `hosts` if the app has such an allowlist.
     async fn send(
         &self,
         app: AppId,
+        hosts: Option<&[String]>,
         call: HttpCall,
         deadline: tokio::time::Instant,
     ) -> Result<HttpReply, HostError>;
@@ -40,6 +42,8 @@ pub struct RunHost {
     pub(crate) kv: Arc<dyn KvStore>,
     pub(crate) env: Arc<RunEnv>,
     pub(crate) outbound: Option<Arc<dyn OutboundHttp>>,
+    /// The app's allowlist of outbound hosts, if it has one.
+    pub(crate) hosts: Option<Arc<[String]>>,
     pub(crate) handle: tokio::runtime::Handle,
     /// Set when a KV write changed the app's keys (the sweeper may need to
     /// wake for a new TTL).
@@ -144,7 +148,8 @@ impl ScriptHost for RunHost {
         };
         let app = self.app;
         let at = tokio::time::Instant::from_std(deadline);
-        self.block_on(deadline, outbound.send(app, call, at))
+        let hosts = self.hosts.as_deref();
+        self.block_on(deadline, outbound.send(app, hosts, call, at))
     }
 }
 
@@ -157,6 +162,7 @@ impl OutboundHttp for crate::egress::Egress {
     async fn send(
         &self,
         _app: AppId,
+        hosts: Option<&[String]>,
         call: HttpCall,
         deadline: tokio::time::Instant,
     ) -> Result<HttpReply, HostError> {
@@ -168,7 +174,7 @@ impl OutboundHttp for crate::egress::Egress {
             body: call.body,
             max_response_bytes: Some(call.max_body_bytes),
         };
-        match crate::egress::Egress::send(self, request, deadline, None).await {
+        match crate::egress::Egress::send(self, request, deadline, hosts).await {
             Ok(response) => Ok(HttpReply {
                 status: response.status,
                 headers: response.headers.into_iter().collect(),

@@ -26,8 +26,9 @@ pub(crate) use credentials::strip_credentials as strip_stored_credentials;
 pub use credentials::{MAX_CREDENTIAL_LOOKUPS, SESSION_COOKIE};
 pub use host::{OutboundHttp, RunHost};
 pub use service::{
-    AppInvocationsQuery, LogTail, ScriptDetail, ScriptService, StorageUsage, TAIL_BACKLOG,
-    TAIL_RECORD_MAX_BYTES, TailEvent, TailItem, exec_status, to_the_end,
+    AppInvocationsQuery, AppSettings, LogTail, ScriptDetail, ScriptService, SettingsPatch,
+    StorageUsage, TAIL_BACKLOG, TAIL_RECORD_MAX_BYTES, TailEvent, TailItem, exec_status,
+    to_the_end,
 };
 pub use tails::{MAX_TAILS, MAX_TAILS_PER_USER};
 pub use writer::InvocationWriter;

@@ -77,6 +77,9 @@ pub struct ScriptService {
     outbound: Option<Arc<dyn OutboundHttp>>,
     /// Rung when a run wrote a key with a TTL.
     kv_signal: Arc<tokio::sync::Notify>,
+    /// Each app's allowlist of outbound hosts, as last read (`None` inside:
+    /// the app has none).
+    egress_hosts: Arc<Mutex<HashMap<AppId, Option<Arc<[String]>>>>>,
 }
 
 /// One finished run, as a live tail sees it.
@@ -243,6 +246,10 @@ impl crate::apps::AppListener for ScriptService {
         // again after any deploy in flight, which may have cached a script.
         self.cache.remove_app(app.slug.as_str());
         self.env.forget(app.id);
+        self.egress_hosts
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&app.id);
         let lock = self.app_lock(app.id);
         let _serial = lock.lock().await;
         self.cache.remove_app(app.slug.as_str());
@@ -279,6 +286,25 @@ pub struct AppInvocationsQuery {
     pub request_id: Option<String>,
     /// At most this many, the newest (clamped to 1 to [`INVOCATIONS_KEPT`]).
     pub limit: usize,
+}
+
+/// An app's settings beyond its limits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppSettings {
+    /// How much of a script error public callers see.
+    pub public_errors: PublicErrors,
+    /// The hosts its scripts may call (`None`: any the instance's egress
+    /// rule allows).
+    pub egress_hosts: Option<Vec<String>>,
+}
+
+/// The fields of a settings change; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SettingsPatch {
+    /// New public error detail.
+    pub public_errors: Option<PublicErrors>,
+    /// A new allowlist of outbound hosts (`Some(None)` clears it).
+    pub egress_hosts: Option<Option<Vec<String>>>,
 }
 
 /// A script with its versions, for the admin API.
@@ -319,6 +345,7 @@ impl ScriptService {
             env: crate::env::EnvService::new(stores_for_env, None),
             outbound: None,
             kv_signal: Arc::default(),
+            egress_hosts: Arc::default(),
         }
     }
 
@@ -963,25 +990,108 @@ impl ScriptService {
             .map_err(ScriptError::Settings)
     }
 
-    /// Changes the app's settings that are given (`AppAdmin`, also when
-    /// none is: a settings PATCH is an admin's act) and returns them.
+    /// The app's settings (AppView): how much of a script error public
+    /// callers see, and its allowlist of outbound hosts.
+    pub async fn settings(
+        &self,
+        principal: &Principal,
+        app: &str,
+    ) -> Result<AppSettings, ScriptError> {
+        let app = self
+            .authorized_app(principal, app, Capability::AppView)
+            .await?;
+        self.read_settings(app.id).await
+    }
+
+    async fn read_settings(&self, app: AppId) -> Result<AppSettings, ScriptError> {
+        let settings = &self.stores.settings;
+        Ok(AppSettings {
+            public_errors: settings
+                .public_errors(app)
+                .await
+                .map_err(ScriptError::Settings)?,
+            egress_hosts: settings
+                .egress_hosts(app)
+                .await
+                .map_err(ScriptError::Settings)?,
+        })
+    }
+
+    /// Changes the fields of `patch` that are set (AppAdmin, even when none
+    /// is), and answers the settings now. Hosts are checked first
+    /// ([`validate_egress_hosts`](crate::domain::validate_egress_hosts); a
+    /// bad one is [`ScriptError::Invalid`] and nothing changes).
     pub async fn patch_settings(
         &self,
         principal: &Principal,
         app: &str,
-        public_errors: Option<PublicErrors>,
-    ) -> Result<PublicErrors, ScriptError> {
-        match public_errors {
-            Some(errors) => self.set_public_errors(principal, app, errors).await,
-            None => {
-                let app = self
-                    .authorized_app(principal, app, Capability::AppAdmin)
-                    .await?;
-                self.stores
+        patch: SettingsPatch,
+    ) -> Result<AppSettings, ScriptError> {
+        let hosts = match &patch.egress_hosts {
+            Some(Some(hosts)) => Some(Some(
+                crate::domain::validate_egress_hosts(hosts).map_err(ScriptError::Invalid)?,
+            )),
+            Some(None) => Some(None),
+            None => None,
+        };
+        if let Some(errors) = patch.public_errors {
+            self.set_public_errors(principal, app, errors).await?;
+        }
+        let app = self
+            .authorized_app(principal, app, Capability::AppAdmin)
+            .await?;
+        if let Some(hosts) = hosts {
+            let this = self.clone();
+            let id = app.id;
+            let slug = app.slug.to_string();
+            to_the_end(async move {
+                this.stores
                     .settings
-                    .public_errors(app.id)
+                    .set_egress_hosts(id, hosts.clone())
                     .await
-                    .map_err(ScriptError::Settings)
+                    .map_err(|e| match e {
+                        SettingsRepoError::NotFound => ScriptError::AppNotFound(slug),
+                        other => ScriptError::Settings(other),
+                    })?;
+                this.egress_hosts
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .insert(id, hosts.map(Arc::from));
+                Ok::<(), ScriptError>(())
+            })
+            .await?;
+        }
+        self.read_settings(app.id).await
+    }
+
+    /// The allowlist of outbound hosts of `app` for a run: cached, or read
+    /// once. A store that cannot say gives an empty list (no host) for this
+    /// run, rather than no list (any host).
+    async fn egress_hosts_of(&self, app: AppId) -> Option<Arc<[String]>> {
+        if let Some(hosts) = self
+            .egress_hosts
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&app)
+        {
+            return hosts.clone();
+        }
+        match self.stores.settings.egress_hosts(app).await {
+            Ok(hosts) => {
+                let hosts: Option<Arc<[String]>> = hosts.map(Arc::from);
+                let mut cache = self
+                    .egress_hosts
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner);
+                if cache.len() >= 10_000 {
+                    cache.clear();
+                }
+                cache.insert(app, hosts.clone());
+                hosts
+            }
+            Err(e) => {
+                tracing::warn!(%app, error = %e, "reading an app's egress hosts failed; none allowed for this run");
+                Some(Arc::from(Vec::new()))
             }
         }
     }
@@ -1372,6 +1482,10 @@ impl ScriptService {
             kv: Arc::clone(&self.stores.kv),
             env: Arc::clone(&env),
             outbound: self.outbound.clone(),
+            hosts: match &self.outbound {
+                Some(_) => self.egress_hosts_of(live.app_id).await,
+                None => None,
+            },
             handle: tokio::runtime::Handle::current(),
             on_ttl: Some(Arc::clone(&self.kv_signal)),
         });

@@ -16,6 +16,7 @@ macro_rules! __conformance_settings_cases {
             settings_app_limits_round_trip,
             settings_go_with_their_app,
             settings_public_errors_round_trip_and_go_with_their_app,
+            settings_egress_hosts_round_trip_and_go_with_their_app,
         }
     };
 }
@@ -139,4 +140,49 @@ pub async fn settings_public_errors_round_trip_and_go_with_their_app(stores: Sto
         .await
         .unwrap_err();
     assert!(matches!(err, SettingsRepoError::NotFound), "{err:?}");
+}
+
+/// An app's allowlist of outbound hosts is `None` until set, kept in its
+/// order, replaced, cleared, separate per app, and gone with its app.
+pub async fn settings_egress_hosts_round_trip_and_go_with_their_app(stores: Stores) {
+    let fx = Fixture::new(stores.clone());
+    let a = fx.app("a").await;
+    let b = fx.app("b").await;
+    assert_eq!(stores.settings.egress_hosts(a.id).await.unwrap(), None);
+    let hosts = vec!["api.example.com".to_owned(), "*.stripe.com".to_owned()];
+    stores
+        .settings
+        .set_egress_hosts(a.id, Some(hosts.clone()))
+        .await
+        .unwrap();
+    assert_eq!(
+        stores.settings.egress_hosts(a.id).await.unwrap(),
+        Some(hosts)
+    );
+    assert_eq!(stores.settings.egress_hosts(b.id).await.unwrap(), None);
+    // An empty list is kept as such: no host at all.
+    stores
+        .settings
+        .set_egress_hosts(a.id, Some(Vec::new()))
+        .await
+        .unwrap();
+    assert_eq!(
+        stores.settings.egress_hosts(a.id).await.unwrap(),
+        Some(Vec::new())
+    );
+    stores.settings.set_egress_hosts(a.id, None).await.unwrap();
+    assert_eq!(stores.settings.egress_hosts(a.id).await.unwrap(), None);
+    stores
+        .settings
+        .set_egress_hosts(b.id, Some(vec!["10.0.0.5".to_owned()]))
+        .await
+        .unwrap();
+    stores.apps.delete(b.id).await.unwrap();
+    assert_eq!(stores.settings.egress_hosts(b.id).await.unwrap(), None);
+    let e = stores
+        .settings
+        .set_egress_hosts(AppId::new(), None)
+        .await
+        .unwrap_err();
+    assert!(matches!(e, SettingsRepoError::NotFound), "got {e:?}");
 }
