@@ -324,6 +324,20 @@ async fn at_most_50_requests_a_run_and_each_made_once_on_the_pool() {
             .contains("at most 50 HTTP requests"),
         "{body}"
     );
+    // A script may not set the connection's own headers.
+    deploy(
+        &s,
+        "many",
+        "host",
+        r#"http::get(request.query.base + "/hello", #{ headers: #{ Host: "internal.admin" } })"#,
+    )
+    .await;
+    let (status, body) = run(&s, &format!("many/host?base={base}")).await;
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert!(
+        body["error"].as_str().unwrap().contains("connection's own"),
+        "{body}"
+    );
     // An inline attempt moves to the pool before the call: each run's
     // request reaches the server once.
     deploy(

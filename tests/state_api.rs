@@ -260,6 +260,11 @@ async fn kv_limits_are_script_errors_naming_them(s: TestServer) {
             "at most 1000 KV operations",
         ),
         ("bad_ttl", r#"kv::set("t", 1, #{ ttl: 0 })"#, "ttl"),
+        (
+            "many_bytes",
+            r#"let s = "x"; s.pad(900000, "x"); for i in 0..20 { kv::set("b", s) } 1"#,
+            "at most 16777216 bytes of KV values",
+        ),
         ("bad_limit", r#"kv::list("", #{ limit: 5000 })"#, "limit"),
         ("bad_cas", r#"kv::cas("c", "x", 1)"#, "expected version"),
         ("fn_value", r#"kv::set("f", || 1)"#, "no JSON form"),

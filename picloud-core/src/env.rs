@@ -12,6 +12,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 
@@ -123,14 +124,63 @@ impl EnvView {
 pub const REDACT_MIN_BYTES: usize = 4;
 
 /// An app's environment as a run sees it: every variable in plaintext, and
-/// the secret values, for redaction from what the run leaves behind.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// the secret values, for redaction from what the run leaves behind. Its
+/// `Debug` form shows names only.
+#[derive(Clone, Default)]
 pub struct RunEnv {
     /// Every variable, by name.
     pub vars: Vec<(String, String)>,
-    /// The values of the secrets of at least [`REDACT_MIN_BYTES`], longest
-    /// first (so a secret inside another is redacted as the longer one).
+    /// The forms of the secrets of at least [`REDACT_MIN_BYTES`] to redact
+    /// (each value as it is, percent-encoded as in a URL, and escaped as
+    /// in a printed string), longest first, so a secret inside another is
+    /// redacted as the longer one.
     pub secrets: Vec<String>,
+    /// `vars` as the script's `env` map, built once.
+    pub map: rhai::Map,
+}
+
+impl std::fmt::Debug for RunEnv {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunEnv")
+            .field(
+                "vars",
+                &self
+                    .vars
+                    .iter()
+                    .map(|(n, _)| n.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .field("secrets", &self.secrets.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The forms a secret `value` may take in a log line or an error: as it is,
+/// percent-encoded (a URL in an error message), and escaped as rhai and
+/// JSON print a string.
+fn redacted_forms(value: &str) -> Vec<String> {
+    let mut forms = vec![value.to_owned()];
+    let mut encoded = String::new();
+    for b in value.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            encoded.push(char::from(b));
+        } else {
+            encoded.push_str(&format!("%{b:02X}"));
+        }
+    }
+    let escaped = format!("{value:?}");
+    let escaped = escaped[1..escaped.len() - 1].to_owned();
+    let json = serde_json::to_string(value).unwrap_or_default();
+    let json = json
+        .get(1..json.len().saturating_sub(1))
+        .unwrap_or("")
+        .to_owned();
+    for form in [encoded, escaped, json] {
+        if !forms.contains(&form) {
+            forms.push(form);
+        }
+    }
+    forms
 }
 
 impl RunEnv {
@@ -156,7 +206,7 @@ struct Inner {
     stores: Stores,
     master: Option<MasterKey>,
     data_keys: Mutex<HashMap<AppId, DataKey>>,
-    runs: Mutex<HashMap<AppId, Arc<RunEnv>>>,
+    runs: Mutex<HashMap<AppId, (Instant, Arc<RunEnv>)>>,
     /// Bumped by every change, so a load that raced one is not cached.
     generation: AtomicU64,
 }
@@ -174,6 +224,10 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// The most apps whose environment is cached; past it the cache starts
 /// again.
 const MAX_CACHED_APPS: usize = 10_000;
+
+/// How long a cached environment stands: a change made through another
+/// node (several nodes on one PostgreSQL) is live here after this.
+pub const RUN_ENV_TTL: Duration = Duration::from_secs(10);
 
 impl EnvService {
     /// The service over `stores`, sealing secrets under `master` (`None`:
@@ -328,7 +382,9 @@ impl EnvService {
     /// The environment of `app` for a run, in plaintext: from the cache, or
     /// read and opened once.
     pub async fn for_run(&self, app: AppId) -> Result<Arc<RunEnv>, EnvError> {
-        if let Some(env) = lock(&self.inner.runs).get(&app) {
+        if let Some((at, env)) = lock(&self.inner.runs).get(&app)
+            && at.elapsed() < RUN_ENV_TTL
+        {
             return Ok(Arc::clone(env));
         }
         let generation = self.inner.generation.load(Ordering::SeqCst);
@@ -341,7 +397,7 @@ impl EnvService {
                     let key = self.data_key(app).await?;
                     let value = key.open(app, &var.name, sealed)?;
                     if value.len() >= REDACT_MIN_BYTES {
-                        env.secrets.push(value.clone());
+                        env.secrets.extend(redacted_forms(&value));
                     }
                     value
                 }
@@ -349,13 +405,17 @@ impl EnvService {
             env.vars.push((var.name.to_string(), value));
         }
         env.secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+        env.secrets.dedup();
+        env.map = crate::executor::host::build_env_map(
+            env.vars.iter().map(|(n, v)| (n.as_str(), v.as_str())),
+        );
         let env = Arc::new(env);
         let mut runs = lock(&self.inner.runs);
         if self.inner.generation.load(Ordering::SeqCst) == generation {
             if runs.len() >= MAX_CACHED_APPS {
                 runs.clear();
             }
-            runs.insert(app, Arc::clone(&env));
+            runs.insert(app, (Instant::now(), Arc::clone(&env)));
         }
         Ok(env)
     }
@@ -399,10 +459,28 @@ mod tests {
     #[test]
     fn redaction_replaces_the_longest_secret_first() {
         let env = RunEnv {
-            vars: vec![],
             secrets: vec!["abcdefgh".into(), "abcd".into()],
+            ..RunEnv::default()
         };
         assert_eq!(env.redact("x abcdefgh y abcd"), "x [redacted] y [redacted]");
         assert_eq!(env.redact("nothing"), "nothing");
+    }
+
+    #[test]
+    fn a_secret_is_redacted_in_its_encoded_and_escaped_forms_too() {
+        let forms = redacted_forms("a b\"c/é");
+        assert!(forms.contains(&"a b\"c/é".to_owned()));
+        assert!(forms.contains(&"a%20b%22c%2F%C3%A9".to_owned()));
+        assert!(forms.contains(&"a b\\\"c/é".to_owned()));
+        assert!(
+            !format!(
+                "{:?}",
+                RunEnv {
+                    vars: vec![("K".into(), "hunter22".into())],
+                    ..RunEnv::default()
+                }
+            )
+            .contains("hunter22")
+        );
     }
 }

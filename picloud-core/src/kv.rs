@@ -239,6 +239,9 @@ pub struct KvSweeper {
     task: tokio::task::JoinHandle<()>,
 }
 
+/// The shortest sleep after a sweep that deleted nothing.
+const MIN_IDLE_WAIT: Duration = Duration::from_secs(1);
+
 /// How many keys one sweep deletes before it looks again.
 const SWEEP_BATCH: usize = 1000;
 
@@ -254,11 +257,15 @@ impl KvSweeper {
                     break;
                 }
                 // Sweep what is due, then learn when the next key expires.
+                let idle;
                 let next = loop {
                     match stores.kv.kv_sweep(SWEEP_BATCH).await {
                         Ok(n) if n as usize >= SWEEP_BATCH => continue,
-                        Ok(_) => {}
-                        Err(e) => tracing::warn!(error = %e, "KV sweeper: sweeping failed"),
+                        Ok(n) => idle = n == 0,
+                        Err(e) => {
+                            idle = true;
+                            tracing::warn!(error = %e, "KV sweeper: sweeping failed");
+                        }
                     }
                     match stores.kv.kv_next_expiry().await {
                         Ok(next) => break next,
@@ -274,6 +281,16 @@ impl KvSweeper {
                         .unwrap_or(Duration::ZERO)
                         // Past the expiry by a hair, so the sweep finds it.
                         .saturating_add(Duration::from_millis(5))
+                });
+                // A sweep that found nothing although a key was due (this
+                // node's clock ahead of the store's, or a failing store):
+                // look again in a second, not at once.
+                let wait = wait.map(|w| {
+                    if idle && w < MIN_IDLE_WAIT {
+                        MIN_IDLE_WAIT
+                    } else {
+                        w
+                    }
                 });
                 let wait = match (wait, backstop) {
                     (Some(w), Some(b)) => Some(w.min(b)),

@@ -125,8 +125,11 @@ fn in_v6(ip: Ipv6Addr, net: Ipv6Addr, len: u32) -> bool {
 }
 
 /// The IPv4 cloud metadata endpoints.
-const METADATA_V4: [Ipv4Addr; 4] = [
+const METADATA_V4: [Ipv4Addr; 5] = [
     Ipv4Addr::new(169, 254, 169, 254),
+    // Azure's WireServer: a public address that reaches the platform's
+    // internal services.
+    Ipv4Addr::new(168, 63, 129, 16),
     Ipv4Addr::new(169, 254, 170, 2),
     Ipv4Addr::new(100, 100, 100, 200),
     Ipv4Addr::new(192, 0, 0, 192),
@@ -358,10 +361,26 @@ impl EgressAllow {
     /// The [`Refusal`] of an address that is neither a member nor allowed
     /// by the rule.
     pub fn check(&self, ip: IpAddr) -> Result<(), Refusal> {
+        let refused = refusal(ip);
+        // A metadata address is reachable only through an entry naming it
+        // alone: a broad range (`169.254.0.0/16`, `0.0.0.0/0`) opened for
+        // something else does not open it.
+        if refused == Some(Refusal::CloudMetadata) {
+            let named = self.nets.iter().any(|net| {
+                net.prefix_len() == net.max_prefix_len()
+                    && (net.addr() == ip
+                        || matches!((net.addr(), ip), (IpAddr::V4(a), IpAddr::V6(b)) if b.to_ipv4_mapped() == Some(a)))
+            });
+            return if named {
+                Ok(())
+            } else {
+                Err(Refusal::CloudMetadata)
+            };
+        }
         if self.contains(ip) {
             return Ok(());
         }
-        refusal(ip).map_or(Ok(()), Err)
+        refused.map_or(Ok(()), Err)
     }
 }
 
@@ -485,6 +504,7 @@ mod tests {
             ("169.254.170.2", Some(Refusal::CloudMetadata)),
             ("100.100.100.200", Some(Refusal::CloudMetadata)),
             ("192.0.0.192", Some(Refusal::CloudMetadata)),
+            ("168.63.129.16", Some(Refusal::CloudMetadata)),
             ("fd00:ec2::254", Some(Refusal::CloudMetadata)),
             ("::ffff:169.254.169.254", Some(Refusal::CloudMetadata)),
             ("64:ff9b::a9fe:a9fe", Some(Refusal::CloudMetadata)),
@@ -692,5 +712,19 @@ mod tests {
         let allow = EgressAllow::new([net]);
         assert_eq!(allow.nets()[0].to_string(), "10.0.0.0/8");
         assert!(allow.contains(ip("10.200.0.1")));
+    }
+
+    #[test]
+    fn a_broad_allowance_does_not_open_the_metadata_address() {
+        let broad: EgressAllow = "169.254.0.0/16, 0.0.0.0/0".parse().unwrap();
+        let meta: IpAddr = "169.254.169.254".parse().unwrap();
+        assert_eq!(broad.check(meta), Err(Refusal::CloudMetadata));
+        assert_eq!(broad.check("169.254.1.1".parse().unwrap()), Ok(()));
+        let exact: EgressAllow = "169.254.169.254".parse().unwrap();
+        assert_eq!(exact.check(meta), Ok(()));
+        assert_eq!(
+            exact.check("::ffff:169.254.169.254".parse().unwrap()),
+            Ok(())
+        );
     }
 }

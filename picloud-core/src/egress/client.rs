@@ -322,7 +322,11 @@ impl Egress {
             .http1_only()
             .dns_resolver(resolver)
             .user_agent(config.user_agent)
-            .pool_idle_timeout(Duration::from_secs(30))
+            // No idle connections kept: a script calling many hosts that
+            // keep connections alive would otherwise hold a socket per host
+            // (reqwest bounds idle connections per host, not in all), and
+            // use up the process's file descriptors.
+            .pool_max_idle_per_host(0)
             .tls_backend_preconfigured(tls_config()?)
             .build()
             .map_err(|e| EgressError::Client {
@@ -438,15 +442,9 @@ impl Egress {
                 }
             }
             if next.origin() != url.origin() {
-                // Credentials meant for one server are not sent to another.
-                for name in [
-                    header::AUTHORIZATION,
-                    header::PROXY_AUTHORIZATION,
-                    header::COOKIE,
-                    header::HOST,
-                ] {
-                    headers.remove(name);
-                }
+                // Headers meant for one server (credentials above all, and
+                // an API key may go by any name) are not sent to another.
+                headers.clear();
             }
             drop(response);
             url = next;

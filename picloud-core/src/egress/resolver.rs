@@ -10,6 +10,7 @@
 use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 
@@ -30,11 +31,36 @@ pub trait Resolve: Send + Sync + std::fmt::Debug {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct SystemResolver;
 
+/// Lookups of [`SystemResolver`] running at once. `getaddrinfo` cannot be
+/// cancelled: a lookup whose caller gave up (its run's wall clock ended)
+/// goes on holding a blocking thread until the system's resolver times
+/// out. Each lookup holds a permit until `getaddrinfo` returns, so names
+/// that never answer hold at most this many threads, not tokio's whole
+/// blocking pool; later lookups wait for a permit within their caller's
+/// deadline.
+pub const SYSTEM_LOOKUPS_AT_ONCE: usize = 16;
+
+fn lookups() -> &'static Arc<tokio::sync::Semaphore> {
+    static LOOKUPS: std::sync::OnceLock<Arc<tokio::sync::Semaphore>> = std::sync::OnceLock::new();
+    LOOKUPS.get_or_init(|| Arc::new(tokio::sync::Semaphore::new(SYSTEM_LOOKUPS_AT_ONCE)))
+}
+
 #[async_trait]
 impl Resolve for SystemResolver {
     async fn resolve(&self, host: &str) -> io::Result<Vec<IpAddr>> {
-        // The port is required by the API and ignored by the caller.
-        let addrs = tokio::net::lookup_host((host, 0)).await?;
+        use std::net::ToSocketAddrs;
+        let permit = Arc::clone(lookups())
+            .acquire_owned()
+            .await
+            .map_err(io::Error::other)?;
+        let host = host.to_owned();
+        let addrs = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            // The port is required by the API and ignored by the caller.
+            (host.as_str(), 0).to_socket_addrs().map(Vec::from_iter)
+        })
+        .await
+        .map_err(io::Error::other)??;
         let mut ips: Vec<IpAddr> = Vec::new();
         for addr in addrs {
             if !ips.contains(&addr.ip()) {

@@ -37,6 +37,26 @@ use crate::domain::{
 /// count as one).
 pub const HTTP_MAX_REQUESTS_PER_RUN: usize = 50;
 
+/// The most bytes of values one run may read from and write to KV
+/// together: 1,000 operations of 1 MiB each would move a gigabyte.
+pub const KV_MAX_BYTES_PER_RUN: usize = 16 * 1024 * 1024;
+
+/// Request headers a script may not set: the connection's own (framing,
+/// hop-by-hop) and `host`, which would reach another virtual host behind
+/// the same address.
+const RESERVED_HEADERS: [&str; 10] = [
+    "host",
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "keep-alive",
+    "te",
+    "trailer",
+    "upgrade",
+    "proxy-authorization",
+    "proxy-connection",
+];
+
 /// A KV operation of a run, for its app.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum KvCall {
@@ -92,8 +112,9 @@ pub enum KvReply {
     Page(KvPage),
 }
 
-/// An outbound HTTP request of a run.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// An outbound HTTP request of a run. Its `Debug` form leaves out header
+/// values and the body (they may hold secrets).
+#[derive(Clone, PartialEq, Eq)]
 pub struct HttpCall {
     /// The method, uppercase.
     pub method: String,
@@ -106,6 +127,24 @@ pub struct HttpCall {
     /// The most body bytes to read back (the run's string limit, at most
     /// the host's own cap); the rest is cut off.
     pub max_body_bytes: usize,
+}
+
+impl std::fmt::Debug for HttpCall {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpCall")
+            .field("method", &self.method)
+            .field("url", &self.url)
+            .field(
+                "headers",
+                &self
+                    .headers
+                    .iter()
+                    .map(|(n, _)| n.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .field("body_bytes", &self.body.as_ref().map(Vec::len))
+            .finish_non_exhaustive()
+    }
 }
 
 /// The answer to an [`HttpCall`].
@@ -138,8 +177,9 @@ pub enum HostError {
 /// `kv` and `http` are called on a pool worker thread (never on an async
 /// worker) and may block until `deadline`, not after.
 pub trait ScriptHost: Send + Sync {
-    /// The app's environment, as the script's `env` map.
-    fn env(&self) -> &[(String, String)];
+    /// The app's environment, as the script's `env` map (a clone of a map
+    /// built once: its strings are shared, not copied).
+    fn env(&self) -> Map;
 
     /// Runs a KV operation for the run's app.
     fn kv(&self, call: KvCall, deadline: Instant) -> Result<KvReply, HostError>;
@@ -158,6 +198,8 @@ pub(crate) trait RunContext: Send + Sync + 'static {
     fn deadline(&self) -> Instant;
     /// Counts one KV operation; `false` past the limit.
     fn count_kv(&self) -> bool;
+    /// Counts `bytes` of values read or written; `false` past the limit.
+    fn count_kv_bytes(&self, bytes: usize) -> bool;
     /// Counts one HTTP request; `false` past the limit.
     fn count_http(&self) -> bool;
     /// Stops the run for its wall clock, and the error that says so.
@@ -230,13 +272,34 @@ fn ttl_of(function: &str, options: &Map) -> Fallible<Option<u64>> {
     }
 }
 
+fn over_bytes<T>(function: &str) -> Fallible<T> {
+    fail(
+        function,
+        format!("a run may read and write at most {KV_MAX_BYTES_PER_RUN} bytes of KV values"),
+    )
+}
+
 fn call_kv(run: &dyn RunContext, function: &str, call: KvCall) -> Fallible<KvReply> {
     let host = host_for(run, function, false)?;
-    match host.kv(call, run.deadline()) {
-        Ok(reply) => Ok(reply),
-        Err(HostError::Timeout) => Err(run.wall_clock()),
-        Err(HostError::Failed(message)) => fail(function, message),
+    let written = match &call {
+        KvCall::Set(w) | KvCall::Cas { write: w, .. } => w.value.len(),
+        _ => 0,
+    };
+    if !run.count_kv_bytes(written) {
+        return over_bytes(function);
     }
+    let reply = match host.kv(call, run.deadline()) {
+        Ok(reply) => reply,
+        Err(HostError::Timeout) => return Err(run.wall_clock()),
+        Err(HostError::Failed(message)) => return fail(function, message),
+    };
+    if let KvReply::Entry(Some(entry)) = &reply
+        && written == 0
+        && !run.count_kv_bytes(entry.value.len())
+    {
+        return over_bytes(function);
+    }
+    Ok(reply)
 }
 
 fn unexpected<T>(function: &str) -> Fallible<T> {
@@ -487,6 +550,15 @@ fn http_send(
         return fail(function, "the method is a word such as GET or POST");
     }
     let mut headers = headers_of(function, options)?;
+    if let Some((name, _)) = headers
+        .iter()
+        .find(|(n, _)| RESERVED_HEADERS.contains(&n.to_ascii_lowercase().as_str()))
+    {
+        return fail(
+            function,
+            format!("the header {name} is the connection's own; a script may not set it"),
+        );
+    }
     let (body, json) = body_of(function, body)?;
     if json
         && !headers
@@ -633,6 +705,9 @@ impl RunContext for NoRun {
     fn count_kv(&self) -> bool {
         false
     }
+    fn count_kv_bytes(&self, _bytes: usize) -> bool {
+        false
+    }
     fn count_http(&self) -> bool {
         false
     }
@@ -651,11 +726,13 @@ pub(crate) fn register(engine: &mut rhai::Engine, run: Option<Arc<dyn RunContext
 
 /// The script's `env` map.
 pub(crate) fn env_map(host: Option<&Arc<dyn ScriptHost>>) -> Map {
-    let mut map = Map::new();
-    if let Some(host) = host {
-        for (name, value) in host.env() {
-            map.insert(name.as_str().into(), Dynamic::from(value.clone()));
-        }
-    }
-    map
+    host.map(|h| h.env()).unwrap_or_default()
+}
+
+/// `vars` as an `env` map, built once per environment (a run gets a clone,
+/// whose strings are shared).
+pub fn build_env_map<'a>(vars: impl IntoIterator<Item = (&'a str, &'a str)>) -> Map {
+    vars.into_iter()
+        .map(|(name, value)| (name.into(), Dynamic::from(value.to_owned())))
+        .collect()
 }

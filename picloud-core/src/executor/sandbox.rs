@@ -697,6 +697,8 @@ struct RunState {
     kv_ops: AtomicUsize,
     /// HTTP requests made by this run.
     http_requests: AtomicUsize,
+    /// Bytes of KV values read and written by this run.
+    kv_bytes: AtomicUsize,
 }
 
 impl super::host::RunContext for RunState {
@@ -717,6 +719,11 @@ impl super::host::RunContext for RunState {
 
     fn count_kv(&self) -> bool {
         self.kv_ops.fetch_add(1, Ordering::Relaxed) < crate::domain::KV_MAX_OPS_PER_RUN
+    }
+
+    fn count_kv_bytes(&self, bytes: usize) -> bool {
+        self.kv_bytes.fetch_add(bytes, Ordering::Relaxed) + bytes
+            <= super::host::KV_MAX_BYTES_PER_RUN
     }
 
     fn count_http(&self) -> bool {
@@ -950,6 +957,7 @@ impl Sandbox {
             env_sizes: Mutex::new(DataSizes::default()),
             kv_ops: AtomicUsize::new(0),
             http_requests: AtomicUsize::new(0),
+            kv_bytes: AtomicUsize::new(0),
         });
         install_quiet_panic_hook();
         let metered = meter_balance().is_some();
@@ -1047,6 +1055,7 @@ impl Sandbox {
         lock(&self.state.emitted).clear();
         self.state.kv_ops.store(0, Ordering::Relaxed);
         self.state.http_requests.store(0, Ordering::Relaxed);
+        self.state.kv_bytes.store(0, Ordering::Relaxed);
         let env = Dynamic::from_map(super::host::env_map(host.as_ref()));
         let env_sizes = values::data_sizes(&env);
         *lock(&self.state.env_sizes) = env_sizes;

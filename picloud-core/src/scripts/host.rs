@@ -35,6 +35,13 @@ pub trait OutboundHttp: Send + Sync {
     ) -> Result<HttpReply, HostError>;
 }
 
+/// Scripts' KV calls in flight at once on a node, all apps together: each
+/// holds a store connection (on PostgreSQL, while it waits for its app's
+/// lock), and the store's pool (10 connections by default) also serves
+/// authentication, the admin API and the invocation log. A call waits for
+/// a permit within its run's deadline.
+pub const KV_CALLS_AT_ONCE: usize = 5;
+
 /// The host of one run.
 pub struct RunHost {
     pub(crate) app: AppId,
@@ -45,6 +52,8 @@ pub struct RunHost {
     /// The app's allowlist of outbound hosts, if it has one.
     pub(crate) hosts: Option<Arc<[String]>>,
     pub(crate) handle: tokio::runtime::Handle,
+    /// The node's permits for scripts' KV calls (see [`KV_CALLS_AT_ONCE`]).
+    pub(crate) kv_calls: Arc<tokio::sync::Semaphore>,
     /// Set when a KV write changed the app's keys (the sweeper may need to
     /// wake for a new TTL).
     pub(crate) on_ttl: Option<Arc<tokio::sync::Notify>>,
@@ -90,15 +99,20 @@ impl RunHost {
 }
 
 impl ScriptHost for RunHost {
-    fn env(&self) -> &[(String, String)] {
-        &self.env.vars
+    fn env(&self) -> rhai::Map {
+        self.env.map.clone()
     }
 
     fn kv(&self, call: KvCall, deadline: Instant) -> Result<KvReply, HostError> {
         let (kv, app, quota) = (&self.kv, self.app, self.quota);
         let ttl =
             matches!(&call, KvCall::Set(w) | KvCall::Cas { write: w, .. } if w.ttl_secs.is_some());
+        let permits = Arc::clone(&self.kv_calls);
         let reply = self.block_on(deadline, async move {
+            let _permit = permits
+                .acquire_owned()
+                .await
+                .map_err(|_| HostError::Failed("the server is shutting down".into()))?;
             let reply = match call {
                 KvCall::Get { key } => {
                     KvReply::Entry(kv.kv_get(app, &key).await.map_err(kv_message)?)

@@ -24,7 +24,7 @@ mod writer;
 pub use cache::{LiveScript, ScriptCache};
 pub(crate) use credentials::strip_credentials as strip_stored_credentials;
 pub use credentials::{MAX_CREDENTIAL_LOOKUPS, SESSION_COOKIE};
-pub use host::{OutboundHttp, RunHost};
+pub use host::{KV_CALLS_AT_ONCE, OutboundHttp, RunHost};
 pub use service::{
     AppInvocationsQuery, AppSettings, LogTail, ScriptDetail, ScriptService, SettingsPatch,
     StorageUsage, TAIL_BACKLOG, TAIL_RECORD_MAX_BYTES, TailEvent, TailItem, exec_status,

@@ -79,7 +79,9 @@ pub struct ScriptService {
     kv_signal: Arc<tokio::sync::Notify>,
     /// Each app's allowlist of outbound hosts, as last read (`None` inside:
     /// the app has none).
-    egress_hosts: Arc<Mutex<HashMap<AppId, Option<Arc<[String]>>>>>,
+    egress_hosts: Arc<Mutex<HashMap<AppId, HostList>>>,
+    /// Permits for scripts' KV calls in flight on this node.
+    kv_calls: Arc<Semaphore>,
 }
 
 /// One finished run, as a live tail sees it.
@@ -288,6 +290,9 @@ pub struct AppInvocationsQuery {
     pub limit: usize,
 }
 
+/// An app's allowlist of outbound hosts as cached (`None`: it has none).
+type HostList = Option<Arc<[String]>>;
+
 /// An app's settings beyond its limits.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AppSettings {
@@ -346,6 +351,7 @@ impl ScriptService {
             outbound: None,
             kv_signal: Arc::default(),
             egress_hosts: Arc::default(),
+            kv_calls: Arc::new(Semaphore::new(super::host::KV_CALLS_AT_ONCE)),
         }
     }
 
@@ -1487,6 +1493,7 @@ impl ScriptService {
                 None => None,
             },
             handle: tokio::runtime::Handle::current(),
+            kv_calls: Arc::clone(&self.kv_calls),
             on_ttl: Some(Arc::clone(&self.kv_signal)),
         });
         let at = crate::clock::now();
