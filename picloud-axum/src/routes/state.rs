@@ -164,7 +164,6 @@ pub struct KvEntryDto {
     /// The key.
     pub key: String,
     /// The value (any JSON).
-    #[schema(value_type = Object)]
     pub value: serde_json::Value,
     /// Its version (for `kv::cas`); a new one at every write.
     pub version: i64,
@@ -191,7 +190,6 @@ impl From<KvEntry> for KvEntryDto {
 #[serde(deny_unknown_fields)]
 pub struct PutKv {
     /// The value: any JSON, at most 1 MiB of it.
-    #[schema(value_type = Object)]
     pub value: serde_json::Value,
     /// Seconds until the key expires (1 to a year); absent, it stays.
     #[schema(minimum = 1, maximum = 31536000)]
