@@ -792,7 +792,10 @@ async fn generic_public_errors_keep_the_detail_in_the_log(s: TestServer) {
     let (status, body) = s.get(settings, &s.owner_token).await;
     assert_eq!(
         (status.as_u16(), body),
-        (200, json!({ "public_errors": "detailed" }))
+        (
+            200,
+            json!({ "public_errors": "detailed", "egress_hosts": null })
+        )
     );
     // Detailed, the default: the error text and the line.
     let (status, _, body) = s.run(Method::GET, "/run/shop/bad?n=abc", None).await;

@@ -1033,6 +1033,12 @@ impl ScriptService {
         app: &str,
         patch: SettingsPatch,
     ) -> Result<AppSettings, ScriptError> {
+        // The caller's right first, then the input: an editor learns
+        // nothing about what a valid change would be.
+        let app_ident = app;
+        let app = self
+            .authorized_app(principal, app_ident, Capability::AppAdmin)
+            .await?;
         let hosts = match &patch.egress_hosts {
             Some(Some(hosts)) => Some(Some(
                 crate::domain::validate_egress_hosts(hosts).map_err(ScriptError::Invalid)?,
@@ -1041,11 +1047,8 @@ impl ScriptService {
             None => None,
         };
         if let Some(errors) = patch.public_errors {
-            self.set_public_errors(principal, app, errors).await?;
+            self.set_public_errors(principal, app_ident, errors).await?;
         }
-        let app = self
-            .authorized_app(principal, app, Capability::AppAdmin)
-            .await?;
         if let Some(hosts) = hosts {
             let this = self.clone();
             let id = app.id;
