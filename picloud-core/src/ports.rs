@@ -14,6 +14,7 @@
 
 pub mod apps;
 pub mod authz;
+pub mod domains;
 pub mod env;
 pub mod invocations;
 pub mod jobs;
@@ -28,6 +29,7 @@ pub mod users;
 
 pub use apps::{AppRepoError, AppRepository};
 pub use authz::{AuthzRepoError, AuthzRepository};
+pub use domains::{Domain, DomainRepoError, DomainRepository};
 pub use env::{EnvRepoError, EnvRepository};
 pub use invocations::{
     INVOCATION_BYTES_PER_APP, INVOCATION_BYTES_PER_SCRIPT, INVOCATION_RECORD_MAX_BYTES,

@@ -9,8 +9,8 @@ use std::sync::Arc;
 
 use crate::ports::{
     AdminUserRepository, AppMembersRepository, AppRepository, AppSettingsRepository,
-    AuthzRepository, EnvRepository, InvocationRepository, JobQueue, KvStore, ScheduleRepository,
-    ScriptRepository, SubscriptionRepository, TokenRepository,
+    AuthzRepository, DomainRepository, EnvRepository, InvocationRepository, JobQueue, KvStore,
+    ScheduleRepository, ScriptRepository, SubscriptionRepository, TokenRepository,
 };
 
 /// Every port PiCloud needs, as shared trait objects.
@@ -47,6 +47,8 @@ pub struct Stores {
     pub kv: Arc<dyn KvStore>,
     /// Each app's environment, secrets and data key.
     pub env: Arc<dyn EnvRepository>,
+    /// Custom domains.
+    pub domains: Arc<dyn DomainRepository>,
 }
 
 impl Stores {
@@ -68,6 +70,7 @@ impl Stores {
             + SubscriptionRepository
             + KvStore
             + EnvRepository
+            + DomainRepository
             + 'static,
     {
         Self {
@@ -83,7 +86,8 @@ impl Stores {
             schedules: store.clone(),
             subscriptions: store.clone(),
             kv: store.clone(),
-            env: store,
+            env: store.clone(),
+            domains: store,
         }
     }
 }

@@ -5,6 +5,7 @@
 mod app;
 mod display_name;
 mod env;
+mod hostname;
 mod invocation;
 mod job;
 mod kv;
@@ -24,6 +25,7 @@ pub use env::{
     ENV_MAX_NAME_BYTES, ENV_MAX_VALUE_BYTES, ENV_MAX_VARS_PER_APP, EnvName, EnvNameError, EnvValue,
     EnvVar, Sealed, WrappedKey,
 };
+pub use hostname::{Hostname, HostnameError, MAX_HOSTNAME_LEN, MAX_LABEL_LEN};
 pub use invocation::{InvocationContext, InvocationRecord, Trigger};
 pub use job::{
     ATTEMPT_LOG_MAX_BYTES, ATTEMPTS_KEPT, Attempt, DEDUPE_WINDOW, DEFAULT_MAX_ATTEMPTS, Event,

@@ -44,7 +44,7 @@ pub fn strict_mocks() -> Stores {
     use std::sync::Arc;
 
     use crate::ports::{
-        apps, authz, env, invocations, jobs, kv, members, schedules, scripts, settings,
+        apps, authz, domains, env, invocations, jobs, kv, members, schedules, scripts, settings,
         subscriptions, tokens, users,
     };
 
@@ -62,6 +62,7 @@ pub fn strict_mocks() -> Stores {
         subscriptions: Arc::new(subscriptions::MockSubscriptionRepository::new()),
         kv: Arc::new(kv::MockKvStore::new()),
         env: Arc::new(env::MockEnvRepository::new()),
+        domains: Arc::new(domains::MockDomainRepository::new()),
     }
 }
 
