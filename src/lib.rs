@@ -39,7 +39,7 @@ pub use picloud_core::{auth, users};
 #[cfg(feature = "executor")]
 #[cfg_attr(docsrs, doc(cfg(feature = "executor")))]
 #[doc(inline)]
-pub use picloud_core::{env, executor, kv, scripts, secrets};
+pub use picloud_core::{domains, env, executor, kv, scripts, secrets};
 
 #[cfg(feature = "egress")]
 #[cfg_attr(docsrs, doc(cfg(feature = "egress")))]

@@ -450,6 +450,14 @@ async fn start_on(
         config.egress_resolver.clone(),
     )?;
     let state = ApiState::with_scripts(scripts);
+    // Before the listener binds: a custom domain must never reach the
+    // instance's own routes, not even while starting.
+    let domains = state.domains.refresh().await.map_err(|e| {
+        StartError::Database(format!("reading the custom domains failed: {e}"))
+    })?;
+    if domains > 0 {
+        tracing::info!("{domains} custom domain(s) routed");
+    }
     let sweeper = picloud_core::kv::KvSweeper::start(
         opened.stores.clone(),
         Arc::clone(state.scripts.kv_signal()),

@@ -185,6 +185,7 @@ from_service_errors!(
     picloud_core::events::EventError,
     picloud_core::env::EnvError,
     picloud_core::kv::KvServiceError,
+    picloud_core::domains::DomainError,
 );
 
 impl From<ScriptError> for ApiError {

@@ -84,6 +84,8 @@ pub struct Services {
     pub events: picloud_core::events::EventService,
     /// The admin API over each app's KV state.
     pub kv: picloud_core::kv::KvService,
+    /// Custom domains and their routing map.
+    pub domains: picloud_core::domains::DomainService,
 }
 
 impl std::ops::Deref for ApiState {
@@ -123,10 +125,14 @@ impl ApiState {
     /// caller: its env service with a master key, outbound HTTP).
     pub fn with_scripts(scripts: ScriptService) -> Self {
         let stores = scripts.stores().clone();
+        let domains = picloud_core::domains::DomainService::new(stores.clone());
         Self(Arc::new(Services {
+            domains: domains.clone(),
             kv: picloud_core::kv::KvService::new(stores.clone(), Arc::clone(scripts.kv_signal())),
             members: MembershipService::new(stores.clone()),
-            apps: AppService::new(stores.clone()).with_listener(Arc::new(scripts.clone())),
+            apps: AppService::new(stores.clone())
+                .with_listener(Arc::new(scripts.clone()))
+                .with_listener(Arc::new(domains)),
             users: UserService::new(stores.clone()),
             auth: AuthService::new(stores.clone()),
             events: picloud_core::events::EventService::new(scripts.clone()),
@@ -148,7 +154,7 @@ impl ApiState {
 /// `/admin/...`: apps, members, users and tokens. Needs an
 /// `Extension<Principal>` from an auth layer; without one, requests get 401.
 pub fn admin_router(state: ApiState) -> Router {
-    use routes::{apps, events as ev, members, scripts, state, tokens, users};
+    use routes::{apps, domains, events as ev, members, scripts, state, tokens, users};
     Router::new()
         .route("/admin/apps", get(apps::list_apps).post(apps::create_app))
         .route(
@@ -254,6 +260,14 @@ pub fn admin_router(state: ApiState) -> Router {
         .route(
             "/admin/apps/{id_or_slug}/subscriptions",
             get(ev::list_subscriptions),
+        )
+        .route(
+            "/admin/apps/{id_or_slug}/domains",
+            get(domains::list_domains).post(domains::add_domain),
+        )
+        .route(
+            "/admin/apps/{id_or_slug}/domains/{hostname}",
+            axum::routing::delete(domains::delete_domain),
         )
         .route("/admin/apps/{id_or_slug}/env", get(state::list_env))
         .route(
@@ -434,13 +448,73 @@ pub fn app(state: ApiState, options: AppOptions) -> Router {
             readiness: options.readiness.clone(),
             scripts: state.scripts.clone(),
         });
+    let tls_ask = Router::new()
+        .route("/internal/tls-ask", get(routes::domains::tls_ask))
+        .with_state(state.clone());
+    let domains = state.domains.map().clone();
     let routes = Router::new()
         .merge(api_router(state.clone()))
         .merge(run_router(state))
         .merge(probes)
+        .merge(tls_ask)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed);
-    standard_layers_with(routes, options.body_limit, options.body_timeout)
+    let routes = standard_layers_with(routes, options.body_limit, options.body_timeout);
+    // Host routing comes before any other: on a custom domain only the
+    // app's scripts exist.
+    Router::new().fallback_service(
+        tower::ServiceBuilder::new()
+            .map_request(move |req: Request| host_routing(&domains, req))
+            .service(routes),
+    )
+}
+
+/// Marks a request that came in on an app's custom domain (and was routed
+/// to `/run/{app}/…` or `/async/{app}/…`): its scripts' cookies stay as they
+/// are, since the app has that origin to itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CustomDomain {
+    /// The hostname, as registered.
+    pub hostname: String,
+}
+
+/// A request whose `Host` (port ignored) is a registered custom domain is
+/// rewritten to its app: `/{script}[/…]` to `/run/{app}/{script}[/…]`,
+/// `/async/{script}[/…]` to `/async/{app}/{script}[/…]`, the query kept. So
+/// nothing but the app's scripts can be reached there: `/api/…`, `/` and
+/// the rest name scripts of the app, and are 404 unless it has them. Any
+/// other host passes through unchanged. One hash-map read, no store call.
+fn host_routing(domains: &picloud_core::domains::DomainMap, mut req: Request) -> Request {
+    if domains.is_empty() {
+        return req;
+    }
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| req.uri().authority().map(|a| a.as_str()));
+    let Some(target) = host.and_then(|h| domains.lookup(h)) else {
+        return req;
+    };
+    let path = req.uri().path();
+    let slug = &target.slug;
+    let rewritten = match path.strip_prefix("/async/") {
+        Some(rest) => format!("/async/{slug}/{rest}"),
+        None => format!("/run/{slug}{path}"),
+    };
+    let pq = match req.uri().query() {
+        Some(q) => format!("{rewritten}?{q}"),
+        None => rewritten,
+    };
+    let hostname = host.unwrap_or_default().to_owned();
+    match axum::http::Uri::builder().path_and_query(pq).build() {
+        Ok(uri) => *req.uri_mut() = uri,
+        // Cannot happen (the parts came from a valid URI); refuse rather
+        // than fall through to the instance's routes.
+        Err(_) => *req.uri_mut() = axum::http::Uri::from_static("/run/-/-/"),
+    }
+    req.extensions_mut().insert(CustomDomain { hostname });
+    req
 }
 
 /// The layers [`app`] puts around every route: a body limit, a body

@@ -19,6 +19,8 @@
 //!   the env service (variables and secrets, per app).
 //! - `egress` (feature `egress`): outbound HTTP for scripts, which reaches
 //!   the world but not the private network it runs in.
+//! - `domains` (feature `executor`): custom domains and the in-memory map
+//!   that routes them (and answers Caddy's on-demand TLS `ask`).
 //! - `testkit` (feature `testkit`): the public conformance suite, proptest
 //!   strategies and the reference model of the capability table.
 #![forbid(unsafe_code)]
@@ -31,6 +33,9 @@ pub mod auth;
 pub mod authz;
 pub mod clock;
 pub mod domain;
+#[cfg(feature = "executor")]
+#[cfg_attr(docsrs, doc(cfg(feature = "executor")))]
+pub mod domains;
 #[cfg(feature = "egress")]
 #[cfg_attr(docsrs, doc(cfg(feature = "egress")))]
 pub mod egress;

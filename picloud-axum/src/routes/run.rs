@@ -271,11 +271,13 @@ pub async fn run(State(s): State<ApiState>, req: Request) -> Response {
                     h.insert(header::CONTENT_TYPE, ct);
                 }
                 let mut cookie_root: Option<String> = None;
+                // On its own domain the app has the origin to itself.
+                let on_own_domain = parts.extensions.get::<crate::CustomDomain>().is_some();
                 for (name, mut value) in r.headers {
                     if FORBIDDEN_RESPONSE_HEADERS.contains(&name.as_str()) {
                         continue;
                     }
-                    if name == "set-cookie" {
+                    if name == "set-cookie" && !on_own_domain {
                         let root = cookie_root.get_or_insert_with(|| {
                             app_root(parts.extensions.get::<OriginalUri>(), parts.uri.path(), app)
                         });
