@@ -3,8 +3,8 @@
 //! Lists are ordered by slug in byte order, as PostgreSQL's `COLLATE "C"`
 //! orders them. Deleting an app cascades, as `ON DELETE CASCADE` does in SQL:
 //! its memberships, the tokens scoped to it, its scripts, their invocations,
-//! its limits, its jobs, its KV keys and its environment go with it, under
-//! the same write lock.
+//! its limits, its jobs, its KV keys, its environment and its domains go with
+//! it, under the same write lock.
 
 use async_trait::async_trait;
 use picloud_core::domain::{App, AppRole, DisplayName, NewApp};
@@ -99,6 +99,7 @@ impl AppRepository for MemoryStore {
         s.events.drop_app(id);
         s.kv.drop_app(id);
         s.env.drop_app(id);
+        s.domains.drop_app(id);
         Ok(())
     }
 }

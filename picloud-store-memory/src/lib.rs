@@ -21,6 +21,7 @@
 
 mod apps;
 mod authz;
+mod domains;
 mod env;
 mod invocations;
 mod jobs;
@@ -78,6 +79,8 @@ struct State {
     kv: kv::Kv,
     /// Each app's environment and data key; dropped with their app.
     env: env::Env,
+    /// Custom domains, by name and by app; dropped with their app.
+    domains: domains::Domains,
 }
 
 #[derive(Debug, Clone)]

@@ -9,8 +9,8 @@
 
 use picloud_core::domain::{NewAdminUser, NewApp};
 use picloud_core::ports::{
-    AdminUserRepoError, AppMembersRepoError, AppRepoError, AuthzRepoError, BoxError, EnvRepoError,
-    KvError, ScriptRepoError, SettingsRepoError, TokenRepoError,
+    AdminUserRepoError, AppMembersRepoError, AppRepoError, AuthzRepoError, BoxError,
+    DomainRepoError, EnvRepoError, KvError, ScriptRepoError, SettingsRepoError, TokenRepoError,
 };
 
 use crate::rows::DecodeError;
@@ -24,6 +24,8 @@ const FOREIGN_KEY_VIOLATION: &str = "23503";
 const APPS_PKEY: &str = "apps_pkey";
 /// The primary key of `admin_users`.
 const ADMIN_USERS_PKEY: &str = "admin_users_pkey";
+/// The primary key of `domains`, on the hostname (`migrations/0013_domains.sql`).
+const DOMAINS_PKEY: &str = "domains_pkey";
 
 /// What a failed statement means, independently of the port.
 #[derive(Debug)]
@@ -168,6 +170,26 @@ pub(crate) fn env_error(e: impl Into<Failure>) -> EnvRepoError {
     }
 }
 
+/// A [`DomainRepoError`]: a claim for a missing app is `AppNotFound`. A
+/// claim's `ON CONFLICT` already turns a held name into no row (`Taken`);
+/// a violation of the name's key that still surfaces means the same.
+pub(crate) fn domain_error(e: impl Into<Failure>) -> DomainRepoError {
+    match e.into() {
+        Failure::ForeignKey => DomainRepoError::AppNotFound,
+        Failure::Unique { constraint } if constraint.as_deref() == Some(DOMAINS_PKEY) => {
+            DomainRepoError::Taken
+        }
+        Failure::Unique { constraint } => DomainRepoError::Backend(
+            format!(
+                "unexpected unique violation: {}",
+                constraint.unwrap_or_default()
+            )
+            .into(),
+        ),
+        Failure::Backend(e) => DomainRepoError::Backend(e),
+    }
+}
+
 /// An [`AuthzRepoError`]: every failure is a backend failure (the port reads only).
 pub(crate) fn authz_error(e: impl Into<Failure>) -> AuthzRepoError {
     match e.into() {
@@ -197,6 +219,10 @@ mod tests {
         assert!(matches!(
             authz_error(sqlx::Error::PoolTimedOut),
             AuthzRepoError::Backend(_)
+        ));
+        assert!(matches!(
+            domain_error(sqlx::Error::PoolTimedOut),
+            DomainRepoError::Backend(_)
         ));
     }
 

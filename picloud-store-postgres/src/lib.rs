@@ -9,8 +9,9 @@
 //! [`ScriptRepository`](picloud_core::ports::ScriptRepository),
 //! [`InvocationRepository`](picloud_core::ports::InvocationRepository),
 //! [`AppSettingsRepository`](picloud_core::ports::AppSettingsRepository), the event
-//! engine's, [`KvStore`](picloud_core::ports::KvStore) and
-//! [`EnvRepository`](picloud_core::ports::EnvRepository)) over one sqlx connection
+//! engine's, [`KvStore`](picloud_core::ports::KvStore),
+//! [`EnvRepository`](picloud_core::ports::EnvRepository) and
+//! [`DomainRepository`](picloud_core::ports::DomainRepository)) over one sqlx connection
 //! pool, with the schema shipped as embedded migrations ([`MIGRATOR`]).
 //!
 //! ## Why it looks the way it does
@@ -56,6 +57,7 @@
 #![forbid(unsafe_code)]
 
 mod apps;
+mod domains;
 mod env;
 mod error;
 mod events;

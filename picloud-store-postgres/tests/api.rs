@@ -72,6 +72,8 @@ async fn the_schema_has_named_constraints_and_the_member_index() {
         "env_vars_value_check",
         "app_data_keys_pkey",
         "app_data_keys_app_id_fkey",
+        "domains_pkey",
+        "domains_app_id_fkey",
     ] {
         assert!(
             constraints.iter().any(|c| c == name),
@@ -92,6 +94,7 @@ async fn the_schema_has_named_constraints_and_the_member_index() {
             "app_data_keys_app_id_fkey",
             "app_members_app_id_fkey",
             "app_members_user_id_fkey",
+            "domains_app_id_fkey",
             "env_vars_app_id_fkey",
             "invocations_script_id_fkey",
             "jobs_app_id_script_fkey",
@@ -112,6 +115,13 @@ async fn the_schema_has_named_constraints_and_the_member_index() {
     .await
     .unwrap();
     assert!(index.contains("(user_id, app_id)"), "{index}");
+    let index: String = sqlx::query_scalar(
+        "SELECT indexdef FROM pg_indexes WHERE indexname = 'domains_app_id_idx'",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
+    assert!(index.contains("(app_id, hostname)"), "{index}");
 
     // The CHECK constraints refuse role names the domain does not know.
     let bad = sqlx::query(

@@ -19,7 +19,7 @@
 //!
 //! # Layout
 //!
-//! The cases live in one private module per port (`apps`, `authz`, `env`,
+//! The cases live in one private module per port (`apps`, `authz`, `domains`, `env`,
 //! `invocations`, `jobs`, `kv`, `members`, `scripts`, `settings`, `tokens`,
 //! `users`), each naming its cases in a macro (`__conformance_apps_cases!`,
 //! ...). Those lists,
@@ -34,6 +34,7 @@
 
 mod apps;
 mod authz;
+mod domains;
 mod env;
 mod invocations;
 mod jobs;
@@ -74,6 +75,7 @@ macro_rules! __conformance_ports {
     ($($callback:ident)::+; $($args:tt)*) => {
         $crate::__conformance_apps_cases!($($callback)::+; $($args)*);
         $crate::__conformance_authz_cases!($($callback)::+; $($args)*);
+        $crate::__conformance_domains_cases!($($callback)::+; $($args)*);
         $crate::__conformance_env_cases!($($callback)::+; $($args)*);
         $crate::__conformance_invocations_cases!($($callback)::+; $($args)*);
         $crate::__conformance_jobs_cases!($($callback)::+; $($args)*);
