@@ -452,9 +452,11 @@ async fn start_on(
     let state = ApiState::with_scripts(scripts);
     // Before the listener binds: a custom domain must never reach the
     // instance's own routes, not even while starting.
-    let domains = state.domains.refresh().await.map_err(|e| {
-        StartError::Database(format!("reading the custom domains failed: {e}"))
-    })?;
+    let domains = state
+        .domains
+        .refresh()
+        .await
+        .map_err(|e| StartError::Database(format!("reading the custom domains failed: {e}")))?;
     if domains > 0 {
         tracing::info!("{domains} custom domain(s) routed");
     }

@@ -27,7 +27,8 @@ fn caddy() -> Option<PathBuf> {
             .find(|p| p.is_file())
     });
     if found.is_none() {
-        let message = "caddy is not installed (Debian: apt-get install caddy); the Caddy tests did not run";
+        let message =
+            "caddy is not installed (Debian: apt-get install caddy); the Caddy tests did not run";
         assert!(std::env::var("CI").as_deref() != Ok("true"), "{message}");
         eprintln!("SKIPPED: {message}");
     }
@@ -110,7 +111,11 @@ async fn https_to_a_custom_domain_reaches_its_script_and_an_unknown_name_does_no
     let s = TestServer::memory().await;
     s.create_app("shop").await;
     let (status, body) = s
-        .deploy("shop", "hello", r#"#{ hello: "from shop", path: request.path }"#)
+        .deploy(
+            "shop",
+            "hello",
+            r#"#{ hello: "from shop", path: request.path }"#,
+        )
         .await;
     assert!(status.is_success(), "{body}");
     let (status, body) = s
@@ -157,11 +162,10 @@ async fn https_to_a_custom_domain_reaches_its_script_and_an_unknown_name_does_no
 
     // The registered domain: a certificate is issued on demand, and the
     // request reaches the app's script, routed by Host.
-    let (code, text) = tokio::task::spawn_blocking(move || {
-        curl("shop.example.test", https_port, "/hello/a?x=1")
-    })
-    .await
-    .unwrap();
+    let (code, text) =
+        tokio::task::spawn_blocking(move || curl("shop.example.test", https_port, "/hello/a?x=1"))
+            .await
+            .unwrap();
     assert_eq!(code, 0, "curl: {text}\ncaddy: {}", caddy_log());
     let body: serde_json::Value = serde_json::from_str(&text).unwrap_or_else(|_| panic!("{text}"));
     assert_eq!(body, json!({ "hello": "from shop", "path": "/a" }));
@@ -185,12 +189,14 @@ async fn https_to_a_custom_domain_reaches_its_script_and_an_unknown_name_does_no
         &s.owner_token,
     )
     .await;
-    let (_, text) = tokio::task::spawn_blocking(move || {
-        curl("shop.example.test", https_port, "/hello")
-    })
-    .await
-    .unwrap();
-    assert!(!text.contains("from shop"), "a removed domain still routes: {text}");
+    let (_, text) =
+        tokio::task::spawn_blocking(move || curl("shop.example.test", https_port, "/hello"))
+            .await
+            .unwrap();
+    assert!(
+        !text.contains("from shop"),
+        "a removed domain still routes: {text}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -26,8 +26,12 @@ fn domains(app: &str) -> String {
 }
 
 async fn add(s: &TestServer, app: &str, hostname: &str) -> (StatusCode, Value) {
-    s.post(&domains(app), &s.owner_token, json!({ "hostname": hostname }))
-        .await
+    s.post(
+        &domains(app),
+        &s.owner_token,
+        json!({ "hostname": hostname }),
+    )
+    .await
 }
 
 /// `method path` with `Host: host`: status, headers and body text.
@@ -92,7 +96,10 @@ async fn domains_are_registered_listed_and_deleted(s: TestServer) {
 async fn a_hostname_has_one_owner(s: TestServer) {
     s.create_app("one").await;
     s.create_app("two").await;
-    assert_eq!(add(&s, "one", "api.example.test").await.0, StatusCode::CREATED);
+    assert_eq!(
+        add(&s, "one", "api.example.test").await.0,
+        StatusCode::CREATED
+    );
     for (app, name) in [
         ("two", "api.example.test"),
         ("two", "API.EXAMPLE.test"),
@@ -104,7 +111,10 @@ async fn a_hostname_has_one_owner(s: TestServer) {
     }
     // The other app's delete leaves it alone.
     let (status, _) = s
-        .delete(&format!("{}/api.example.test", domains("two")), &s.owner_token)
+        .delete(
+            &format!("{}/api.example.test", domains("two")),
+            &s.owner_token,
+        )
         .await;
     assert_eq!(status, StatusCode::NO_CONTENT);
     assert_eq!(ask(&s, "api.example.test").await, StatusCode::OK);
@@ -143,24 +153,32 @@ async fn a_domain_serves_only_its_apps_scripts(s: TestServer) {
         r#"response(200, #{ path: request.path, x: request.query.x ?? () }, #{ "set-cookie": "sid=1; Path=/" })"#,
     )
     .await;
-    assert_eq!(add(&s, "shop", "shop.example.test").await.0, StatusCode::CREATED);
+    assert_eq!(
+        add(&s, "shop", "shop.example.test").await.0,
+        StatusCode::CREATED
+    );
     // A script and its rest path, the port in Host ignored.
-    for host in ["shop.example.test", "shop.example.test:8443", "SHOP.example.test"] {
-        let (status, headers, body) =
-            on_host(&s, Method::GET, host, "/hello/a/b?x=1").await;
+    for host in [
+        "shop.example.test",
+        "shop.example.test:8443",
+        "SHOP.example.test",
+    ] {
+        let (status, headers, body) = on_host(&s, Method::GET, host, "/hello/a/b?x=1").await;
         assert_eq!(status, StatusCode::OK, "{host}: {body}");
         let body: Value = serde_json::from_str(&body).unwrap();
         assert_eq!(body, json!({ "path": "/a/b", "x": "1" }));
         // The app has this origin to itself: its cookie stays at `/`.
         let cookie = headers.get("set-cookie").unwrap().to_str().unwrap();
-        assert!(cookie.contains("Path=/") && !cookie.contains("/run/"), "{cookie}");
+        assert!(
+            cookie.contains("Path=/") && !cookie.contains("/run/"),
+            "{cookie}"
+        );
     }
     let (status, _, body) = on_host(&s, Method::GET, "shop.example.test", "/hello").await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(serde_json::from_str::<Value>(&body).unwrap()["path"], "/");
     // /async too.
-    let (status, _, body) =
-        on_host(&s, Method::POST, "shop.example.test", "/async/hello/x").await;
+    let (status, _, body) = on_host(&s, Method::POST, "shop.example.test", "/async/hello/x").await;
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
     // Nothing else exists on that host: the admin API, the probes, the
     // dashboard, /run itself.
@@ -211,8 +229,11 @@ async fn after_a_delete_nothing_routes_and_ask_is_404(s: TestServer) {
     assert_eq!(ask(&s, "never.example.test").await, StatusCode::NOT_FOUND);
     let (status, _, _) = on_host(&s, Method::GET, "gone.example.test", "/hello").await;
     assert_eq!(status, StatusCode::OK);
-    s.delete(&format!("{}/gone.example.test", domains("gone")), &s.owner_token)
-        .await;
+    s.delete(
+        &format!("{}/gone.example.test", domains("gone")),
+        &s.owner_token,
+    )
+    .await;
     assert_eq!(ask(&s, "gone.example.test").await, StatusCode::NOT_FOUND);
     // The host now falls through to the instance's routes: no /hello there.
     let (status, _, _) = on_host(&s, Method::GET, "gone.example.test", "/hello").await;
@@ -248,12 +269,19 @@ async fn readers_list_and_editors_change(s: TestServer) {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(list.as_array().unwrap().len(), 1);
     let (status, _) = s
-        .delete(&format!("{}/perm.example.test", domains("perm")), &viewer_token)
+        .delete(
+            &format!("{}/perm.example.test", domains("perm")),
+            &viewer_token,
+        )
         .await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     // A bad name from someone who may not add one is a 403, not a 422.
     let (status, _) = s
-        .post(&domains("perm"), &viewer_token, json!({ "hostname": "bad_name" }))
+        .post(
+            &domains("perm"),
+            &viewer_token,
+            json!({ "hostname": "bad_name" }),
+        )
         .await;
     assert_eq!(status, StatusCode::FORBIDDEN);
 }

@@ -64,6 +64,9 @@ impl ServiceError for DomainError {
     }
 }
 
+/// The most custom domains one app may hold.
+pub const MAX_DOMAINS_PER_APP: usize = 100;
+
 /// Where a custom domain routes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DomainTarget {
@@ -223,6 +226,17 @@ impl DomainService {
         let app = self.app(principal, app, Capability::AppEdit).await?;
         let hostname =
             Hostname::parse(hostname).map_err(|e| DomainError::Invalid(e.to_string()))?;
+        let held = self
+            .stores
+            .domains
+            .domains_of(app.id)
+            .await
+            .map_err(DomainError::Domains)?;
+        if held.len() >= MAX_DOMAINS_PER_APP {
+            return Err(DomainError::Invalid(format!(
+                "an app may hold at most {MAX_DOMAINS_PER_APP} domains"
+            )));
+        }
         let this = self.clone();
         crate::scripts::to_the_end(async move {
             let claimed = this.stores.domains.claim(app.id, &hostname).await;
@@ -322,7 +336,10 @@ mod tests {
             app_id: AppId::new(),
             slug: "shop".into(),
         };
-        map.replace(HashMap::from([("shop.example.com".to_owned(), target.clone())]));
+        map.replace(HashMap::from([(
+            "shop.example.com".to_owned(),
+            target.clone(),
+        )]));
         for host in [
             "shop.example.com",
             "Shop.Example.COM",

@@ -62,6 +62,7 @@ async fn ask_and_routing_answer_from_memory_under_load() {
     let mut tasks = tokio::task::JoinSet::new();
     for t in 0..8 {
         let service = service.clone();
+        let slug = app.slug.to_string();
         tasks.spawn(async move {
             let mut yes = 0;
             for i in 0..10_000 {
@@ -74,7 +75,7 @@ async fn ask_and_routing_answer_from_memory_under_load() {
                     yes += 1;
                 }
                 if let Some(target) = service.map().lookup("shop.example.test:443") {
-                    assert_eq!(target.slug, app.slug.as_str());
+                    assert_eq!(target.slug, slug);
                 }
             }
             yes

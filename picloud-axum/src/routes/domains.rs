@@ -136,7 +136,9 @@ pub async fn tls_ask(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let Query(q) = query?;
     if s.domains.tls_ask(&q.domain) {
-        Ok(Json(serde_json::json!({ "domain": q.domain.to_ascii_lowercase() })))
+        Ok(Json(
+            serde_json::json!({ "domain": q.domain.to_ascii_lowercase() }),
+        ))
     } else {
         Err(ApiError::new(
             StatusCode::NOT_FOUND,
