@@ -119,6 +119,10 @@ struct ServeArgs {
     /// Milliseconds requests in flight may take to finish after SIGINT/SIGTERM.
     #[arg(long, env = "PICLOUD_SHUTDOWN_GRACE_MS", default_value_t = 10_000)]
     shutdown_grace_ms: u64,
+    /// The instance's public URL, e.g. `https://picloud.example.com`; with
+    /// https the dashboard's session cookie is `Secure`.
+    #[arg(long, env = "PICLOUD_PUBLIC_URL")]
+    public_url: Option<String>,
     /// IPs and CIDR ranges scripts may reach despite the private-address
     /// rule, comma-separated (e.g. `127.0.0.1/32,10.1.2.0/24`).
     #[arg(long, env = "PICLOUD_EGRESS_ALLOW", default_value = "")]
@@ -146,6 +150,7 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     let config = ServerConfig {
         master_key,
         egress_allow: args.egress_allow.clone(),
+        public_url: args.public_url.clone().filter(|u| !u.is_empty()),
         listen: args.listen,
         database_url: args.database_url.filter(|u| !u.is_empty()),
         bootstrap_token: std::env::var("PICLOUD_BOOTSTRAP_TOKEN")

@@ -58,6 +58,9 @@ pub struct ServerConfig {
     /// How scripts' outbound requests resolve names (`None`: the system's
     /// resolver). Tests give a static one, so no test sends a DNS query.
     pub egress_resolver: Option<Arc<dyn picloud_core::egress::Resolve>>,
+    /// The instance's public URL (`PICLOUD_PUBLIC_URL`); `https://` makes
+    /// the dashboard's session cookie `Secure`.
+    pub public_url: Option<String>,
 }
 
 /// The native stack of each async worker thread of [`runtime`]: room for
@@ -99,6 +102,7 @@ impl Default for ServerConfig {
             master_key: None,
             egress_allow: String::new(),
             egress_resolver: None,
+            public_url: None,
         }
     }
 }
@@ -450,6 +454,12 @@ async fn start_on(
         config.egress_resolver.clone(),
     )?;
     let state = ApiState::with_scripts(scripts);
+    state.set_secure_cookies(
+        config
+            .public_url
+            .as_deref()
+            .is_some_and(|u| u.to_ascii_lowercase().starts_with("https://")),
+    );
     // Before the listener binds: a custom domain must never reach the
     // instance's own routes, not even while starting.
     let domains = state

@@ -1,4 +1,11 @@
-//! The default authentication layer: `Authorization: Bearer <token>`.
+//! The default authentication layer: `Authorization: Bearer <token>`, or
+//! the dashboard's session cookie (`picloud_session`).
+//!
+//! A request authenticated by the cookie that changes anything (any method
+//! but GET, HEAD and OPTIONS) must also carry `x-picloud-csrf: 1`, or it is
+//! 403: a page on another site can make a browser send the cookie (not
+//! with `SameSite=Strict`, but defence in depth), never a custom header
+//! without a CORS preflight PiCloud does not grant.
 //!
 //! It resolves the token through [`AuthService::authenticate`](picloud_core::auth::AuthService::authenticate)
 //! on every request (no caching), so a deactivated user or a revoked token is
@@ -40,15 +47,59 @@ pub(crate) fn challenge(e: ApiError) -> Response {
     resp
 }
 
-/// Middleware: authenticates the bearer token and inserts the `Principal`,
-/// or answers 401 with a JSON error.
+/// The name of the dashboard's session cookie.
+pub const SESSION_COOKIE: &str = picloud_core::scripts::SESSION_COOKIE;
+
+/// The header a cookie-authenticated change must carry, with the value `1`.
+pub const CSRF_HEADER: &str = "x-picloud-csrf";
+
+/// The session cookie's token in these headers, if any.
+pub fn session_token_in(headers: &axum::http::HeaderMap) -> Option<&str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, value)| *name == SESSION_COOKIE && !value.is_empty())
+        .map(|(_, value)| value)
+}
+
+/// Whether a cookie-authenticated request may go ahead: reads always, a
+/// change only with `x-picloud-csrf: 1`.
+fn csrf_ok(req: &Request) -> bool {
+    use axum::http::Method;
+    matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS)
+        || req
+            .headers()
+            .get(CSRF_HEADER)
+            .is_some_and(|v| v.as_bytes() == b"1")
+}
+
+/// Middleware: authenticates the bearer token (or, without one, the session
+/// cookie, checking its CSRF header on a change) and inserts the
+/// `Principal`, or answers 401 (403 for a missing CSRF header) with a JSON
+/// error.
 pub async fn require_bearer(
     State(state): State<ApiState>,
     mut req: Request,
     next: Next,
 ) -> Response {
-    let Some(token) = bearer_token(&req) else {
-        return challenge(ApiError::unauthenticated());
+    let token = match bearer_token(&req) {
+        Some(token) => token,
+        None => match session_token_in(req.headers()) {
+            Some(token) => {
+                if !csrf_ok(&req) {
+                    return ApiError::new(
+                        axum::http::StatusCode::FORBIDDEN,
+                        "a change signed in by the session cookie needs the header x-picloud-csrf: 1",
+                    )
+                    .into_response();
+                }
+                token
+            }
+            None => return challenge(ApiError::unauthenticated()),
+        },
     };
     match state.auth.authenticate(token).await {
         Ok(principal) => {

@@ -205,6 +205,13 @@ pub struct LoginResponse {
     pub user: UserDto,
 }
 
+/// `/auth/session`: who is signed in (the token stays in the cookie).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct SessionResponse {
+    /// The signed-in user.
+    pub user: UserDto,
+}
+
 /// `POST /admin/tokens`: issue an API token for yourself.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]

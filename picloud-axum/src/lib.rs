@@ -86,6 +86,9 @@ pub struct Services {
     pub kv: picloud_core::kv::KvService,
     /// Custom domains and their routing map.
     pub domains: picloud_core::domains::DomainService,
+    /// Whether the session cookie is `Secure` (the instance's public URL is
+    /// https).
+    secure_cookies: std::sync::atomic::AtomicBool,
 }
 
 impl std::ops::Deref for ApiState {
@@ -127,6 +130,7 @@ impl ApiState {
         let stores = scripts.stores().clone();
         let domains = picloud_core::domains::DomainService::new(stores.clone());
         Self(Arc::new(Services {
+            secure_cookies: std::sync::atomic::AtomicBool::new(false),
             domains: domains.clone(),
             kv: picloud_core::kv::KvService::new(stores.clone(), Arc::clone(scripts.kv_signal())),
             members: MembershipService::new(stores.clone()),
@@ -139,6 +143,21 @@ impl ApiState {
             scripts,
             stores,
         }))
+    }
+
+    /// Marks the session cookie `Secure`: the instance is reached over
+    /// https (`PICLOUD_PUBLIC_URL`).
+    pub fn set_secure_cookies(&self, secure: bool) {
+        self.0
+            .secure_cookies
+            .store(secure, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Whether the session cookie is `Secure`.
+    pub fn secure_cookies(&self) -> bool {
+        self.0
+            .secure_cookies
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Compiles every live script into the cache (at start-up). Scripts that
@@ -303,13 +322,41 @@ pub fn run_router(state: ApiState) -> Router {
         .route("/run/{app}/{script}/{*rest}", any(routes::run::run))
         .route("/async/{app}/{script}", any(routes::run::run_async))
         .route("/async/{app}/{script}/{*rest}", any(routes::run::run_async))
+        .layer(middleware::from_fn(sandbox_script_pages))
         .with_state(state)
 }
 
-/// `/auth/login` (public).
+/// The `Content-Security-Policy` of every answer of a script on the
+/// instance's own host: its HTML runs in an opaque origin (no cookies, no
+/// same-origin requests), so a page a script serves cannot use a signed-in
+/// admin's session against the dashboard's API.
+pub const SCRIPT_CSP: &str = "sandbox allow-scripts allow-forms allow-popups allow-downloads";
+
+/// Adds [`SCRIPT_CSP`] to a `/run` or `/async` answer, replacing any a
+/// script set, unless the request came in on the app's own domain (its own
+/// origin, which needs no sandbox).
+async fn sandbox_script_pages(req: Request, next: middleware::Next) -> Response {
+    let own_domain = req.extensions().get::<CustomDomain>().is_some();
+    let mut resp = next.run(req).await;
+    if !own_domain {
+        resp.headers_mut().insert(
+            header::CONTENT_SECURITY_POLICY,
+            axum::http::HeaderValue::from_static(SCRIPT_CSP),
+        );
+    }
+    resp
+}
+
+/// `/auth/login` and `/auth/session` (public).
 pub fn auth_router(state: ApiState) -> Router {
     Router::new()
         .route("/auth/login", post(routes::auth::login))
+        .route(
+            "/auth/session",
+            post(routes::auth::sign_in)
+                .get(routes::auth::session)
+                .delete(routes::auth::sign_out),
+        )
         .with_state(state)
 }
 

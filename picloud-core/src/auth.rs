@@ -312,6 +312,25 @@ impl AuthService {
         })
     }
 
+    /// Signs out the holder of `token` (a dashboard session): the token is
+    /// revoked. An unknown or already revoked token changes nothing.
+    pub async fn sign_out(&self, token: &str) -> Result<(), AuthError> {
+        if let Some((record, user)) = self.stores.tokens.find_by_hash(&hash_token(token)).await? {
+            self.stores.tokens.revoke(user.id, record.id).await?;
+        }
+        Ok(())
+    }
+
+    /// The user `principal` acts for (for "who am I").
+    pub async fn whoami(&self, principal: &Principal) -> Result<AdminUser, AuthError> {
+        self.stores
+            .users
+            .get(principal.user_id)
+            .await?
+            .filter(|u| u.is_active)
+            .ok_or(AuthError::Unauthenticated)
+    }
+
     /// Checks a username and password and issues a login token (12 hours).
     /// The same as [`AuthService::login_from`] with no client address: the
     /// throttle then keys on the username alone.

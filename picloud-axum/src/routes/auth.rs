@@ -1,5 +1,6 @@
-//! `/auth/login`: username and password for a 12-hour bearer token; and
-//! `/admin/me/password`: change one's own password.
+//! `/auth/login`: username and password for a 12-hour bearer token;
+//! `/auth/session`: the dashboard's sign-in, the same token in an `HttpOnly`
+//! cookie; and `/admin/me/password`: change one's own password.
 
 use std::net::SocketAddr;
 
@@ -7,8 +8,12 @@ use axum::Extension;
 use axum::extract::{ConnectInfo, State};
 use axum::http::StatusCode;
 
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+
 use crate::ApiState;
-use crate::dto::{ChangePasswordRequest, LoginRequest, LoginResponse};
+use crate::bearer::{CSRF_HEADER, SESSION_COOKIE, bearer_token_in, session_token_in};
+use crate::dto::{ChangePasswordRequest, LoginRequest, LoginResponse, SessionResponse};
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{Caller, Json};
 
@@ -76,4 +81,99 @@ pub async fn change_password(
         )
         .await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// How long a session lasts: the login token's 12 hours.
+const SESSION_SECONDS: u64 = 12 * 3600;
+
+/// The `Set-Cookie` of a session holding `token` (an empty one, expired,
+/// clears it).
+fn session_cookie(token: &str, secure: bool) -> HeaderValue {
+    let max_age = if token.is_empty() { 0 } else { SESSION_SECONDS };
+    let secure = if secure { "; Secure" } else { "" };
+    let value = format!(
+        "{SESSION_COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/; Max-Age={max_age}{secure}"
+    );
+    HeaderValue::from_str(&value).unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
+/// Signs in for the dashboard: as `/auth/login`, but the token goes into the
+/// `HttpOnly`, `SameSite=Strict` cookie `picloud_session` (`Secure` when
+/// the instance's public URL is https), never into the page. The admin API
+/// accepts the cookie; a change made with it needs `x-picloud-csrf: 1`.
+#[utoipa::path(
+    post, path = "/api/v1/auth/session", tag = "auth",
+    request_body = LoginRequest,
+    responses(
+        (status = 200, description = "Signed in; the cookie is set", body = SessionResponse),
+        (status = 401, description = "Invalid credentials", body = ErrorBody),
+        (status = 429, description = "Too many failed logins; see `Retry-After`", body = ErrorBody),
+        (status = 503, description = "Too many logins in progress", body = ErrorBody),
+    )
+)]
+pub async fn sign_in(
+    State(s): State<ApiState>,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
+    Json(req): Json<LoginRequest>,
+) -> Result<Response, ApiError> {
+    let client = peer.map(|Extension(ConnectInfo(addr))| addr.ip());
+    let (issued, user) = s
+        .auth
+        .login_from(client, &req.username, &req.password)
+        .await?;
+    let mut resp = Json(SessionResponse { user: user.into() }).into_response();
+    resp.headers_mut().insert(
+        header::SET_COOKIE,
+        session_cookie(&issued.token, s.secure_cookies()),
+    );
+    Ok(resp)
+}
+
+/// Who is signed in (by the session cookie, or a bearer token).
+#[utoipa::path(
+    get, path = "/api/v1/auth/session", tag = "auth",
+    responses(
+        (status = 200, description = "Signed in", body = SessionResponse),
+        (status = 401, description = "Not signed in", body = ErrorBody),
+    )
+)]
+pub async fn session(
+    State(s): State<ApiState>,
+    headers: HeaderMap,
+) -> Result<Json<SessionResponse>, ApiError> {
+    let token = bearer_token_in(&headers)
+        .or_else(|| session_token_in(&headers))
+        .ok_or_else(ApiError::unauthenticated)?;
+    let principal = s.auth.authenticate(token).await?;
+    let user = s.auth.whoami(&principal).await?;
+    Ok(Json(SessionResponse { user: user.into() }))
+}
+
+/// Signs out: revokes the session's token and clears the cookie; with
+/// `x-picloud-csrf: 1` like any change made by cookie. Without a session,
+/// it only clears the cookie.
+#[utoipa::path(
+    delete, path = "/api/v1/auth/session", tag = "auth",
+    responses(
+        (status = 204, description = "Signed out; the cookie is cleared"),
+        (status = 403, description = "No x-picloud-csrf header", body = ErrorBody),
+    )
+)]
+pub async fn sign_out(State(s): State<ApiState>, headers: HeaderMap) -> Result<Response, ApiError> {
+    if let Some(token) = session_token_in(&headers) {
+        if headers
+            .get(CSRF_HEADER)
+            .is_none_or(|v| v.as_bytes() != b"1")
+        {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "a change signed in by the session cookie needs the header x-picloud-csrf: 1",
+            ));
+        }
+        s.auth.sign_out(token).await?;
+    }
+    let mut resp = StatusCode::NO_CONTENT.into_response();
+    resp.headers_mut()
+        .insert(header::SET_COOKIE, session_cookie("", s.secure_cookies()));
+    Ok(resp)
 }
