@@ -24,11 +24,12 @@ if [ ! -x "$VENV/bin/schemathesis" ] || ! "$VENV/bin/schemathesis" --version | g
 fi
 
 cargo build --quiet --bin picloud
+BIN="${CARGO_TARGET_DIR:-target}/debug/picloud"
 TOKEN="fuzz_$(python3 -c 'import secrets; print(secrets.token_hex(24))')"
 LOG="$(mktemp)"
 env -u DATABASE_URL PICLOUD_LISTEN="127.0.0.1:${PORT}" PICLOUD_BOOTSTRAP_TOKEN="$TOKEN" \
   ${FUZZ_DATABASE_URL:+DATABASE_URL="$FUZZ_DATABASE_URL"} RUST_LOG=warn \
-  target/debug/picloud >"$LOG" 2>&1 &
+  "$BIN" >"$LOG" 2>&1 &
 SERVER=$!
 trap 'kill "$SERVER" 2>/dev/null || true; wait "$SERVER" 2>/dev/null || true; rm -f "$LOG"' EXIT
 

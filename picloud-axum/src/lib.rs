@@ -30,6 +30,8 @@
 
 pub mod bearer;
 pub mod conn;
+#[cfg(feature = "dashboard")]
+pub mod dashboard;
 pub mod dto;
 pub mod error;
 pub mod extract;
@@ -487,8 +489,17 @@ fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
 /// The whole server: [`api_router`], [`run_router`], `/healthz`, `/readyz`,
 /// JSON fallbacks, and the [`standard_layers`].
 pub fn app(state: ApiState, options: AppOptions) -> Router {
-    let probes = Router::new()
-        .route("/", get(index))
+    // `/` is the dashboard when the binary holds one; else a JSON index.
+    #[cfg(feature = "dashboard")]
+    let with_dashboard = dashboard::is_embedded();
+    #[cfg(not(feature = "dashboard"))]
+    let with_dashboard = false;
+    let probes = if with_dashboard {
+        Router::new()
+    } else {
+        Router::new().route("/", get(index))
+    };
+    let probes = probes
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .with_state(Probe {
@@ -503,9 +514,16 @@ pub fn app(state: ApiState, options: AppOptions) -> Router {
         .merge(api_router(state.clone()))
         .merge(run_router(state))
         .merge(probes)
-        .merge(tls_ask)
-        .fallback(not_found)
-        .method_not_allowed_fallback(method_not_allowed);
+        .merge(tls_ask);
+    #[cfg(feature = "dashboard")]
+    let routes = if with_dashboard {
+        routes.fallback_service(dashboard::dashboard_router())
+    } else {
+        routes.fallback(not_found)
+    };
+    #[cfg(not(feature = "dashboard"))]
+    let routes = routes.fallback(not_found);
+    let routes = routes.method_not_allowed_fallback(method_not_allowed);
     let routes = standard_layers_with(routes, options.body_limit, options.body_timeout);
     // Host routing comes before any other: on a custom domain only the
     // app's scripts exist.
