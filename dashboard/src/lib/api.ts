@@ -400,8 +400,10 @@ export const session = {
 	signOut: () => request<void>('DELETE', '/auth/session', { quiet401: true }),
 	/** `PUT /admin/me/password`. */
 	changePassword: (current_password: string | null, new_password: string) =>
+		// A wrong current password is a 401 too: it must not end the session.
 		request<void>('PUT', '/admin/me/password', {
-			json: current_password ? { current_password, new_password } : { new_password }
+			json: current_password ? { current_password, new_password } : { new_password },
+			quiet401: true
 		})
 };
 
