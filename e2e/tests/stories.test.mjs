@@ -103,6 +103,51 @@ describe('dashboard stories', () => {
     }
   });
 
+  test('the menu and the dialog work by keyboard, and focus returns', async () => {
+    await server.user('keys', 'owner');
+    const kim = await server.user('kim', 'member');
+    await server.app('keys');
+    await server.grant('keys', kim, 'viewer');
+    const b = await openBrowser(server);
+    try {
+      const { page } = b;
+      await signIn(page, server, 'keys');
+      await openTab(page, 'keys', 'Members');
+      const button = page.getByRole('button', { name: 'Actions for kim' });
+      await button.focus();
+      await page.keyboard.press('Enter');
+      await page.getByRole('menu').waitFor();
+      // Escape closes the menu and gives focus back to its button.
+      await page.keyboard.press('Escape');
+      await page.getByRole('menu').waitFor({ state: 'detached' });
+      assert.ok(await button.evaluate((el) => el === document.activeElement), 'focus did not return to the menu button');
+      // Open again, move to Remove with the arrow keys, choose it.
+      await page.keyboard.press('Enter');
+      await page.getByRole('menu').waitFor();
+      for (let i = 0; i < 4; i++) {
+        const focused = await page.evaluate(() => document.activeElement?.textContent?.trim() ?? '');
+        if (focused.startsWith('Remove')) break;
+        await page.keyboard.press('ArrowDown');
+      }
+      await page.keyboard.press('Enter');
+      const dialog = page.getByRole('dialog');
+      await dialog.waitFor();
+      // Focus is inside the dialog; Escape cancels it and focus comes back.
+      assert.ok(await dialog.evaluate((el) => el.contains(document.activeElement)), 'focus is not in the dialog');
+      await page.keyboard.press('Escape');
+      await dialog.waitFor({ state: 'detached' });
+      assert.ok(
+        await button.evaluate((el) => el === document.activeElement || el.contains(document.activeElement)),
+        'focus did not return after the dialog'
+      );
+      // Nothing was removed.
+      const members = await server.api('GET', '/admin/apps/keys/members');
+      assert.equal(members.body.length, 1);
+    } finally {
+      await b.close();
+    }
+  });
+
   test('a script with a syntax error is shown at its line', async () => {
     await server.user('dev', 'owner');
     await server.app('code');
