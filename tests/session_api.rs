@@ -160,7 +160,10 @@ async fn scripts_never_see_the_session_and_their_pages_are_sandboxed() {
     assert_eq!(csp, [CSP]);
     let body = resp.text().await.unwrap();
     let token = cookie.split_once('=').unwrap().1;
-    assert!(!body.contains("picloud_session") && !body.contains(token), "{body}");
+    assert!(
+        !body.contains("picloud_session") && !body.contains(token),
+        "{body}"
+    );
     // Errors of /run carry it too.
     let resp = s.client.get(s.url("/run/web/nope")).send().await.unwrap();
     assert_eq!(resp.status(), StatusCode::NOT_FOUND);

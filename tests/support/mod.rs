@@ -68,6 +68,17 @@ impl TestServer {
         Some(Self::start_configured(url, random_token(), configure).await)
     }
 
+    /// A server on `database_url` (or memory) with a given bootstrap token,
+    /// its configuration changed by `configure` (to restart on the same
+    /// database with other settings).
+    pub async fn start_configured_with(
+        database_url: Option<String>,
+        owner_token: String,
+        configure: impl FnOnce(&mut ServerConfig),
+    ) -> Self {
+        Self::start_configured(database_url, owner_token, configure).await
+    }
+
     async fn start_configured(
         database_url: Option<String>,
         owner_token: String,
