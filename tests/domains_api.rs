@@ -235,8 +235,11 @@ async fn after_a_delete_nothing_routes_and_ask_is_404(s: TestServer) {
     )
     .await;
     assert_eq!(ask(&s, "gone.example.test").await, StatusCode::NOT_FOUND);
-    // The host now falls through to the instance's routes: no /hello there.
-    let (status, _, _) = on_host(&s, Method::GET, "gone.example.test", "/hello").await;
+    // The host now falls through to the instance's routes: /hello is no
+    // script there (the dashboard's page, if anything), /async/hello is 404.
+    let (_, _, body) = on_host(&s, Method::GET, "gone.example.test", "/hello").await;
+    assert_ne!(body, "hi");
+    let (status, _, _) = on_host(&s, Method::POST, "gone.example.test", "/async/hello").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     // Deleting the app takes its other domain with it.
     assert_eq!(ask(&s, "also.example.test").await, StatusCode::OK);

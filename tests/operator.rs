@@ -527,10 +527,14 @@ async fn not_found_says_what_is_missing_and_the_root_answers(s: TestServer) {
         serde_json::from_str::<Value>(&body).unwrap()["error"],
         "no script hello in app shop"
     );
-    let (status, body) = s.call(Method::GET, "/", None, None).await;
+    // The root is the dashboard (tests/dashboard_serving.rs).
+    let (status, ct, body) = s.run(Method::GET, "/", None).await;
     assert_eq!(status, 200);
-    assert_eq!(body["api"], "/api/v1");
-    assert_eq!(body["openapi"], "/api/v1/openapi.json");
+    assert!(ct.starts_with("text/html"), "{ct}");
+    assert!(
+        body.contains("<!doctype html>") || body.contains("<!DOCTYPE html>"),
+        "{body}"
+    );
 }
 
 /// The newest invocations of `app`, with the query string `query`.
