@@ -23,6 +23,8 @@
 //! Targets (DESIGN.md, "Performance targets"): ≥ 10,000 jobs/s end to end on
 //! the memory store and ≥ 3,000 jobs/s on PostgreSQL, on the 2-core machine.
 
+mod stores;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -45,14 +47,6 @@ const TASKS: usize = 64;
 const POLL: Duration = Duration::from_millis(10);
 /// The longest a queue may take to drain before the bench gives up.
 const DRAIN_LIMIT: Duration = Duration::from_secs(60);
-
-/// The command line's filter: only stores whose name contains it.
-fn selected(label: &str) -> bool {
-    std::env::args()
-        .skip(1)
-        .find(|a| !a.starts_with('-'))
-        .is_none_or(|f| label.contains(&f))
-}
 
 /// What one measurement saw.
 struct Load {
@@ -255,24 +249,5 @@ async fn measure(label: &str, database_url: Option<String>) {
 }
 
 fn main() {
-    if std::env::args().any(|a| a == "--list") {
-        return; // `cargo bench -- --list` and friends.
-    }
-    let rt = picloud::server::runtime().expect("a runtime");
-    rt.block_on(async {
-        if selected("memory") {
-            measure("memory", None).await;
-        }
-        if selected("postgres") {
-            match picloud::store::postgres::testing::database_url() {
-                Some(_) => {
-                    let url = picloud::store::postgres::testing::fresh_database_url()
-                        .await
-                        .expect("a fresh database");
-                    measure("postgres", Some(url)).await;
-                }
-                None => println!("events postgres SKIPPED (set DATABASE_URL)"),
-            }
-        }
-    });
+    stores::on_each_store("events", measure);
 }

@@ -15,6 +15,8 @@
 //! writes spread the way a real app's do (one hot key would measure the
 //! per-app lock instead).
 
+mod stores;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -32,13 +34,6 @@ const SECONDS: u64 = 5;
 const TASKS: usize = 64;
 /// Distinct keys the KV script writes.
 const KEYS: u64 = 1000;
-
-fn selected(label: &str) -> bool {
-    std::env::args()
-        .skip(1)
-        .find(|a| !a.starts_with('-'))
-        .is_none_or(|f| label.contains(&f))
-}
 
 /// `GET {url}?k=N` from [`TASKS`] tasks for `seconds`: (answers 200, others).
 async fn drive(client: &reqwest::Client, url: &str, seconds: u64) -> (f64, u64) {
@@ -144,24 +139,5 @@ async fn measure(label: &str, database_url: Option<String>) {
 }
 
 fn main() {
-    if std::env::args().any(|a| a == "--list") {
-        return;
-    }
-    let rt = picloud::server::runtime().expect("a runtime");
-    rt.block_on(async {
-        if selected("memory") {
-            measure("memory", None).await;
-        }
-        if selected("postgres") {
-            match picloud::store::postgres::testing::database_url() {
-                Some(_) => {
-                    let url = picloud::store::postgres::testing::fresh_database_url()
-                        .await
-                        .expect("a fresh database");
-                    measure("postgres", Some(url)).await;
-                }
-                None => println!("kv postgres SKIPPED (set DATABASE_URL)"),
-            }
-        }
-    });
+    stores::on_each_store("kv", measure);
 }
