@@ -67,13 +67,20 @@ pub fn session_token_in(headers: &axum::http::HeaderMap) -> Option<&str> {
 
 /// Whether a cookie-authenticated request may go ahead: reads always, a
 /// change only with `x-picloud-csrf: 1`.
-fn csrf_ok(req: &Request) -> bool {
+pub(crate) fn csrf_ok(method: &axum::http::Method, headers: &axum::http::HeaderMap) -> bool {
     use axum::http::Method;
-    matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS)
-        || req
-            .headers()
+    matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
+        || headers
             .get(CSRF_HEADER)
             .is_some_and(|v| v.as_bytes() == b"1")
+}
+
+/// The 403 of a cookie-authenticated change without `x-picloud-csrf: 1`.
+pub(crate) fn csrf_refused() -> ApiError {
+    ApiError::new(
+        axum::http::StatusCode::FORBIDDEN,
+        "a change signed in by the session cookie needs the header x-picloud-csrf: 1",
+    )
 }
 
 /// Middleware: authenticates the bearer token (or, without one, the session
@@ -89,12 +96,8 @@ pub async fn require_bearer(
         Some(token) => token,
         None => match session_token_in(req.headers()) {
             Some(token) => {
-                if !csrf_ok(&req) {
-                    return ApiError::new(
-                        axum::http::StatusCode::FORBIDDEN,
-                        "a change signed in by the session cookie needs the header x-picloud-csrf: 1",
-                    )
-                    .into_response();
+                if !csrf_ok(req.method(), req.headers()) {
+                    return csrf_refused().into_response();
                 }
                 token
             }

@@ -12,7 +12,7 @@ use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 
 use crate::ApiState;
-use crate::bearer::{CSRF_HEADER, SESSION_COOKIE, bearer_token_in, session_token_in};
+use crate::bearer::{SESSION_COOKIE, bearer_token_in, csrf_ok, csrf_refused, session_token_in};
 use crate::dto::{ChangePasswordRequest, LoginRequest, LoginResponse, SessionResponse};
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{Caller, Json};
@@ -159,16 +159,14 @@ pub async fn session(
         (status = 403, description = "No x-picloud-csrf header", body = ErrorBody),
     )
 )]
-pub async fn sign_out(State(s): State<ApiState>, headers: HeaderMap) -> Result<Response, ApiError> {
+pub async fn sign_out(
+    State(s): State<ApiState>,
+    method: axum::http::Method,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
     if let Some(token) = session_token_in(&headers) {
-        if headers
-            .get(CSRF_HEADER)
-            .is_none_or(|v| v.as_bytes() != b"1")
-        {
-            return Err(ApiError::new(
-                StatusCode::FORBIDDEN,
-                "a change signed in by the session cookie needs the header x-picloud-csrf: 1",
-            ));
+        if !csrf_ok(&method, &headers) {
+            return Err(csrf_refused());
         }
         s.auth.sign_out(token).await?;
     }
