@@ -6,7 +6,8 @@
 //! Caddy is found on the PATH. Missing, the tests say so loudly and pass,
 //! except under `CI=true`, where they fail (`.ci/run` installs it). Every
 //! connection stays on 127.0.0.1 (`curl --resolve`); Caddy uses its
-//! internal CA only, so it makes no connection of its own.
+//! internal CA only, so it makes no connection of its own. The deploy
+//! Caddyfile itself runs in front of three nodes in `tests/cluster_caddy.rs`.
 
 mod support;
 
@@ -200,24 +201,50 @@ async fn https_to_a_custom_domain_reaches_its_script_and_an_unknown_name_does_no
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// `deploy/Caddyfile` validates as shipped (its defaults: three nodes on
+/// one machine, deploy/README.md), and as deploy/README.md configures it
+/// for three machines with roles, through the variables it reads.
 #[test]
 fn the_deploy_caddyfile_validates() {
     let Some(caddy) = caddy() else { return };
-    let dir = std::env::temp_dir().join(format!("picloud-caddy-{}", uuid::Uuid::new_v4().simple()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let out = Command::new(caddy)
-        .args(["validate", "--adapter", "caddyfile", "--config"])
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/Caddyfile"))
-        .env("HOME", &dir)
-        .env("XDG_DATA_HOME", dir.join("data"))
-        .env("XDG_CONFIG_HOME", dir.join("config"))
-        .output()
-        .expect("caddy validate runs");
-    let _ = std::fs::remove_dir_all(&dir);
-    assert!(
-        out.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    const VARS: [&str; 5] = [
+        "PICLOUD_SITE",
+        "PICLOUD_API_NODES",
+        "PICLOUD_WORKER_NODES",
+        "PICLOUD_TLS_ASK_PORT",
+        "PICLOUD_CADDY_OPTIONS",
+    ];
+    let shipped: &[(&str, &str)] = &[];
+    let three_machines: &[(&str, &str)] = &[
+        ("PICLOUD_SITE", "picloud.example.com"),
+        ("PICLOUD_API_NODES", "10.0.0.1:8080"),
+        ("PICLOUD_WORKER_NODES", "10.0.0.2:8080 10.0.0.3:8080"),
+        ("PICLOUD_CADDY_OPTIONS", "email ops@example.com"),
+    ];
+    let local: &[(&str, &str)] = &[("PICLOUD_SITE", "http://:8080")];
+    for env in [shipped, three_machines, local] {
+        let dir =
+            std::env::temp_dir().join(format!("picloud-caddy-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut cmd = Command::new(&caddy);
+        cmd.args(["validate", "--adapter", "caddyfile", "--config"])
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/Caddyfile"))
+            .env("HOME", &dir)
+            .env("XDG_DATA_HOME", dir.join("data"))
+            .env("XDG_CONFIG_HOME", dir.join("config"));
+        for var in VARS {
+            cmd.env_remove(var);
+        }
+        let out = cmd
+            .envs(env.iter().copied())
+            .output()
+            .expect("caddy validate runs");
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(
+            out.status.success(),
+            "with {env:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
 }
