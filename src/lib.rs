@@ -29,7 +29,7 @@
 // An explicit list, not `pub use picloud_core::*`: what this crate promises
 // is written here, and a new item in the core is not public here by accident.
 #[doc(inline)]
-pub use picloud_core::{apps, authz, clock, domain, ids, limits, members, ports, stores};
+pub use picloud_core::{apps, authz, clock, cluster, domain, ids, limits, members, ports, stores};
 
 #[cfg(feature = "auth")]
 #[cfg_attr(docsrs, doc(cfg(feature = "auth")))]

@@ -33,7 +33,9 @@ static ALLOCATOR: picloud_core::executor::meter::MeteredAllocator =
         PICLOUD_MASTER_KEY       64 hex characters: the key that wraps each app's secret key \
         (or PICLOUD_MASTER_KEY_FILE, a file holding them)\n  \
         PICLOUD_EGRESS_ALLOW     IPs and CIDR ranges scripts may reach despite the private-address \
-        rule, comma-separated\n\n\
+        rule, comma-separated\n  \
+        PICLOUD_ROLE             all (default), api or worker: this node's part of a cluster \
+        (several servers on one DATABASE_URL)\n\n\
         PICLOUD_URL              client commands: the server, over the stored login\n  \
         PICLOUD_TOKEN            client commands: the API token, over the stored login\n\n\
         Locked out? `picloud admin create-owner-token --database-url URL` prints a fresh owner token.\n\
@@ -132,6 +134,23 @@ struct ServeArgs {
     #[arg(long, env = "PICLOUD_RETRY_BASE_MS", default_value_t = 1_000,
           value_parser = clap::value_parser!(u64).range(1..=600_000))]
     retry_base_ms: u64,
+    /// This node's role in a cluster (several servers on one DATABASE_URL):
+    /// `all`, `api` (the admin API, sign-in, logs, the dashboard) or
+    /// `worker` (/run, /async, custom domains, jobs and schedules). The
+    /// in-memory store allows only `all`.
+    #[arg(long, env = "PICLOUD_ROLE", default_value = "all", value_parser = parse_role)]
+    role: picloud::cluster::NodeRole,
+    /// Milliseconds a node answers 503 on /readyz before it stops taking
+    /// requests, on SIGTERM: time for a load balancer's health check to
+    /// send traffic elsewhere.
+    #[arg(long, env = "PICLOUD_DRAIN_DELAY_MS", default_value_t = 0,
+          value_parser = clap::value_parser!(u64).range(0..=600_000))]
+    drain_delay_ms: u64,
+}
+
+fn parse_role(s: &str) -> Result<picloud::cluster::NodeRole, String> {
+    picloud::cluster::NodeRole::parse(s)
+        .ok_or_else(|| format!("{s:?} is not a role: expected all, api or worker"))
 }
 
 fn init_logging() {
@@ -165,6 +184,8 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         },
         executor: server::executor_config(),
         retry_base: Duration::from_millis(args.retry_base_ms),
+        role: args.role,
+        drain_delay: Duration::from_millis(args.drain_delay_ms),
         ..ServerConfig::default()
     };
     let running = server::start_with_signal(config, picloud::http::shutdown_signal())

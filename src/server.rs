@@ -11,6 +11,7 @@ use picloud_axum::conn::ServeOptions;
 use picloud_axum::{ApiState, AppOptions, Readiness};
 use picloud_core::Stores;
 use picloud_core::auth::{AuthService, Bootstrap};
+use picloud_core::cluster::NodeRole;
 use picloud_core::env::EnvService;
 use picloud_core::executor::{ExecutorConfig, ExecutorStats, InlineBudget, LazyExecutor};
 use picloud_core::scripts::ScriptService;
@@ -18,6 +19,7 @@ use picloud_core::secrets::MasterKey;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
+use uuid::Uuid;
 
 /// The default listen address: loopback only.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -61,6 +63,13 @@ pub struct ServerConfig {
     /// The instance's public URL (`PICLOUD_PUBLIC_URL`); `https://` makes
     /// the dashboard's session cookie `Secure`.
     pub public_url: Option<String>,
+    /// This node's role in a cluster (`PICLOUD_ROLE`; default `all`). The
+    /// memory store allows only `all`.
+    pub role: NodeRole,
+    /// How long a node reports not ready before it stops taking requests,
+    /// on shutdown (default none): time for a load balancer's health check
+    /// to notice.
+    pub drain_delay: Duration,
 }
 
 /// The native stack of each async worker thread of [`runtime`]: room for
@@ -103,6 +112,8 @@ impl Default for ServerConfig {
             egress_allow: String::new(),
             egress_resolver: None,
             public_url: None,
+            role: NodeRole::All,
+            drain_delay: Duration::ZERO,
         }
     }
 }
@@ -114,6 +125,89 @@ pub const BACKSTOP: Duration = Duration::from_secs(30);
 /// The KV sweeper's backstop on PostgreSQL (another node's writes with a
 /// TTL are not signalled to this one).
 pub const KV_BACKSTOP: Duration = Duration::from_secs(300);
+
+/// This node in the `nodes` table: its row, and the heartbeat that keeps
+/// it fresh.
+mod cluster {
+    use std::time::Duration;
+
+    use picloud_axum::ApiState;
+    use picloud_core::cluster::{HEARTBEAT_EVERY, NodeStats};
+    use picloud_core::ports::NodeRecord;
+    use tokio::sync::watch;
+    use tokio::task::JoinHandle;
+
+    /// The heartbeat of a registered node.
+    pub(super) struct Heartbeat {
+        id: uuid::Uuid,
+        state: ApiState,
+        stop: watch::Sender<bool>,
+        task: Option<JoinHandle<()>>,
+    }
+
+    /// Registers `node` and (with `beat`: on a shared store) refreshes its
+    /// heartbeat every [`HEARTBEAT_EVERY`], with its executor's stats. A
+    /// failure is logged, never fatal: the node serves on, and its row
+    /// comes back with the next heartbeat the store takes.
+    pub(super) async fn register(state: ApiState, node: NodeRecord, beat: bool) -> Heartbeat {
+        if let Err(e) = state.stores.nodes.register(&node).await {
+            tracing::warn!(error = %e, "registering this node failed; retrying with the heartbeat");
+        }
+        let (stop, mut stopped) = watch::channel(false);
+        let id = node.id;
+        let task = beat.then(|| {
+            let state = state.clone();
+            tokio::spawn(async move {
+                let mut node = node;
+                loop {
+                    tokio::select! {
+                        () = tokio::time::sleep(HEARTBEAT_EVERY) => {}
+                        _ = stopped.changed() => return,
+                    }
+                    let stats = serde_json::to_string(&NodeStats::of(&state.scripts))
+                        .unwrap_or_else(|_| "{}".to_owned());
+                    let at = picloud_core::clock::now();
+                    match state.stores.nodes.heartbeat(node.id, at, &stats).await {
+                        Ok(true) => {}
+                        // Removed (by hand, say): register again.
+                        Ok(false) => {
+                            node.heartbeat_at = at;
+                            node.stats = stats;
+                            if let Err(e) = state.stores.nodes.register(&node).await {
+                                tracing::warn!(error = %e, "registering this node failed");
+                            }
+                        }
+                        Err(e) => tracing::warn!(error = %e, "heartbeat failed"),
+                    }
+                }
+            })
+        });
+        Heartbeat {
+            id,
+            state,
+            stop,
+            task,
+        }
+    }
+
+    impl Heartbeat {
+        /// Stops the heartbeat and removes the node's row (a clean stop).
+        pub(super) async fn leave(self) {
+            let _ = self.stop.send(true);
+            if let Some(task) = self.task {
+                let _ = task.await;
+            }
+            let left = tokio::time::timeout(
+                Duration::from_secs(2),
+                self.state.stores.nodes.leave(self.id),
+            )
+            .await;
+            if !matches!(left, Ok(Ok(()))) {
+                tracing::warn!("this node's row was not removed; it shows as gone in 30 s");
+            }
+        }
+    }
+}
 
 /// Outbound HTTP for scripts: the instance's egress rule.
 mod egress {
@@ -213,6 +307,8 @@ pub struct OpenedStore {
     pub kind: StoreKind,
     /// What `/readyz` asks.
     pub readiness: Option<Arc<dyn Readiness>>,
+    /// The store's change channel (PostgreSQL: the nodes of a cluster).
+    pub changes: Option<Box<dyn picloud_core::cluster::ChangeFeed>>,
 }
 
 #[cfg(feature = "postgres")]
@@ -229,15 +325,25 @@ impl Readiness for PgReadiness {
 /// Opens the configured store: PostgreSQL (connected and migrated) when a
 /// URL is given, else the in-memory store.
 pub async fn open_store(database_url: Option<&str>) -> Result<OpenedStore, StartError> {
+    open_store_as(database_url, None).await
+}
+
+/// [`open_store`], with the PostgreSQL connections named `name` (their
+/// `application_name`: a cluster node's records say which node wrote them).
+pub async fn open_store_as(
+    database_url: Option<&str>,
+    name: Option<&str>,
+) -> Result<OpenedStore, StartError> {
     match database_url {
         None => Ok(OpenedStore {
             stores: picloud_store_memory::MemoryStore::new().into_stores(),
             kind: StoreKind::Memory,
             readiness: None,
+            changes: None,
         }),
         #[cfg(feature = "postgres")]
         Some(url) => {
-            let store = picloud_store_postgres::PostgresStore::connect_explained(url)
+            let store = picloud_store_postgres::PostgresStore::connect_explained_as(url, name)
                 .await
                 .map_err(StartError::Database)?;
             store.migrate().await.map_err(|e| {
@@ -245,16 +351,28 @@ pub async fn open_store(database_url: Option<&str>) -> Result<OpenedStore, Start
                     "the database's schema could not be brought up to date: {e}"
                 ))
             })?;
+            // A server node follows the change channel; `migrate` and the
+            // offline commands (no name) do not.
+            let changes: Option<Box<dyn picloud_core::cluster::ChangeFeed>> = match name {
+                Some(_) => Some(Box::new(store.changes().await.map_err(|e| {
+                    StartError::Database(format!("listening for changes failed: {e}"))
+                })?)),
+                None => None,
+            };
             Ok(OpenedStore {
                 stores: store.clone().into_stores(),
                 kind: StoreKind::Postgres,
                 readiness: Some(Arc::new(PgReadiness(store))),
+                changes,
             })
         }
         #[cfg(not(feature = "postgres"))]
-        Some(_) => Err(StartError::Unsupported(
-            "this build has no PostgreSQL support (feature `postgres`)".into(),
-        )),
+        Some(_) => {
+            let _ = name;
+            Err(StartError::Unsupported(
+                "this build has no PostgreSQL support (feature `postgres`)".into(),
+            ))
+        }
     }
 }
 
@@ -415,7 +533,16 @@ pub async fn start_with_signal(
     config: ServerConfig,
     signal: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<RunningServer, StartError> {
-    let opened = open_store(config.database_url.as_deref()).await?;
+    let node = Uuid::new_v4();
+    let name = node_name(node);
+    let opened = open_store_as(config.database_url.as_deref(), Some(&name)).await?;
+    if opened.kind == StoreKind::Memory && config.role != NodeRole::All {
+        return Err(StartError::Config(format!(
+            "--role {} needs PostgreSQL (DATABASE_URL): a node on the in-memory store \
+             shares nothing with others, so it must take every role (--role all)",
+            config.role
+        )));
+    }
     if opened.kind == StoreKind::Memory {
         tracing::warn!(
             "no DATABASE_URL: using the in-memory store; nothing persists across restarts"
@@ -433,15 +560,23 @@ pub async fn start_with_signal(
              on this machine for a fresh owner token"
         );
     }
-    start_on(opened, &config, bootstrap, signal).await
+    start_on(opened, &config, bootstrap, node, signal).await
+}
+
+/// The name a node's PostgreSQL connections carry (`application_name`):
+/// its invocation records say which node wrote them.
+fn node_name(node: Uuid) -> String {
+    format!("picloud-{node}")
 }
 
 async fn start_on(
-    opened: OpenedStore,
+    mut opened: OpenedStore,
     config: &ServerConfig,
     bootstrap: Bootstrap,
+    node: Uuid,
     signal: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<RunningServer, StartError> {
+    let role = config.role;
     let env = env_service(&opened.stores, opened.kind, config.master_key.clone()).await?;
     let scripts = ScriptService::new(
         opened.stores.clone(),
@@ -476,12 +611,26 @@ async fn start_on(
         (opened.kind == StoreKind::Postgres).then_some(KV_BACKSTOP),
     );
     let writer = state.scripts.writer().clone();
+    // The change channel, followed from before the warm-up: a deploy on
+    // another node meanwhile is applied after the warm-up compiled it, or
+    // over it, never under it.
+    let follower = opened.changes.take().map(|feed| {
+        let follower = picloud_core::cluster::Follower::new(
+            state.events.clone(),
+            state.domains.clone(),
+            node_name(node),
+        );
+        tokio::spawn(follower.follow(feed))
+    });
+    let draining = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let router = picloud_axum::app(
         state.clone(),
         AppOptions {
             body_limit: config.body_limit,
             readiness: opened.readiness,
             body_timeout: config.body_timeout,
+            role,
+            draining: Arc::clone(&draining),
         },
     );
     let listen = config.listen;
@@ -498,7 +647,21 @@ async fn start_on(
     })?;
     let scripts = state.scripts.clone();
     let backstop = (opened.kind == StoreKind::Postgres).then_some(BACKSTOP);
-    let engine = config.run_jobs.then(|| {
+    let heartbeat = cluster::register(
+        state.clone(),
+        picloud_core::ports::NodeRecord {
+            id: node,
+            role,
+            address: addr.to_string(),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            started_at: picloud_core::clock::now(),
+            heartbeat_at: picloud_core::clock::now(),
+            stats: "{}".to_owned(),
+        },
+        opened.kind == StoreKind::Postgres,
+    )
+    .await;
+    let engine = (config.run_jobs && role.serves_scripts()).then(|| {
         let runner = picloud_core::events::JobRunner::start(
             state.events.clone(),
             picloud_core::events::RunnerConfig {
@@ -510,11 +673,19 @@ async fn start_on(
         let scheduler = picloud_core::events::Scheduler::start(state.events.clone(), backstop);
         (runner, scheduler)
     });
+    let drain_delay = config.drain_delay;
     let task = tokio::spawn(async move {
         // On the signal, end the log streams first: they would otherwise
         // keep their connections busy for the whole grace period.
         let signal = async move {
             signal.await;
+            // Not ready first: a load balancer stops sending requests
+            // here while the ones in flight finish.
+            draining.store(true, std::sync::atomic::Ordering::Release);
+            if !drain_delay.is_zero() {
+                tracing::info!("draining: /readyz answers 503; stopping in {drain_delay:?}");
+                tokio::time::sleep(drain_delay).await;
+            }
             scripts.close_tails();
         };
         let served = picloud_axum::conn::serve_with(listener, router, signal, serve).await;
@@ -525,6 +696,10 @@ async fn start_on(
             runner.drain().await;
         }
         sweeper.stop().await;
+        heartbeat.leave().await;
+        if let Some(follower) = follower {
+            follower.abort();
+        }
         // Requests in flight are done (or were cut off after the grace
         // period): write their invocation records
         // before the process exits, but do not hang on a database that is
@@ -537,7 +712,10 @@ async fn start_on(
         }
         served
     });
-    tracing::info!("picloud ready on http://{addr} (store: {})", opened.kind);
+    tracing::info!(
+        "picloud ready on http://{addr} (store: {}, role: {role}, node: {node})",
+        opened.kind
+    );
     // Compile the live scripts in the background: the listener is bound
     // already, `/readyz` answers 503 until this is done, and `/run` compiles
     // what it needs on demand meanwhile.

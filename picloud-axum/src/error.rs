@@ -186,6 +186,7 @@ from_service_errors!(
     picloud_core::env::EnvError,
     picloud_core::kv::KvServiceError,
     picloud_core::domains::DomainError,
+    picloud_core::cluster::ClusterError,
 );
 
 impl From<ScriptError> for ApiError {

@@ -88,6 +88,8 @@ pub struct Services {
     pub kv: picloud_core::kv::KvService,
     /// Custom domains and their routing map.
     pub domains: picloud_core::domains::DomainService,
+    /// The cluster view.
+    pub cluster: picloud_core::cluster::ClusterService,
     /// Whether the session cookie is `Secure` (the instance's public URL is
     /// https).
     secure_cookies: std::sync::atomic::AtomicBool,
@@ -133,6 +135,7 @@ impl ApiState {
         let domains = picloud_core::domains::DomainService::new(stores.clone());
         Self(Arc::new(Services {
             secure_cookies: std::sync::atomic::AtomicBool::new(false),
+            cluster: picloud_core::cluster::ClusterService::new(stores.clone()),
             domains: domains.clone(),
             kv: picloud_core::kv::KvService::new(stores.clone(), Arc::clone(scripts.kv_signal())),
             members: MembershipService::new(stores.clone()),
@@ -177,6 +180,7 @@ impl ApiState {
 pub fn admin_router(state: ApiState) -> Router {
     use routes::{apps, domains, events as ev, members, scripts, state, tokens, users};
     Router::new()
+        .route("/admin/cluster", get(routes::cluster::get_cluster))
         .route("/admin/apps", get(apps::list_apps).post(apps::create_app))
         .route(
             "/admin/apps/{id_or_slug}",
@@ -406,6 +410,15 @@ pub struct AppOptions {
     /// How long a request body may take to arrive after the head (default
     /// 30 s); then the client gets a 408 ([`conn::body_deadline`]).
     pub body_timeout: Duration,
+    /// Which routes this node serves (cluster mode; default all): an `api`
+    /// node serves `/api/v1` and the dashboard, a `worker` node `/run`,
+    /// `/async`, custom domains and `/internal/tls-ask`; both serve the
+    /// probes. The others answer 404.
+    pub role: picloud_core::cluster::NodeRole,
+    /// Set when the node is shutting down: `/readyz` answers 503 from then
+    /// on, so a load balancer stops sending it requests while the ones in
+    /// flight finish.
+    pub draining: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Default for AppOptions {
@@ -414,6 +427,8 @@ impl Default for AppOptions {
             body_limit: 64 * 1024,
             readiness: None,
             body_timeout: conn::DEFAULT_BODY_TIMEOUT,
+            role: picloud_core::cluster::NodeRole::All,
+            draining: Arc::default(),
         }
     }
 }
@@ -424,7 +439,8 @@ impl std::fmt::Debug for AppOptions {
             .field("body_limit", &self.body_limit)
             .field("readiness", &self.readiness.is_some())
             .field("body_timeout", &self.body_timeout)
-            .finish()
+            .field("role", &self.role)
+            .finish_non_exhaustive()
     }
 }
 
@@ -451,9 +467,17 @@ async fn healthz() -> Json<serde_json::Value> {
 struct Probe {
     readiness: Option<Arc<dyn Readiness>>,
     scripts: picloud_core::scripts::ScriptService,
+    draining: Arc<std::sync::atomic::AtomicBool>,
 }
 
 async fn readyz(State(probe): State<Probe>) -> Response {
+    if probe.draining.load(std::sync::atomic::Ordering::Acquire) {
+        return ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "draining: this node is shutting down",
+        )
+        .into_response();
+    }
     if !probe.scripts.is_warm() {
         return ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -489,9 +513,10 @@ fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
 /// The whole server: [`api_router`], [`run_router`], `/healthz`, `/readyz`,
 /// JSON fallbacks, and the [`standard_layers`].
 pub fn app(state: ApiState, options: AppOptions) -> Router {
+    let role = options.role;
     // `/` is the dashboard when the binary holds one; else a JSON index.
     #[cfg(feature = "dashboard")]
-    let with_dashboard = dashboard::is_embedded();
+    let with_dashboard = dashboard::is_embedded() && role.serves_api();
     #[cfg(not(feature = "dashboard"))]
     let with_dashboard = false;
     let probes = if with_dashboard {
@@ -505,16 +530,24 @@ pub fn app(state: ApiState, options: AppOptions) -> Router {
         .with_state(Probe {
             readiness: options.readiness.clone(),
             scripts: state.scripts.clone(),
+            draining: Arc::clone(&options.draining),
         });
-    let tls_ask = Router::new()
-        .route("/internal/tls-ask", get(routes::domains::tls_ask))
-        .with_state(state.clone());
-    let domains = state.domains.map().clone();
-    let routes = Router::new()
-        .merge(api_router(state.clone()))
-        .merge(run_router(state))
-        .merge(probes)
-        .merge(tls_ask);
+    // An api node routes no custom domain: its map stays empty.
+    let domains = if role.serves_scripts() {
+        state.domains.map().clone()
+    } else {
+        picloud_core::domains::DomainMap::default()
+    };
+    let mut routes = Router::new().merge(probes);
+    if role.serves_api() {
+        routes = routes.merge(api_router(state.clone()));
+    }
+    if role.serves_scripts() {
+        let tls_ask = Router::new()
+            .route("/internal/tls-ask", get(routes::domains::tls_ask))
+            .with_state(state.clone());
+        routes = routes.merge(run_router(state)).merge(tls_ask);
+    }
     #[cfg(feature = "dashboard")]
     let routes = if with_dashboard {
         routes.fallback_service(dashboard::dashboard_router())

@@ -257,6 +257,7 @@ fn run_async_rest() {}
         routes::scripts::put_limits,
         routes::scripts::patch_limits,
         routes::scripts::get_usage,
+        routes::cluster::get_cluster,
     ),
     components(schemas(
         ErrorBody,
@@ -276,6 +277,7 @@ fn run_async_rest() {}
         routes::events::JobDto, routes::events::AttemptDto, routes::events::JobResultDto,
         routes::events::StoredRequestDto, routes::events::PutSchedule, routes::events::ScheduleDto,
         routes::events::PutSubscription, routes::events::SubscriptionDto, AsyncQueued,
+        routes::cluster::ClusterDto, routes::cluster::NodeDto, routes::cluster::NodeStatsDto, routes::cluster::QueueDto,
     )),
     modifiers(&BearerAuth),
     tags(
@@ -290,6 +292,7 @@ fn run_async_rest() {}
         (name = "domains", description = "Custom domains, and Caddy's on-demand TLS check"),
         (name = "state", description = "An app's environment variables, secrets and KV state"),
         (name = "probes", description = "Liveness and readiness"),
+        (name = "cluster", description = "The nodes of the cluster and the job queue"),
     )
 )]
 struct ApiDoc;

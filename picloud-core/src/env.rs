@@ -427,6 +427,14 @@ impl EnvService {
         lock(&self.inner.data_keys).remove(&app);
     }
 
+    /// Forgets what is cached of every app (cluster mode: changes may have
+    /// been missed).
+    pub fn forget_all(&self) {
+        self.inner.generation.fetch_add(1, Ordering::SeqCst);
+        lock(&self.inner.runs).clear();
+        lock(&self.inner.data_keys).clear();
+    }
+
     /// Re-wraps every app's data key from `old` to `new`, straight through
     /// the store (offline: `picloud admin rotate-master-key`). Keys already
     /// under `new` are skipped, so an interrupted rotation can be run

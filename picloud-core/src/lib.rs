@@ -32,6 +32,7 @@ pub mod apps;
 pub mod auth;
 pub mod authz;
 pub mod clock;
+pub mod cluster;
 pub mod domain;
 #[cfg(feature = "executor")]
 #[cfg_attr(docsrs, doc(cfg(feature = "executor")))]

@@ -20,6 +20,7 @@ pub mod invocations;
 pub mod jobs;
 pub mod kv;
 pub mod members;
+pub mod nodes;
 pub mod schedules;
 pub mod scripts;
 pub mod settings;
@@ -33,12 +34,13 @@ pub use domains::{Domain, DomainRepoError, DomainRepository};
 pub use env::{EnvRepoError, EnvRepository};
 pub use invocations::{
     INVOCATION_BYTES_PER_APP, INVOCATION_BYTES_PER_SCRIPT, INVOCATION_RECORD_MAX_BYTES,
-    INVOCATIONS_KEPT, InvocationFilter, InvocationRepoError, InvocationRepository, fit_record,
-    fit_record_copy,
+    INVOCATIONS_KEPT, InvocationFilter, InvocationRepoError, InvocationRepository, WrittenRecord,
+    fit_record, fit_record_copy,
 };
 pub use jobs::{Completion, Enqueued, JobFilter, JobQueue, JobQueueError};
 pub use kv::{KvError, KvStore};
 pub use members::{AppMembersRepoError, AppMembersRepository};
+pub use nodes::{NodeRecord, NodeRepoError, NodeRepository};
 pub use schedules::{ScheduleRepoError, ScheduleRepository};
 pub use scripts::{
     QuotaExceeded, SOURCE_BYTES_PER_APP, ScriptRepoError, ScriptRepository, StorageQuota,

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use crate::ports::{
     AdminUserRepository, AppMembersRepository, AppRepository, AppSettingsRepository,
     AuthzRepository, DomainRepository, EnvRepository, InvocationRepository, JobQueue, KvStore,
-    ScheduleRepository, ScriptRepository, SubscriptionRepository, TokenRepository,
+    NodeRepository, ScheduleRepository, ScriptRepository, SubscriptionRepository, TokenRepository,
 };
 
 /// Every port PiCloud needs, as shared trait objects.
@@ -49,6 +49,8 @@ pub struct Stores {
     pub env: Arc<dyn EnvRepository>,
     /// Custom domains.
     pub domains: Arc<dyn DomainRepository>,
+    /// The nodes of a cluster.
+    pub nodes: Arc<dyn NodeRepository>,
 }
 
 impl Stores {
@@ -71,6 +73,7 @@ impl Stores {
             + KvStore
             + EnvRepository
             + DomainRepository
+            + NodeRepository
             + 'static,
     {
         Self {
@@ -87,7 +90,8 @@ impl Stores {
             subscriptions: store.clone(),
             kv: store.clone(),
             env: store.clone(),
-            domains: store,
+            domains: store.clone(),
+            nodes: store,
         }
     }
 }

@@ -563,6 +563,19 @@ impl JobQueue for MemoryStore {
         Ok(self.read().events.usage(app))
     }
 
+    async fn depth(&self) -> Result<QueueUsage, JobQueueError> {
+        let s = self.read();
+        Ok(s.events
+            .held
+            .values()
+            .fold(QueueUsage::default(), |sum, u| QueueUsage {
+                queued: sum.queued + u.queued,
+                running: sum.running + u.running,
+                dead: sum.dead + u.dead,
+                bytes: sum.bytes + u.bytes,
+            }))
+    }
+
     async fn prune(&self) -> Result<u64, JobQueueError> {
         let mut s = self.write();
         let at = now();

@@ -27,6 +27,7 @@ mod invocations;
 mod jobs;
 mod kv;
 mod members;
+mod nodes;
 mod scripts;
 mod settings;
 mod tokens;
@@ -81,6 +82,8 @@ struct State {
     env: env::Env,
     /// Custom domains, by name and by app; dropped with their app.
     domains: domains::Domains,
+    /// The nodes that registered (this process's server, if any).
+    nodes: HashMap<uuid::Uuid, picloud_core::ports::NodeRecord>,
 }
 
 #[derive(Debug, Clone)]

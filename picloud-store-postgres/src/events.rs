@@ -647,6 +647,29 @@ impl JobQueue for PostgresStore {
         usage_on(&mut conn, app).await.map_err(jobs_error)
     }
 
+    async fn depth(&self) -> Result<QueueUsage, JobQueueError> {
+        let row = sqlx::query(
+            "SELECT count(*) FILTER (WHERE status = 'queued') AS queued, \
+                    count(*) FILTER (WHERE status = 'running') AS running, \
+                    count(*) FILTER (WHERE status = 'dead') AS dead, \
+                    COALESCE(sum(size_bytes), 0)::bigint AS bytes \
+             FROM jobs WHERE status IN ('queued', 'running', 'dead')",
+        )
+        .fetch_one(&self.pool)
+        .await
+        .map_err(jobs_error)?;
+        let n = |c: &str| -> Result<u64, JobQueueError> {
+            let v: i64 = row.try_get(c).map_err(jobs_error)?;
+            Ok(u64::try_from(v).unwrap_or(0))
+        };
+        Ok(QueueUsage {
+            queued: n("queued")?,
+            running: n("running")?,
+            dead: n("dead")?,
+            bytes: n("bytes")?,
+        })
+    }
+
     async fn prune(&self) -> Result<u64, JobQueueError> {
         let done = sqlx::query(
             "DELETE FROM jobs WHERE status IN ('succeeded', 'cancelled') AND ( \

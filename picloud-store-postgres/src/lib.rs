@@ -57,6 +57,7 @@
 #![forbid(unsafe_code)]
 
 mod apps;
+mod changes;
 mod domains;
 mod env;
 mod error;
@@ -64,6 +65,7 @@ mod events;
 mod headroom;
 mod kv;
 mod members;
+mod nodes;
 mod rows;
 mod scripts;
 mod settings;
@@ -83,6 +85,8 @@ use sqlx::postgres::PgConnectOptions;
 /// builds their own pool ([`PostgresStore::from_pool`]) uses the same types.
 pub use sqlx;
 pub use sqlx::postgres::{PgPool, PgPoolOptions};
+
+pub use changes::{CHANNEL, JOBS_COALESCE, PgChangeFeed};
 
 /// The embedded schema migrations (`migrations/` in this crate).
 ///
@@ -107,6 +111,8 @@ pub struct PostgresStore {
     pool: PgPool,
     /// The queue-cap estimate of each app (the private `headroom` module).
     headroom: Arc<headroom::Headroom>,
+    /// The coalesced notification of job enqueues to the other nodes.
+    jobs_wake: Arc<changes::JobWake>,
 }
 
 impl PostgresStore {
@@ -140,9 +146,20 @@ impl PostgresStore {
     /// and what to do (for a missing database: create it with `createdb`).
     /// The URL's password never appears.
     pub async fn connect_explained(url: &str) -> Result<Self, String> {
-        let options: PgConnectOptions = url.parse().map_err(|e: sqlx::Error| {
+        Self::connect_explained_as(url, None).await
+    }
+
+    /// [`connect_explained`](Self::connect_explained), with every
+    /// connection's `application_name` set to `name` when given: a cluster
+    /// node names its connections after itself, which is how its
+    /// invocation records say which node wrote them.
+    pub async fn connect_explained_as(url: &str, name: Option<&str>) -> Result<Self, String> {
+        let mut options: PgConnectOptions = url.parse().map_err(|e: sqlx::Error| {
             format!("DATABASE_URL is not a valid PostgreSQL URL ({e}); expected postgres://USER@HOST:PORT/DATABASE")
         })?;
+        if let Some(name) = name {
+            options = options.application_name(name);
+        }
         // One plain connection first: the pool reports a refused or failed
         // connection only as "timed out", and the cause is what people need.
         let probe = tokio::time::timeout(
@@ -178,6 +195,7 @@ impl PostgresStore {
         Self {
             pool,
             headroom: Arc::default(),
+            jobs_wake: Arc::default(),
         }
     }
 
@@ -189,6 +207,20 @@ impl PostgresStore {
         MIGRATOR.run(&self.pool).await
     }
 
+    /// The change channel (cluster mode), on a connection of its own:
+    /// every change a node caches, as the triggers of migration 0014 send
+    /// them, and a [`FeedEvent::Resync`](picloud_core::cluster::FeedEvent)
+    /// after each reconnect. Fails if the database cannot be reached now.
+    pub async fn changes(&self) -> Result<PgChangeFeed, sqlx::Error> {
+        PgChangeFeed::connect(&self.pool).await
+    }
+
+    /// Jobs were committed: the other nodes hear of it within
+    /// [`JOBS_COALESCE`].
+    pub(crate) fn jobs_changed(&self) {
+        self.jobs_wake.poke(&self.pool);
+    }
+
     /// The underlying pool.
     pub fn pool(&self) -> &PgPool {
         &self.pool
@@ -198,7 +230,10 @@ impl PostgresStore {
     /// port. Clone the store first to keep a handle for
     /// [`PostgresStore::is_ready`].
     pub fn into_stores(self) -> Stores {
-        Stores::from_shared(Arc::new(self))
+        let mut stores = Stores::from_shared(Arc::new(self.clone()));
+        // Enqueues also tell the other nodes (cluster mode).
+        stores.jobs = Arc::new(changes::NotifyingJobs(self));
+        stores
     }
 
     /// Runs a trivial query (`SELECT 1`) on a pooled connection. Fails (within

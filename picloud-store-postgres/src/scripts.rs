@@ -21,7 +21,7 @@ use picloud_core::ids::{AdminUserId, AppId, ScriptId};
 use picloud_core::ports::{
     INVOCATION_BYTES_PER_APP, INVOCATION_BYTES_PER_SCRIPT, INVOCATION_RECORD_MAX_BYTES,
     INVOCATIONS_KEPT, InvocationFilter, InvocationRepoError, InvocationRepository, QuotaExceeded,
-    ScriptRepoError, ScriptRepository, StorageQuota, fit_record,
+    ScriptRepoError, ScriptRepository, StorageQuota, WrittenRecord, fit_record,
 };
 use uuid::Uuid;
 
@@ -700,6 +700,46 @@ impl InvocationRepository for PostgresStore {
         rows.into_iter()
             .map(InvocationRecord::try_from)
             .collect::<Result<_, _>>()
+            .map_err(log_error)
+    }
+
+    async fn written_by(
+        &self,
+        app: AppId,
+        node: &str,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<WrittenRecord>, InvocationRepoError> {
+        #[derive(sqlx::FromRow)]
+        struct Written {
+            position: i64,
+            script: String,
+            #[sqlx(flatten)]
+            row: InvocationRow,
+        }
+        let rows: Vec<Written> = sqlx::query_as(concat!(
+            "SELECT i.id AS position, s.name AS script, ",
+            invocation_columns!(),
+            " FROM invocations i JOIN scripts s ON s.id = i.script_id \
+             WHERE i.id > $3 AND i.node = $2 AND s.app_id = $1 \
+             ORDER BY i.id LIMIT $4"
+        ))
+        .bind(app.as_uuid())
+        .bind(node)
+        .bind(after)
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(log_error)?;
+        rows.into_iter()
+            .map(|w| {
+                Ok(WrittenRecord {
+                    position: w.position,
+                    script: w.script,
+                    record: InvocationRecord::try_from(w.row)?,
+                })
+            })
+            .collect::<Result<_, DecodeError>>()
             .map_err(log_error)
     }
 }

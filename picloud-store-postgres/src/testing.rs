@@ -91,6 +91,24 @@ pub async fn fresh_database_url() -> Option<String> {
     Some(with_database(&url, &db.name))
 }
 
+/// The URL of a fresh database with nothing in it, not even the schema
+/// (several servers started on it at once race to migrate it), or `None`
+/// to skip (see [`database_url`]).
+pub async fn empty_database_url() -> Option<String> {
+    let url = database_url()?;
+    CLEANUP.get_or_init(|| drop_stale(&url)).await;
+    let name = new_name();
+    let mut conn = admin(&url).await;
+    sqlx::query(AssertSqlSafe(format!(
+        "CREATE DATABASE \"{name}\" TEMPLATE template0"
+    )))
+    .execute(&mut conn)
+    .await
+    .unwrap_or_else(|e| panic!("create database {name}: {e}"));
+    let _ = conn.close().await;
+    Some(with_database(&url, &name))
+}
+
 /// `url` with its database replaced by `name`.
 fn with_database(url: &str, name: &str) -> String {
     let (base, query) = match url.split_once('?') {

@@ -4,6 +4,7 @@
 
 pub mod apps;
 pub mod auth;
+pub mod cluster;
 pub mod domains;
 pub mod events;
 pub mod logs;

@@ -194,6 +194,34 @@ pub trait InvocationRepository: Send + Sync {
         app: AppId,
         filter: &InvocationFilter,
     ) -> Result<Vec<InvocationRecord>, InvocationRepoError>;
+
+    /// The records of the app's scripts that the node `node` wrote after
+    /// its record at `after` (positions grow in the order one node writes),
+    /// oldest first, at most `limit`, each with its position and its
+    /// script's name: how a live tail on one node of a cluster shows the
+    /// runs of the others. A store that serves a single node has none to
+    /// give (the default).
+    async fn written_by(
+        &self,
+        app: AppId,
+        node: &str,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<WrittenRecord>, InvocationRepoError> {
+        let _ = (app, node, after, limit);
+        Ok(Vec::new())
+    }
+}
+
+/// A record as [`InvocationRepository::written_by`] gives it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WrittenRecord {
+    /// Its position among the records its node wrote.
+    pub position: i64,
+    /// Its script's name.
+    pub script: String,
+    /// The record.
+    pub record: InvocationRecord,
 }
 
 #[cfg(test)]

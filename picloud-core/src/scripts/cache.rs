@@ -34,6 +34,9 @@ pub struct ScriptCache {
     by_slug: RwLock<HashMap<String, HashMap<String, Arc<LiveScript>>>>,
     /// Every app by slug, with its public error detail.
     apps: RwLock<HashMap<String, PublicErrors>>,
+    /// The slug of each app this cache has seen by id (to find an app
+    /// renamed or deleted on another node).
+    slugs: RwLock<HashMap<AppId, String>>,
 }
 
 impl ScriptCache {
@@ -106,6 +109,42 @@ impl ScriptCache {
             .insert(name.to_owned(), Arc::new(live));
         drop(map);
         self.add_app(app.slug.as_str());
+        self.note_app(app.id, app.slug.as_str());
+    }
+
+    /// Notes that the app `id` has the slug `slug`.
+    pub(super) fn note_app(&self, id: AppId, slug: &str) {
+        let mut slugs = self.slugs.write().unwrap_or_else(PoisonError::into_inner);
+        if slugs.get(&id).is_none_or(|s| s != slug) {
+            slugs.insert(id, slug.to_owned());
+        }
+    }
+
+    /// The slug of the app `id`, as this cache last saw it.
+    pub(super) fn slug_of(&self, id: AppId) -> Option<String> {
+        self.slugs
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&id)
+            .cloned()
+    }
+
+    /// The slugs of every app this cache knows.
+    pub(super) fn app_slugs(&self) -> Vec<String> {
+        self.apps
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .keys()
+            .cloned()
+            .collect()
+    }
+
+    /// The cached scripts of the app `slug`.
+    pub(super) fn scripts_of(&self, slug: &str) -> Vec<Arc<LiveScript>> {
+        let map = self.by_slug.read().unwrap_or_else(PoisonError::into_inner);
+        map.get(slug)
+            .map(|scripts| scripts.values().cloned().collect())
+            .unwrap_or_default()
     }
 
     /// Forgets the script `name` of the app `slug` (it was deleted).
@@ -127,6 +166,10 @@ impl ScriptCache {
             .write()
             .unwrap_or_else(PoisonError::into_inner)
             .remove(slug);
+        self.slugs
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .retain(|_, s| s != slug);
     }
 
     /// Sets who may call the script `name` of the app `slug`, if cached.

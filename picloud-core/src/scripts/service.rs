@@ -241,6 +241,7 @@ async fn compile_off_thread(
 impl crate::apps::AppListener for ScriptService {
     async fn app_created(&self, app: &App) {
         self.cache.add_app(app.slug.as_str());
+        self.cache.note_app(app.id, app.slug.as_str());
     }
 
     async fn app_deleted(&self, app: &App) {
@@ -556,6 +557,110 @@ impl ScriptService {
         self.cache_live(app, &script, limits)
             .await?
             .map_err(ScriptError::Compile)
+    }
+
+    /// Brings what this node caches of the app `id` up to date with the
+    /// store, after another node changed it (cluster mode): the app itself
+    /// (deleted or renamed), its public error detail, its outbound hosts,
+    /// its environment, and each script's live version under its limits.
+    /// Scripts whose version, limits and visibility are as cached are left
+    /// alone; scripts gone from the store leave the cache.
+    pub async fn sync_app(&self, id: AppId) -> Result<(), ScriptError> {
+        self.env.forget(id);
+        self.egress_hosts
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&id);
+        let cached_slug = self.cache.slug_of(id);
+        let Some(app) = self.stores.apps.get(id).await? else {
+            if let Some(slug) = cached_slug {
+                let lock = self.app_lock(id);
+                let _serial = lock.lock().await;
+                self.cache.remove_app(&slug);
+            }
+            return Ok(());
+        };
+        let lock = self.app_lock(id);
+        let _serial = lock.lock().await;
+        let slug = app.slug.as_str();
+        if let Some(old) = cached_slug.filter(|old| old != slug) {
+            self.cache.remove_app(&old);
+        }
+        let errors = match self.stores.settings.public_errors(id).await {
+            Ok(errors) => errors,
+            Err(SettingsRepoError::Unreadable(_)) => PublicErrors::Generic,
+            Err(e) => return Err(ScriptError::Settings(e)),
+        };
+        self.cache.set_public_errors(slug, errors);
+        self.cache.note_app(id, slug);
+        let scripts = self.stores.scripts.list(id).await?;
+        let limits = match self.app_limits(id).await {
+            Ok(limits) => limits,
+            Err(e @ ScriptError::StoredLimits { .. }) => {
+                // Not served anywhere until its limits are set again.
+                tracing::error!(app = %slug, error = %e, "app's scripts not served");
+                for live in self.cache.scripts_of(slug) {
+                    self.cache.remove(slug, &live.name);
+                }
+                return Ok(());
+            }
+            Err(e) => return Err(e),
+        };
+        for live in self.cache.scripts_of(slug) {
+            if !scripts.iter().any(|s| s.name.as_str() == live.name) {
+                self.cache.remove(slug, &live.name);
+            }
+        }
+        for script in &scripts {
+            let cached = self.cache.get(slug, script.name.as_str());
+            match cached {
+                Some(live) if live.version == script.live_version && live.limits == limits => {
+                    if live.visibility != script.visibility {
+                        self.cache
+                            .set_visibility(slug, script.name.as_str(), script.visibility);
+                    }
+                }
+                _ => {
+                    if let Err(e) = self.cache_live(&app, script, limits).await? {
+                        tracing::warn!(app = %slug, script = %script.name, error = %e,
+                            "live script no longer compiles; not served");
+                        self.cache.remove(slug, script.name.as_str());
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Re-reads every app (cluster mode, after this node may have missed
+    /// changes): apps gone from the store leave the cache, and every other
+    /// is [`sync_app`](Self::sync_app)ed.
+    pub async fn resync(&self) -> Result<(), ScriptError> {
+        let apps = self.stores.apps.list().await?;
+        for slug in self.cache.app_slugs() {
+            if !apps.iter().any(|a| a.slug.as_str() == slug) {
+                self.cache.remove_app(&slug);
+            }
+        }
+        for app in apps {
+            self.sync_app(app.id).await?;
+        }
+        Ok(())
+    }
+
+    /// Whether someone on this node follows the app's runs (a live tail).
+    pub fn is_followed(&self, app: AppId) -> bool {
+        self.tails.is_followed(app)
+    }
+
+    /// Shows a run that another node recorded to this node's tails of its
+    /// app (cluster mode).
+    pub fn publish_remote(&self, app: AppId, script: String, record: &InvocationRecord) {
+        self.tails.send(app, || TailEvent {
+            app_id: app,
+            script,
+            record: crate::ports::fit_record_copy(record, TAIL_RECORD_MAX_BYTES),
+        });
     }
 
     /// Compiles `script`'s live version under `limits` into the cache. A

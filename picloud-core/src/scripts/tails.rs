@@ -116,6 +116,17 @@ impl Tails {
         let _ = sender.send(Arc::new(event()));
     }
 
+    /// Whether `app` has a tail open.
+    pub(super) fn is_followed(&self, app: AppId) -> bool {
+        self.count.load(Ordering::Acquire) > 0
+            && self
+                .open
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .by_app
+                .contains_key(&app)
+    }
+
     /// Ends every tail, now and later.
     pub(super) fn close(&self) {
         self.closed.send_replace(true);

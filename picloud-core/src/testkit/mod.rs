@@ -44,8 +44,8 @@ pub fn strict_mocks() -> Stores {
     use std::sync::Arc;
 
     use crate::ports::{
-        apps, authz, domains, env, invocations, jobs, kv, members, schedules, scripts, settings,
-        subscriptions, tokens, users,
+        apps, authz, domains, env, invocations, jobs, kv, members, nodes, schedules, scripts,
+        settings, subscriptions, tokens, users,
     };
 
     Stores {
@@ -63,6 +63,7 @@ pub fn strict_mocks() -> Stores {
         kv: Arc::new(kv::MockKvStore::new()),
         env: Arc::new(env::MockEnvRepository::new()),
         domains: Arc::new(domains::MockDomainRepository::new()),
+        nodes: Arc::new(nodes::MockNodeRepository::new()),
     }
 }
 
