@@ -563,6 +563,20 @@ impl JobQueue for MemoryStore {
         Ok(self.read().events.usage(app))
     }
 
+    async fn totals(&self) -> Result<QueueUsage, JobQueueError> {
+        Ok(self
+            .read()
+            .events
+            .held
+            .values()
+            .fold(QueueUsage::default(), |t, u| QueueUsage {
+                queued: t.queued + u.queued,
+                running: t.running + u.running,
+                dead: t.dead + u.dead,
+                bytes: t.bytes + u.bytes,
+            }))
+    }
+
     async fn prune(&self) -> Result<u64, JobQueueError> {
         let mut s = self.write();
         let at = now();
