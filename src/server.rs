@@ -61,6 +61,9 @@ pub struct ServerConfig {
     /// The instance's public URL (`PICLOUD_PUBLIC_URL`); `https://` makes
     /// the dashboard's session cookie `Secure`.
     pub public_url: Option<String>,
+    /// Where `GET /metrics` (Prometheus) listens, on a listener of its own
+    /// (`PICLOUD_METRICS_LISTEN`); `None` (the default): nowhere.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 /// The native stack of each async worker thread of [`runtime`]: room for
@@ -103,6 +106,7 @@ impl Default for ServerConfig {
             egress_allow: String::new(),
             egress_resolver: None,
             public_url: None,
+            metrics_listen: None,
         }
     }
 }
@@ -213,6 +217,8 @@ pub struct OpenedStore {
     pub kind: StoreKind,
     /// What `/readyz` asks.
     pub readiness: Option<Arc<dyn Readiness>>,
+    /// The connection pool `/metrics` reports, if the store has one.
+    pub pool: Option<Arc<dyn crate::metrics::PoolStats>>,
 }
 
 #[cfg(feature = "postgres")]
@@ -234,6 +240,7 @@ pub async fn open_store(database_url: Option<&str>) -> Result<OpenedStore, Start
             stores: picloud_store_memory::MemoryStore::new().into_stores(),
             kind: StoreKind::Memory,
             readiness: None,
+            pool: None,
         }),
         #[cfg(feature = "postgres")]
         Some(url) => {
@@ -248,7 +255,8 @@ pub async fn open_store(database_url: Option<&str>) -> Result<OpenedStore, Start
             Ok(OpenedStore {
                 stores: store.clone().into_stores(),
                 kind: StoreKind::Postgres,
-                readiness: Some(Arc::new(PgReadiness(store))),
+                readiness: Some(Arc::new(PgReadiness(store.clone()))),
+                pool: Some(Arc::new(store)),
             })
         }
         #[cfg(not(feature = "postgres"))]
@@ -358,6 +366,7 @@ async fn env_service(
 pub struct RunningServer {
     /// The address it listens on.
     pub addr: SocketAddr,
+    metrics_addr: Option<SocketAddr>,
     /// Which store it runs on.
     pub store_kind: StoreKind,
     /// What bootstrap did (a generated token is in here, to print once).
@@ -382,6 +391,12 @@ impl RunningServer {
         self.task
             .await
             .unwrap_or_else(|e| Err(std::io::Error::other(e)))
+    }
+
+    /// Where `GET /metrics` listens (`None` unless
+    /// [`ServerConfig::metrics_listen`] was given).
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
     }
 
     /// The script executor's load, and how many runs finished inline or
@@ -496,6 +511,14 @@ async fn start_on(
         addr: listen,
         source,
     })?;
+    let metrics = crate::metrics::start(
+        config.metrics_listen,
+        &state.scripts,
+        &opened.stores,
+        opened.pool,
+    )
+    .await?;
+    let metrics_addr = metrics.as_ref().map(|m| m.addr);
     let scripts = state.scripts.clone();
     let backstop = (opened.kind == StoreKind::Postgres).then_some(BACKSTOP);
     let engine = config.run_jobs.then(|| {
@@ -525,6 +548,9 @@ async fn start_on(
             runner.drain().await;
         }
         sweeper.stop().await;
+        if let Some(metrics) = metrics {
+            metrics.stop().await;
+        }
         // Requests in flight are done (or were cut off after the grace
         // period): write their invocation records
         // before the process exits, but do not hang on a database that is
@@ -560,6 +586,7 @@ async fn start_on(
     });
     Ok(RunningServer {
         addr,
+        metrics_addr,
         store_kind: opened.kind,
         bootstrap,
         shutdown: None,
