@@ -10,7 +10,8 @@
 //! - [`store::memory`] (feature `memory`): the in-memory store;
 //! - `store::postgres` (feature `postgres`): the PostgreSQL store;
 //! - `http` and `server` (feature `server`): the axum transport and the
-//!   assembled server that the `picloud` binary (feature `cli`) runs.
+//!   assembled server that the `picloud` binary (feature `cli`) runs, with
+//!   its Prometheus exporter (`metrics`).
 //!
 //! All are on by default; a library user who wants only the core and a store
 //! sets `default-features = false`.
@@ -82,6 +83,10 @@ pub use picloud_axum as http;
 #[cfg(feature = "server")]
 #[cfg_attr(docsrs, doc(cfg(feature = "server")))]
 pub mod server;
+
+#[cfg(feature = "server")]
+#[cfg_attr(docsrs, doc(cfg(feature = "server")))]
+pub mod metrics;
 
 /// The README's examples, compiled as doctests so they stay true.
 #[doc = include_str!("../README.md")]

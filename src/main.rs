@@ -35,7 +35,9 @@ static ALLOCATOR: picloud_core::executor::meter::MeteredAllocator =
         PICLOUD_EGRESS_ALLOW     IPs and CIDR ranges scripts may reach despite the private-address \
         rule, comma-separated\n  \
         PICLOUD_ROLE             all (default), api or worker: this node's part of a cluster \
-        (several servers on one DATABASE_URL)\n\n\
+        (several servers on one DATABASE_URL)\n  \
+        PICLOUD_METRICS_LISTEN   where GET /metrics (Prometheus) listens, e.g. 127.0.0.1:9090; \
+        unset, nowhere\n\n\
         PICLOUD_URL              client commands: the server, over the stored login\n  \
         PICLOUD_TOKEN            client commands: the API token, over the stored login\n\n\
         Locked out? `picloud admin create-owner-token --database-url URL` prints a fresh owner token.\n\
@@ -146,6 +148,10 @@ struct ServeArgs {
     #[arg(long, env = "PICLOUD_DRAIN_DELAY_MS", default_value_t = 0,
           value_parser = clap::value_parser!(u64).range(0..=600_000))]
     drain_delay_ms: u64,
+    /// Where `GET /metrics` (Prometheus) listens, on its own listener, e.g.
+    /// `127.0.0.1:9090`; unset or empty, nowhere.
+    #[arg(long, env = "PICLOUD_METRICS_LISTEN")]
+    metrics_listen: Option<String>,
 }
 
 fn parse_role(s: &str) -> Result<picloud::cluster::NodeRole, String> {
@@ -166,6 +172,12 @@ fn init_logging() {
 
 async fn serve(args: ServeArgs) -> Result<(), String> {
     let master_key = server::master_key_from_env().map_err(|e| e.to_string())?;
+    let metrics_listen = match args.metrics_listen.as_deref().map(str::trim) {
+        None | Some("") => None,
+        Some(addr) => Some(addr.parse::<SocketAddr>().map_err(|e| {
+            format!("--metrics-listen (PICLOUD_METRICS_LISTEN): `{addr}` is not an address: {e}")
+        })?),
+    };
     let config = ServerConfig {
         master_key,
         egress_allow: args.egress_allow.clone(),
@@ -186,6 +198,7 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         retry_base: Duration::from_millis(args.retry_base_ms),
         role: args.role,
         drain_delay: Duration::from_millis(args.drain_delay_ms),
+        metrics_listen,
         ..ServerConfig::default()
     };
     let running = server::start_with_signal(config, picloud::http::shutdown_signal())

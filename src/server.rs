@@ -70,6 +70,9 @@ pub struct ServerConfig {
     /// on shutdown (default none): time for a load balancer's health check
     /// to notice.
     pub drain_delay: Duration,
+    /// Where `GET /metrics` (Prometheus) listens, on a listener of its own
+    /// (`PICLOUD_METRICS_LISTEN`); `None` (the default): nowhere.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 /// The native stack of each async worker thread of [`runtime`]: room for
@@ -114,6 +117,7 @@ impl Default for ServerConfig {
             public_url: None,
             role: NodeRole::All,
             drain_delay: Duration::ZERO,
+            metrics_listen: None,
         }
     }
 }
@@ -309,6 +313,8 @@ pub struct OpenedStore {
     pub readiness: Option<Arc<dyn Readiness>>,
     /// The store's change channel (PostgreSQL: the nodes of a cluster).
     pub changes: Option<Box<dyn picloud_core::cluster::ChangeFeed>>,
+    /// The connection pool `/metrics` reports, if the store has one.
+    pub pool: Option<Arc<dyn crate::metrics::PoolStats>>,
 }
 
 #[cfg(feature = "postgres")]
@@ -340,6 +346,7 @@ pub async fn open_store_as(
             kind: StoreKind::Memory,
             readiness: None,
             changes: None,
+            pool: None,
         }),
         #[cfg(feature = "postgres")]
         Some(url) => {
@@ -362,8 +369,9 @@ pub async fn open_store_as(
             Ok(OpenedStore {
                 stores: store.clone().into_stores(),
                 kind: StoreKind::Postgres,
-                readiness: Some(Arc::new(PgReadiness(store))),
+                readiness: Some(Arc::new(PgReadiness(store.clone()))),
                 changes,
+                pool: Some(Arc::new(store)),
             })
         }
         #[cfg(not(feature = "postgres"))]
@@ -476,6 +484,7 @@ async fn env_service(
 pub struct RunningServer {
     /// The address it listens on.
     pub addr: SocketAddr,
+    metrics_addr: Option<SocketAddr>,
     /// Which store it runs on.
     pub store_kind: StoreKind,
     /// What bootstrap did (a generated token is in here, to print once).
@@ -500,6 +509,12 @@ impl RunningServer {
         self.task
             .await
             .unwrap_or_else(|e| Err(std::io::Error::other(e)))
+    }
+
+    /// Where `GET /metrics` listens (`None` unless
+    /// [`ServerConfig::metrics_listen`] was given).
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
     }
 
     /// The script executor's load, and how many runs finished inline or
@@ -645,6 +660,14 @@ async fn start_on(
         addr: listen,
         source,
     })?;
+    let metrics = crate::metrics::start(
+        config.metrics_listen,
+        &state.scripts,
+        &opened.stores,
+        opened.pool,
+    )
+    .await?;
+    let metrics_addr = metrics.as_ref().map(|m| m.addr);
     let scripts = state.scripts.clone();
     let backstop = (opened.kind == StoreKind::Postgres).then_some(BACKSTOP);
     let heartbeat = cluster::register(
@@ -700,6 +723,9 @@ async fn start_on(
         if let Some(follower) = follower {
             follower.abort();
         }
+        if let Some(metrics) = metrics {
+            metrics.stop().await;
+        }
         // Requests in flight are done (or were cut off after the grace
         // period): write their invocation records
         // before the process exits, but do not hang on a database that is
@@ -738,6 +764,7 @@ async fn start_on(
     });
     Ok(RunningServer {
         addr,
+        metrics_addr,
         store_kind: opened.kind,
         bootstrap,
         shutdown: None,

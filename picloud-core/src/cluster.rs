@@ -137,9 +137,6 @@ pub trait ChangeFeed: Send {
     async fn next(&mut self) -> Option<FeedEvent>;
 }
 
-/// The name of the NOTIFY lag histogram (seconds) the [`Follower`] records.
-pub const NOTIFY_LAG_METRIC: &str = "picloud_notify_lag_seconds";
-
 /// How long after its last heartbeat a node is shown as gone.
 pub const NODE_GONE_AFTER: Duration = Duration::from_secs(30);
 

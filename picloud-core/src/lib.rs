@@ -21,6 +21,8 @@
 //!   the world but not the private network it runs in.
 //! - `domains` (feature `executor`): custom domains and the in-memory map
 //!   that routes them (and answers Caddy's on-demand TLS `ask`).
+//! - [`metrics_names`]: the metrics recorded where things happen (runs, jobs),
+//!   through the `metrics` facade (a no-op until a recorder is installed).
 //! - `testkit` (feature `testkit`): the public conformance suite, proptest
 //!   strategies and the reference model of the capability table.
 #![forbid(unsafe_code)]
@@ -56,6 +58,7 @@ pub mod ids;
 pub mod kv;
 pub mod limits;
 pub mod members;
+pub mod metrics_names;
 pub mod ports;
 #[cfg(feature = "executor")]
 #[cfg_attr(docsrs, doc(cfg(feature = "executor")))]

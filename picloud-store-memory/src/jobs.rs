@@ -563,16 +563,17 @@ impl JobQueue for MemoryStore {
         Ok(self.read().events.usage(app))
     }
 
-    async fn depth(&self) -> Result<QueueUsage, JobQueueError> {
-        let s = self.read();
-        Ok(s.events
+    async fn totals(&self) -> Result<QueueUsage, JobQueueError> {
+        Ok(self
+            .read()
+            .events
             .held
             .values()
-            .fold(QueueUsage::default(), |sum, u| QueueUsage {
-                queued: sum.queued + u.queued,
-                running: sum.running + u.running,
-                dead: sum.dead + u.dead,
-                bytes: sum.bytes + u.bytes,
+            .fold(QueueUsage::default(), |t, u| QueueUsage {
+                queued: t.queued + u.queued,
+                running: t.running + u.running,
+                dead: t.dead + u.dead,
+                bytes: t.bytes + u.bytes,
             }))
     }
 

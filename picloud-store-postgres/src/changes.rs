@@ -322,8 +322,8 @@ mod notifying {
             self.0.usage(app).await
         }
 
-        async fn depth(&self) -> Result<QueueUsage, JobQueueError> {
-            self.0.depth().await
+        async fn totals(&self) -> Result<QueueUsage, JobQueueError> {
+            self.0.totals().await
         }
 
         async fn prune(&self) -> Result<u64, JobQueueError> {

@@ -214,17 +214,31 @@ async fn keyed(
         .map_err(jobs_error)
 }
 
+/// The held jobs' counts and bytes (a [`QueueUsage`] row), filtered by
+/// `$filter` (`jobs_held_idx` answers both uses).
+macro_rules! held_counts {
+    ($filter:literal) => {
+        concat!(
+            "SELECT count(*) FILTER (WHERE status = 'queued') AS queued, \
+                    count(*) FILTER (WHERE status = 'running') AS running, \
+                    count(*) FILTER (WHERE status = 'dead') AS dead, \
+                    COALESCE(sum(size_bytes), 0)::bigint AS bytes \
+             FROM jobs WHERE status IN ('queued', 'running', 'dead')",
+            $filter
+        )
+    };
+}
+
 async fn usage_on(conn: &mut PgConnection, app: AppId) -> Result<QueueUsage, Failure> {
-    let row = sqlx::query(
-        "SELECT count(*) FILTER (WHERE status = 'queued') AS queued, \
-                count(*) FILTER (WHERE status = 'running') AS running, \
-                count(*) FILTER (WHERE status = 'dead') AS dead, \
-                COALESCE(sum(size_bytes), 0)::bigint AS bytes \
-         FROM jobs WHERE app_id = $1 AND status IN ('queued', 'running', 'dead')",
-    )
-    .bind(app.as_uuid())
-    .fetch_one(&mut *conn)
-    .await?;
+    let row = sqlx::query(held_counts!(" AND app_id = $1"))
+        .bind(app.as_uuid())
+        .fetch_one(&mut *conn)
+        .await?;
+    usage_of(&row)
+}
+
+/// A `held_counts!` row.
+fn usage_of(row: &sqlx::postgres::PgRow) -> Result<QueueUsage, Failure> {
     let n = |c: &str| -> Result<u64, Failure> {
         let v: i64 = row.try_get(c)?;
         Ok(u64::try_from(v).unwrap_or(0))
@@ -647,27 +661,12 @@ impl JobQueue for PostgresStore {
         usage_on(&mut conn, app).await.map_err(jobs_error)
     }
 
-    async fn depth(&self) -> Result<QueueUsage, JobQueueError> {
-        let row = sqlx::query(
-            "SELECT count(*) FILTER (WHERE status = 'queued') AS queued, \
-                    count(*) FILTER (WHERE status = 'running') AS running, \
-                    count(*) FILTER (WHERE status = 'dead') AS dead, \
-                    COALESCE(sum(size_bytes), 0)::bigint AS bytes \
-             FROM jobs WHERE status IN ('queued', 'running', 'dead')",
-        )
-        .fetch_one(&self.pool)
-        .await
-        .map_err(jobs_error)?;
-        let n = |c: &str| -> Result<u64, JobQueueError> {
-            let v: i64 = row.try_get(c).map_err(jobs_error)?;
-            Ok(u64::try_from(v).unwrap_or(0))
-        };
-        Ok(QueueUsage {
-            queued: n("queued")?,
-            running: n("running")?,
-            dead: n("dead")?,
-            bytes: n("bytes")?,
-        })
+    async fn totals(&self) -> Result<QueueUsage, JobQueueError> {
+        let row = sqlx::query(held_counts!(""))
+            .fetch_one(&self.pool)
+            .await
+            .map_err(jobs_error)?;
+        usage_of(&row).map_err(jobs_error)
     }
 
     async fn prune(&self) -> Result<u64, JobQueueError> {

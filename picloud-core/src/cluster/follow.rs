@@ -183,8 +183,12 @@ impl Follower {
                     self.resync().await;
                 }
                 FeedEvent::Change { change, lag } => {
-                    if let (Some(lag), Some(f)) = (lag, &self.on_lag) {
-                        f(lag);
+                    if let Some(lag) = lag {
+                        metrics::histogram!(crate::metrics_names::NOTIFY_LAG)
+                            .record(lag.as_secs_f64());
+                        if let Some(f) = &self.on_lag {
+                            f(lag);
+                        }
                     }
                     self.apply(change).await;
                 }
@@ -327,7 +331,7 @@ impl ClusterService {
                 heartbeat_at: n.heartbeat_at,
             })
             .collect();
-        let queue = self.stores.jobs.depth().await?;
+        let queue = self.stores.jobs.totals().await?;
         Ok(ClusterView { nodes, queue })
     }
 }

@@ -23,6 +23,7 @@ use crate::domain::{
 };
 use crate::executor::{ExecErrorKind, ScriptRequest};
 use crate::ids::{AppId, JobId};
+use crate::metrics_names::JobOutcome;
 use crate::ports::Completion;
 use crate::scripts::{InvokeError, exec_status};
 use crate::stores::Stores;
@@ -113,7 +114,7 @@ async fn run_loop(events: EventService, config: RunnerConfig, mut stop: watch::R
     let signal = Arc::clone(events.scripts().job_signal());
     let concurrency = config.concurrency.max(1);
     let slots = Arc::new(Semaphore::new(concurrency));
-    let (done_tx, done_rx) = mpsc::unbounded_channel::<Completion>();
+    let (done_tx, done_rx) = mpsc::unbounded_channel::<(Completion, bool)>();
     let completer = tokio::spawn(complete_loop(
         stores.clone(),
         done_rx,
@@ -142,8 +143,11 @@ async fn run_loop(events: EventService, config: RunnerConfig, mut stop: watch::R
         // for a lease that just expired) always.
         if !busy || reclaimed_at.elapsed() >= RECLAIM_EVERY {
             reclaimed_at = Instant::now();
-            if let Err(e) = stores.jobs.reclaim_expired().await {
-                tracing::warn!(error = %e, "job runner: reclaiming expired leases failed");
+            match stores.jobs.reclaim_expired().await {
+                Ok(n) => crate::metrics_names::reclaimed(n),
+                Err(e) => {
+                    tracing::warn!(error = %e, "job runner: reclaiming expired leases failed")
+                }
             }
         }
         let room = (1 + slots.available_permits()).min(config.batch.max(1));
@@ -224,8 +228,9 @@ async fn run_loop(events: EventService, config: RunnerConfig, mut stop: watch::R
             let (events, slugs, done) = (events.clone(), Arc::clone(&slugs), done_tx.clone());
             tokio::spawn(async move {
                 let _permit = permit;
+                let last = job.attempt >= job.last_attempt;
                 let completion = attempt(&events, &slugs, job, config.retry_base).await;
-                let _ = done.send(completion);
+                let _ = done.send((completion, last));
             });
         }
     }
@@ -255,9 +260,10 @@ fn until(t: DateTime<Utc>, now: DateTime<Utc>) -> Duration {
 
 /// Writes completions in batches: what arrived while the last batch was
 /// written goes in the next, so under load one statement completes many.
+/// Each completion comes with whether its attempt was the job's last.
 async fn complete_loop(
     stores: Stores,
-    mut done: mpsc::UnboundedReceiver<Completion>,
+    mut done: mpsc::UnboundedReceiver<(Completion, bool)>,
     signal: Arc<tokio::sync::Notify>,
     max: usize,
 ) {
@@ -269,13 +275,22 @@ async fn complete_loop(
                 Err(_) => break,
             }
         }
+        let (batch, last): (Vec<Completion>, Vec<bool>) = batch.into_iter().unzip();
         let wake = batch
             .iter()
             .any(|c| !c.record.succeeded || !c.events.is_empty());
         let mut tries = 0;
         loop {
             match stores.jobs.complete(batch.clone()).await {
-                Ok(_) => break,
+                Ok(held) => {
+                    // A fenced-out attempt changed nothing: not counted.
+                    for ((c, last), held) in batch.iter().zip(&last).zip(held) {
+                        if held {
+                            JobOutcome::of(c.record.succeeded, *last).record();
+                        }
+                    }
+                    break;
+                }
                 Err(e) if tries < 30 => {
                     tries += 1;
                     tracing::warn!(error = %e, "job runner: completing {} attempts failed; retrying", batch.len());

@@ -184,9 +184,9 @@ pub trait JobQueue: Send + Sync {
     /// Where the app's queue stands.
     async fn usage(&self, app: AppId) -> Result<QueueUsage, JobQueueError>;
 
-    /// The whole instance's queue: the jobs queued, running and dead across
-    /// every app, and the bytes they hold (the cluster view, the metrics).
-    async fn depth(&self) -> Result<QueueUsage, JobQueueError>;
+    /// Where every app's queue stands, summed: the queue depth a node
+    /// reports (`/metrics`). Read often: one indexed count, no row locked.
+    async fn totals(&self) -> Result<QueueUsage, JobQueueError>;
 
     /// Deletes finished jobs past retention: succeeded and cancelled ones
     /// older than [`FINISHED_KEPT_FOR`](crate::domain::FINISHED_KEPT_FOR),

@@ -1605,10 +1605,24 @@ impl ScriptService {
             on_ttl: Some(Arc::clone(&self.kv_signal)),
         });
         let at = crate::clock::now();
+        let trigger = context.trigger;
         let mut invocation = self
             .executor
             .execute_hosted(slug, &live.compiled, request, limits, host)
             .await
+            .inspect_err(|e| {
+                // A direct run's refusal is its caller's answer; a job's
+                // attempt waits for room instead (see `run_job`).
+                if !keep_logs {
+                    crate::metrics_names::invocation(
+                        slug,
+                        &live.name,
+                        exec_status(e),
+                        trigger,
+                        None,
+                    );
+                }
+            })
             .map_err(InvokeError::Exec)?;
         if env.has_secrets() {
             redact(&env, &mut invocation);
@@ -1644,6 +1658,13 @@ impl ScriptService {
             script: live.name.clone(),
             record: crate::ports::fit_record_copy(&record, TAIL_RECORD_MAX_BYTES),
         });
+        crate::metrics_names::invocation(
+            slug,
+            &live.name,
+            status,
+            trigger,
+            Some(invocation.duration),
+        );
         self.writer.record(record);
         Ok(invocation)
     }

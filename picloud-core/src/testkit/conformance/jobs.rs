@@ -24,6 +24,7 @@ macro_rules! __conformance_jobs_cases {
             jobs_enqueue_get_and_list,
             jobs_same_dedupe_key_gives_one_job_even_racing,
             jobs_queue_cap_refuses_and_stores_nothing,
+            jobs_totals_sum_every_apps_queue,
             jobs_concurrent_claims_never_share_a_job,
             jobs_claim_is_fair_between_apps,
             jobs_completion_is_fenced_by_the_attempt,
@@ -311,6 +312,63 @@ pub async fn jobs_queue_cap_refuses_and_stores_nothing(stores: Stores) {
         .enqueue(async_job(b.id, "one", "z"), ones)
         .await
         .unwrap();
+}
+
+/// `totals` is every app's `usage` summed: queued, running and dead jobs
+/// and their bytes; finished jobs do not count.
+pub async fn jobs_totals_sum_every_apps_queue(stores: Stores) {
+    let fx = Fixture::new(stores.clone());
+    assert_eq!(
+        stores.jobs.totals().await.unwrap(),
+        crate::domain::QueueUsage::default()
+    );
+    let a = app_with(&fx, &stores, "a", &["one"]).await;
+    let b = app_with(&fx, &stores, "b", &["one"]).await;
+    for app in [a.id, a.id, a.id, b.id, b.id] {
+        let mut job = async_job(app, "one", "x");
+        job.max_attempts = 1;
+        stores.jobs.enqueue(job, CAP).await.unwrap();
+    }
+    // Two of b's: one succeeds, one dies.
+    let b_jobs: Vec<_> = claim_all(&stores)
+        .await
+        .into_iter()
+        .filter(|j| j.app_id == b.id)
+        .collect();
+    // Claiming took a's too: all five run now.
+    let running = stores.jobs.totals().await.unwrap();
+    assert_eq!((running.queued, running.running, running.dead), (0, 5, 0));
+    let c = stores
+        .jobs
+        .complete(vec![
+            done(b_jobs[0].id, 1, true),
+            done(b_jobs[1].id, 1, false),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(c, [true, true]);
+    let totals = stores.jobs.totals().await.unwrap();
+    let (ua, ub) = (
+        stores.jobs.usage(a.id).await.unwrap(),
+        stores.jobs.usage(b.id).await.unwrap(),
+    );
+    assert_eq!((totals.queued, totals.running, totals.dead), (0, 3, 1));
+    assert_eq!(
+        totals,
+        crate::domain::QueueUsage {
+            queued: ua.queued + ub.queued,
+            running: ua.running + ub.running,
+            dead: ua.dead + ub.dead,
+            bytes: ua.bytes + ub.bytes,
+        }
+    );
+    assert!(totals.bytes > 0);
+    stores
+        .jobs
+        .enqueue(async_job(b.id, "one", "y"), CAP)
+        .await
+        .unwrap();
+    assert_eq!(stores.jobs.totals().await.unwrap().queued, 1);
 }
 
 async fn claim_all(stores: &Stores) -> Vec<crate::domain::Job> {
