@@ -132,7 +132,7 @@ async fn the_binary_serves_on_memory_prints_its_token_once_and_stops_on_sigterm(
     let r = spawn(None, None).await;
     let all = r.log();
     assert!(all.contains("nothing persists"), "{all}");
-    assert!(all.contains("(store: memory)"), "{all}");
+    assert!(all.contains("(store: memory, role: all"), "{all}");
     assert!(
         r.base.starts_with("http://127.0.0.1:"),
         "listens on loopback: {}",
@@ -169,7 +169,7 @@ async fn data_survives_a_restart_on_postgres() {
     };
     let owner = support::random_token();
     let r = spawn(Some(&url), Some(&owner)).await;
-    assert!(r.log().contains("(store: postgres)"));
+    assert!(r.log().contains("(store: postgres, role: all"));
     let c = {
         picloud_core::egress::install_crypto_provider();
         reqwest::Client::new()

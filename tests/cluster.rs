@@ -52,7 +52,12 @@ impl Node {
 }
 
 async fn spawn(url: &str, token: &str, role: &str) -> Node {
+    spawn_with(url, token, role, &[]).await
+}
+
+async fn spawn_with(url: &str, token: &str, role: &str, env: &[(&str, &str)]) -> Node {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_picloud"));
+    cmd.envs(env.iter().copied());
     cmd.env("PICLOUD_LISTEN", "127.0.0.1:0")
         .env("RUST_LOG", "info")
         .env("DATABASE_URL", url)
@@ -742,4 +747,71 @@ async fn a_node_killed_under_load_loses_no_acknowledged_job() {
         );
     }
     db.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_reports_not_ready_first_serves_what_is_in_flight_then_leaves() {
+    let Some(url) = picloud::store::postgres::testing::empty_database_url().await else {
+        return;
+    };
+    let token = support::random_token();
+    let http = client();
+    let stays = spawn(&url, &token, "all").await;
+    let mut leaves = spawn_with(&url, &token, "all", &[("PICLOUD_DRAIN_DELAY_MS", "1500")]).await;
+    ready(&http, &stays).await;
+    ready(&http, &leaves).await;
+    create_app(&http, &stays, &token).await;
+    deploy(&http, &stays, &token, "hello", "#{ v: 1 }").await;
+    let cluster = |node: &Node| {
+        let (http, token, url) = (
+            http.clone(),
+            token.clone(),
+            node.url("/api/v1/admin/cluster"),
+        );
+        async move {
+            let (status, view) = call(&http, reqwest::Method::GET, url, &token, None, None).await;
+            assert_eq!(status, 200, "{view}");
+            view["nodes"].as_array().unwrap().len()
+        }
+    };
+    assert_eq!(cluster(&stays).await, 2);
+
+    let pid = leaves.child.id().unwrap();
+    let sent = std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Not ready at once, while it still serves.
+    let resp = http.get(leaves.url("/readyz")).send().await.unwrap();
+    assert_eq!(resp.status(), 503);
+    let body: Value = resp.json().await.unwrap();
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("draining"),
+        "{body}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        let (status, body) = run(&http, &leaves, "hello").await;
+        if status == 200 {
+            assert_eq!(body["v"], 1);
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "served while draining: {status} {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let exit = tokio::time::timeout(Duration::from_secs(15), leaves.child.wait())
+        .await
+        .expect("it stops in time")
+        .unwrap();
+    assert!(exit.success(), "exit status {exit}");
+    // It left the cluster view.
+    assert_eq!(cluster(&stays).await, 1);
 }

@@ -80,6 +80,14 @@ impl ApiError {
         error
     }
 
+    /// A 503 of `/readyz` whose reason is no secret and no failure
+    /// ("warming up", "draining"): shown, and not logged as an error.
+    pub fn not_ready(reason: impl Into<String>) -> Self {
+        let mut error = Self::new(StatusCode::SERVICE_UNAVAILABLE, reason);
+        error.expose = true;
+        error
+    }
+
     /// 401.
     pub fn unauthenticated() -> Self {
         Self::new(StatusCode::UNAUTHORIZED, "authentication required")

@@ -472,18 +472,11 @@ struct Probe {
 
 async fn readyz(State(probe): State<Probe>) -> Response {
     if probe.draining.load(std::sync::atomic::Ordering::Acquire) {
-        return ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "draining: this node is shutting down",
-        )
-        .into_response();
+        return ApiError::not_ready("draining: this node is shutting down").into_response();
     }
     if !probe.scripts.is_warm() {
-        return ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "warming up: live scripts are still being compiled",
-        )
-        .into_response();
+        return ApiError::not_ready("warming up: live scripts are still being compiled")
+            .into_response();
     }
     let ready = match &probe.readiness {
         Some(r) => tokio::time::timeout(Duration::from_secs(2), r.ready())
@@ -494,7 +487,7 @@ async fn readyz(State(probe): State<Probe>) -> Response {
     if ready {
         Json(serde_json::json!({ "status": "ready" })).into_response()
     } else {
-        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "store unreachable").into_response()
+        ApiError::not_ready("store unreachable").into_response()
     }
 }
 
