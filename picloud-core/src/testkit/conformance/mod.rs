@@ -20,7 +20,7 @@
 //! # Layout
 //!
 //! The cases live in one private module per port (`apps`, `authz`, `domains`, `env`,
-//! `invocations`, `jobs`, `kv`, `members`, `scripts`, `settings`, `tokens`,
+//! `invocations`, `jobs`, `kv`, `members`, `nodes`, `scripts`, `settings`, `tokens`,
 //! `users`), each naming its cases in a macro (`__conformance_apps_cases!`,
 //! ...). Those lists,
 //! joined by `__conformance_ports!`, both re-export the cases here and
@@ -40,6 +40,7 @@ mod invocations;
 mod jobs;
 mod kv;
 mod members;
+mod nodes;
 mod scripts;
 mod settings;
 mod tokens;
@@ -81,6 +82,7 @@ macro_rules! __conformance_ports {
         $crate::__conformance_jobs_cases!($($callback)::+; $($args)*);
         $crate::__conformance_kv_cases!($($callback)::+; $($args)*);
         $crate::__conformance_members_cases!($($callback)::+; $($args)*);
+        $crate::__conformance_nodes_cases!($($callback)::+; $($args)*);
         $crate::__conformance_scripts_cases!($($callback)::+; $($args)*);
         $crate::__conformance_settings_cases!($($callback)::+; $($args)*);
         $crate::__conformance_tokens_cases!($($callback)::+; $($args)*);
