@@ -2,8 +2,9 @@
 //! fresh PostgreSQL database, started at once.
 //!
 //! - they all come up, with one owner;
-//! - a deploy, a redeploy, a rollback and a limits change made on one node
-//!   are served by every node within a second;
+//! - a deploy, a redeploy, a rollback, a limits change, an env change and
+//!   a custom domain made on one node are served by every node within a
+//!   second;
 //! - a revoked token fails on every node at once;
 //! - a per-second schedule fires once per tick across the three;
 //! - the cluster view lists three nodes;
@@ -327,6 +328,59 @@ async fn three_nodes_started_at_once_share_every_change() {
     .await;
     assert_eq!(status, 200, "limits: {body}");
     on_every_node_within_a_second(&http, &nodes, "busy", "limits", since, |s, _| s != 200).await;
+
+    // An env change and a custom domain, made on node 0, on every node.
+    deploy(&http, a, &token, "greet", "#{ greeting: env.GREETING }").await;
+    on_every_node_within_a_second(&http, &nodes, "greet", "deploy", Instant::now(), |s, _| {
+        s == 200
+    })
+    .await;
+    let since = Instant::now();
+    let (status, body) = call(
+        &http,
+        reqwest::Method::PUT,
+        a.url("/api/v1/admin/apps/shop/env/GREETING"),
+        &token,
+        Some(json!({ "value": "hej" })),
+        None,
+    )
+    .await;
+    assert!(status == 200 || status == 201, "env: {body}");
+    on_every_node_within_a_second(&http, &nodes, "greet", "env", since, |s, b| {
+        s == 200 && b["greeting"] == "hej"
+    })
+    .await;
+    let since = Instant::now();
+    let (status, body) = call(
+        &http,
+        reqwest::Method::POST,
+        a.url("/api/v1/admin/apps/shop/domains"),
+        &token,
+        Some(json!({ "hostname": "shop.example.com" })),
+        None,
+    )
+    .await;
+    assert_eq!(status, 201, "domain: {body}");
+    for node in &nodes {
+        loop {
+            let r = http
+                .get(node.url("/hello"))
+                .header("host", "shop.example.com")
+                .send()
+                .await
+                .unwrap();
+            if r.status() == 200 {
+                break;
+            }
+            assert!(
+                since.elapsed() < Duration::from_secs(1),
+                "domain: {} still answers {}",
+                node.base,
+                r.status()
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
 
     // A revoked token fails on every node at once.
     let (status, created) = call(
