@@ -510,6 +510,21 @@ async fn three_nodes_started_at_once_share_every_change() {
             .iter()
             .all(|n| n["gone"] == false && n["role"] == "all")
     );
+
+    // The app deleted on one node is gone from every node.
+    let since = Instant::now();
+    let (status, _) = call(
+        &http,
+        reqwest::Method::DELETE,
+        nodes[2].url("/api/v1/admin/apps/shop"),
+        &token,
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(status, 204);
+    on_every_node_within_a_second(&http, &nodes, "hello", "app delete", since, |s, _| s == 404)
+        .await;
     db.close().await;
 }
 

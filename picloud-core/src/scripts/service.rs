@@ -479,6 +479,7 @@ impl ScriptService {
                 Err(e) => return Err(ScriptError::Settings(e)),
             };
             self.cache.set_public_errors(app.slug.as_str(), errors);
+            self.cache.note_app(app.id, app.slug.as_str());
             let lock = self.app_lock(app.id);
             let _serial = lock.lock().await;
             let limits = match self.app_limits(app.id).await {
