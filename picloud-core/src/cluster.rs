@@ -140,8 +140,11 @@ pub trait ChangeFeed: Send {
 /// How long after its last heartbeat a node is shown as gone.
 pub const NODE_GONE_AFTER: Duration = Duration::from_secs(30);
 
-/// How often a node refreshes its heartbeat.
-pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(5);
+/// How often a node refreshes its heartbeat (DESIGN: no more often than
+/// every 10 s). On PostgreSQL each heartbeat also pings the change channel,
+/// so a listener that hears nothing for a few heartbeats knows its
+/// connection is dead even when no packet said so.
+pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(10);
 
 #[cfg(feature = "executor")]
 mod follow;

@@ -32,6 +32,15 @@ pub const JOBS_COALESCE: Duration = Duration::from_millis(10);
 /// The longest wait between two attempts to reconnect the listener.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
+/// A listener that hears nothing at all for this long (every node's
+/// heartbeat pings the channel every 10 s) takes its connection for dead,
+/// even if no packet said so (a partition, a lost host), and reconnects.
+pub const SILENCE_LIMIT: Duration = Duration::from_secs(35);
+
+/// A connection that lasted less than this before it was lost counts as a
+/// failed one: the next reconnect waits (no back-to-back resyncs).
+const STABLE_AFTER: Duration = Duration::from_secs(30);
+
 /// The change channel of one node: see the module documentation.
 pub struct PgChangeFeed {
     /// A pool of one connection, the listener's own (it never takes one of
@@ -39,6 +48,8 @@ pub struct PgChangeFeed {
     pool: PgPool,
     listener: Option<PgListener>,
     backoff: Duration,
+    /// When the current connection was made.
+    connected_at: std::time::Instant,
 }
 
 impl std::fmt::Debug for PgChangeFeed {
@@ -65,6 +76,7 @@ impl PgChangeFeed {
             pool,
             listener: Some(listener),
             backoff: Duration::from_millis(100),
+            connected_at: std::time::Instant::now(),
         })
     }
 }
@@ -75,6 +87,20 @@ async fn listen(pool: &PgPool) -> Result<PgListener, sqlx::Error> {
     Ok(listener)
 }
 
+impl PgChangeFeed {
+    /// The connection was lost: a connection that did not last waits the
+    /// backoff (which grows) before the next attempt; a long-lived one
+    /// reconnects at once.
+    async fn lost(&mut self) {
+        if self.connected_at.elapsed() < STABLE_AFTER {
+            tokio::time::sleep(self.backoff).await;
+            self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
+        } else {
+            self.backoff = Duration::from_millis(100);
+        }
+    }
+}
+
 #[async_trait]
 impl ChangeFeed for PgChangeFeed {
     async fn next(&mut self) -> Option<FeedEvent> {
@@ -83,7 +109,7 @@ impl ChangeFeed for PgChangeFeed {
                 match listen(&self.pool).await {
                     Ok(listener) => {
                         self.listener = Some(listener);
-                        self.backoff = Duration::from_millis(100);
+                        self.connected_at = std::time::Instant::now();
                         return Some(FeedEvent::Resync);
                     }
                     Err(e) => {
@@ -94,26 +120,35 @@ impl ChangeFeed for PgChangeFeed {
                     }
                 }
             };
-            match listener.try_recv().await {
-                Ok(Some(n)) => {
+            let received = tokio::time::timeout(SILENCE_LIMIT, listener.try_recv()).await;
+            match received {
+                // A ping, or something this version does not know, passes.
+                Ok(Ok(Some(n))) => {
                     if let Some(event) = parse(n.payload()) {
                         return Some(event);
                     }
-                    tracing::debug!(
-                        payload = n.payload(),
-                        "change channel: unknown notification"
-                    );
                 }
                 // Lost, and listening again already (sqlx reconnects
                 // eagerly): whatever was sent meanwhile is gone.
-                Ok(None) => {
+                Ok(Ok(None)) => {
                     tracing::warn!("change channel: connection lost and re-established");
+                    self.lost().await;
+                    self.connected_at = std::time::Instant::now();
                     return Some(FeedEvent::Resync);
                 }
-                Err(sqlx::Error::PoolClosed) => return None,
-                Err(e) => {
+                Ok(Err(sqlx::Error::PoolClosed)) => return None,
+                Ok(Err(e)) => {
                     tracing::warn!(error = %e, "change channel: connection lost; reconnecting");
                     self.listener = None;
+                    self.lost().await;
+                }
+                Err(_) => {
+                    tracing::warn!(
+                        "change channel: nothing heard for {SILENCE_LIMIT:?}, not even a \
+                         heartbeat; taking the connection for dead and reconnecting"
+                    );
+                    self.listener = None;
+                    self.lost().await;
                 }
             }
         }
@@ -173,18 +208,38 @@ impl JobWake {
         }
         let (wake, pool) = (Arc::clone(self), pool.clone());
         tokio::spawn(async move {
+            // Cleared however this task ends (a runtime shutting down drops
+            // it mid-sleep): the next enqueue then sends again.
+            let clear = Clear(&wake.pending);
             tokio::time::sleep(JOBS_COALESCE).await;
             // Cleared first: an enqueue that commits from now on sends
             // another; every earlier one is visible before this is sent.
-            wake.pending.store(false, Ordering::Release);
-            if let Err(e) = sqlx::query("SELECT pg_notify($1, '{\"k\":\"jobs\"}')")
-                .bind(CHANNEL)
-                .execute(&pool)
-                .await
-            {
-                tracing::debug!(error = %e, "job notification not sent");
+            drop(clear);
+            for attempt in 0..2 {
+                match sqlx::query("SELECT pg_notify($1, '{\"k\":\"jobs\"}')")
+                    .bind(CHANNEL)
+                    .execute(&pool)
+                    .await
+                {
+                    Ok(_) => break,
+                    // The jobs still run: on this node at once, on the
+                    // others at their next wake-up or backstop.
+                    Err(e) if attempt == 1 => {
+                        tracing::warn!(error = %e, "job notification not sent");
+                    }
+                    Err(_) => {}
+                }
             }
         });
+    }
+}
+
+/// Clears the flag it holds when dropped.
+struct Clear<'a>(&'a AtomicBool);
+
+impl Drop for Clear<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
     }
 }
 

@@ -26,6 +26,13 @@ struct NodeRow {
 #[async_trait]
 impl NodeRepository for PostgresStore {
     async fn register(&self, node: &NodeRecord) -> Result<(), NodeRepoError> {
+        // Nodes silent for a day (killed, never stopped cleanly) go: the
+        // table does not grow with every crash.
+        sqlx::query("DELETE FROM nodes WHERE heartbeat_at < $1 - interval '1 day'")
+            .bind(node.heartbeat_at)
+            .execute(&self.pool)
+            .await
+            .map_err(node_error)?;
         sqlx::query(
             "INSERT INTO nodes (id, role, address, version, started_at, heartbeat_at, stats) \
              VALUES ($1, $2, $3, $4, $5, $6, $7) \
@@ -51,14 +58,21 @@ impl NodeRepository for PostgresStore {
         at: DateTime<Utc>,
         stats: &str,
     ) -> Result<bool, NodeRepoError> {
-        let done = sqlx::query("UPDATE nodes SET heartbeat_at = $2, stats = $3 WHERE id = $1")
-            .bind(id)
-            .bind(at)
-            .bind(stats)
-            .execute(&self.pool)
-            .await
-            .map_err(node_error)?;
-        Ok(done.rows_affected() == 1)
+        // With a ping on the change channel: every listener hears something
+        // every heartbeat, so one that hears nothing knows it is cut off.
+        let updated: i64 = sqlx::query_scalar(
+            "WITH beat AS (UPDATE nodes SET heartbeat_at = $2, stats = $3 WHERE id = $1 \
+             RETURNING 1) \
+             SELECT (SELECT count(*) FROM beat) AS n, pg_notify($4, '{\"k\":\"ping\"}')",
+        )
+        .bind(id)
+        .bind(at)
+        .bind(stats)
+        .bind(crate::CHANNEL)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(node_error)?;
+        Ok(updated == 1)
     }
 
     async fn nodes(&self) -> Result<Vec<NodeRecord>, NodeRepoError> {
@@ -69,12 +83,13 @@ impl NodeRepository for PostgresStore {
         .fetch_all(&self.pool)
         .await
         .map_err(node_error)?;
-        rows.into_iter()
-            .map(|r| {
-                Ok(NodeRecord {
-                    role: NodeRole::parse(&r.role).ok_or_else(|| {
-                        NodeRepoError::Backend(format!("unknown node role {:?}", r.role).into())
-                    })?,
+        // A role this version does not know (a newer node's) leaves that row
+        // out rather than failing the whole list.
+        Ok(rows
+            .into_iter()
+            .filter_map(|r| {
+                Some(NodeRecord {
+                    role: NodeRole::parse(&r.role)?,
                     id: r.id,
                     address: r.address,
                     version: r.version,
@@ -83,7 +98,7 @@ impl NodeRepository for PostgresStore {
                     stats: r.stats,
                 })
             })
-            .collect()
+            .collect())
     }
 
     async fn leave(&self, id: Uuid) -> Result<(), NodeRepoError> {

@@ -1,6 +1,7 @@
 //! Applying the change channel to a node's caches, and the cluster view.
 
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -17,8 +18,10 @@ use crate::ports::{JobQueueError, NodeRepoError};
 use crate::scripts::ScriptService;
 use crate::stores::Stores;
 
-/// The most records one live-tail catch-up reads at once.
-const RUNS_PER_READ: usize = 256;
+/// The most records of one writer's batch a node reads for its live tails:
+/// a tail shows at most this many of one batch, and skips the rest (a live
+/// tail is a view, not the log; the invocation log keeps every record).
+const RUNS_PER_READ: usize = 32;
 
 /// The most (app, writer) positions a follower remembers; past it, it
 /// forgets them all (a tail then starts again from the next batch).
@@ -38,6 +41,10 @@ pub struct Follower {
     cursors: HashMap<(AppId, String), i64>,
     /// Called with each notification's lag (a metric).
     on_lag: Option<Box<dyn Fn(Duration) + Send + Sync>>,
+    /// The apps being brought up to date, each by a task of its own: `true`
+    /// when another change came meanwhile (the task goes again). One
+    /// app's large recompile never holds up another app's change.
+    syncing: Arc<Mutex<HashMap<AppId, bool>>>,
 }
 
 impl std::fmt::Debug for Follower {
@@ -58,6 +65,7 @@ impl Follower {
             me: me.into(),
             cursors: HashMap::new(),
             on_lag: None,
+            syncing: Arc::default(),
         }
     }
 
@@ -77,13 +85,10 @@ impl Follower {
     /// next change of the same thing, or the next resync, mends them.
     pub async fn apply(&mut self, change: Change) {
         match change {
-            Change::Script { app } | Change::App { app } => {
-                if let Err(e) = self.scripts().sync_app(app).await {
-                    tracing::warn!(%app, error = %e, "cluster: refreshing an app failed");
-                }
-                if matches!(change, Change::App { .. }) {
-                    self.refresh_domains().await;
-                }
+            Change::Script { app } => self.sync_app(app),
+            Change::App { app } => {
+                self.sync_app(app);
+                self.refresh_domains().await;
             }
             Change::Schedule => self.events.schedule_signal().notify_one(),
             // Nothing caches subscriptions: an emit reads them.
@@ -98,6 +103,34 @@ impl Follower {
                 last,
             } => self.show_runs(app, node, first, last).await,
         }
+    }
+
+    /// Brings the app up to date on a task of its own; changes that come
+    /// while it runs make it go once more (not once each).
+    fn sync_app(&self, app: AppId) {
+        {
+            let mut syncing = self.syncing.lock().unwrap_or_else(PoisonError::into_inner);
+            if let Some(again) = syncing.get_mut(&app) {
+                *again = true;
+                return;
+            }
+            syncing.insert(app, false);
+        }
+        let (scripts, syncing) = (self.scripts().clone(), Arc::clone(&self.syncing));
+        tokio::spawn(async move {
+            loop {
+                if let Err(e) = scripts.sync_app(app).await {
+                    tracing::warn!(%app, error = %e, "cluster: refreshing an app failed");
+                }
+                let mut syncing = syncing.lock().unwrap_or_else(PoisonError::into_inner);
+                if syncing.get(&app) == Some(&true) {
+                    syncing.insert(app, false);
+                    continue;
+                }
+                syncing.remove(&app);
+                break;
+            }
+        });
     }
 
     async fn refresh_domains(&self) {
@@ -117,37 +150,35 @@ impl Follower {
             self.cursors.remove(&key);
             return;
         }
-        let mut after = match self.cursors.get(&key) {
+        let shown = match self.cursors.get(&key) {
             Some(&at) => at,
             None => first.saturating_sub(1),
         };
-        while after < last {
+        // The newest RUNS_PER_READ of what is new, at most.
+        let width = i64::try_from(RUNS_PER_READ).unwrap_or(i64::MAX);
+        let after = shown.max(last.saturating_sub(width));
+        if after < last {
             let stores = self.scripts().stores().clone();
-            let read = stores
+            match stores
                 .invocations
                 .written_by(app, &key.1, after, RUNS_PER_READ)
-                .await;
-            let batch = match read {
-                Ok(batch) => batch,
+                .await
+            {
+                Ok(batch) => {
+                    for written in batch.into_iter().filter(|w| w.position <= last) {
+                        self.scripts()
+                            .publish_remote(app, written.script, &written.record);
+                    }
+                }
                 Err(e) => {
                     tracing::warn!(%app, error = %e, "cluster: reading another node's runs failed");
-                    break;
                 }
-            };
-            let full = batch.len() == RUNS_PER_READ;
-            for written in batch {
-                after = after.max(written.position);
-                self.scripts()
-                    .publish_remote(app, written.script, &written.record);
-            }
-            if !full {
-                break;
             }
         }
         if self.cursors.len() >= MAX_CURSORS {
             self.cursors.clear();
         }
-        self.cursors.insert(key, after.max(last));
+        self.cursors.insert(key, shown.max(last));
     }
 
     /// Re-reads everything this node caches: every app and its scripts,

@@ -80,6 +80,9 @@ pub struct ScriptService {
     /// Each app's allowlist of outbound hosts, as last read (`None` inside:
     /// the app has none).
     egress_hosts: Arc<Mutex<HashMap<AppId, HostList>>>,
+    /// Bumped whenever a change drops a cached allowlist: a read that
+    /// raced the change does not put the old list back.
+    egress_generation: Arc<std::sync::atomic::AtomicU64>,
     /// Permits for scripts' KV calls in flight on this node.
     kv_calls: Arc<Semaphore>,
 }
@@ -352,6 +355,7 @@ impl ScriptService {
             outbound: None,
             kv_signal: Arc::default(),
             egress_hosts: Arc::default(),
+            egress_generation: Arc::default(),
             kv_calls: Arc::new(Semaphore::new(super::host::KV_CALLS_AT_ONCE)),
         }
     }
@@ -568,10 +572,7 @@ impl ScriptService {
     /// alone; scripts gone from the store leave the cache.
     pub async fn sync_app(&self, id: AppId) -> Result<(), ScriptError> {
         self.env.forget(id);
-        self.egress_hosts
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(&id);
+        self.forget_egress_hosts(id);
         let cached_slug = self.cache.slug_of(id);
         let Some(app) = self.stores.apps.get(id).await? else {
             if let Some(slug) = cached_slug {
@@ -586,6 +587,15 @@ impl ScriptService {
         let slug = app.slug.as_str();
         if let Some(old) = cached_slug.filter(|old| old != slug) {
             self.cache.remove_app(&old);
+        }
+        if self
+            .cache
+            .scripts_of(slug)
+            .iter()
+            .any(|live| live.app_id != id)
+        {
+            // The slug named another app, deleted since.
+            self.cache.remove_app(slug);
         }
         let errors = match self.stores.settings.public_errors(id).await {
             Ok(errors) => errors,
@@ -615,7 +625,14 @@ impl ScriptService {
         for script in &scripts {
             let cached = self.cache.get(slug, script.name.as_str());
             match cached {
-                Some(live) if live.version == script.live_version && live.limits == limits => {
+                // The same script (a deleted and redeployed one starts its
+                // versions at 1 again) at the same version and limits.
+                Some(live)
+                    if live.script_id == script.id
+                        && live.app_id == app.id
+                        && live.version == script.live_version
+                        && live.limits == limits =>
+                {
                     if live.visibility != script.visibility {
                         self.cache
                             .set_visibility(slug, script.name.as_str(), script.visibility);
@@ -639,7 +656,23 @@ impl ScriptService {
     pub async fn resync(&self) -> Result<(), ScriptError> {
         let apps = self.stores.apps.list().await?;
         for slug in self.cache.app_slugs() {
-            if !apps.iter().any(|a| a.slug.as_str() == slug) {
+            // Gone, or the slug now names another app (deleted and made
+            // again meanwhile): nothing cached under it may stay.
+            let now = apps.iter().find(|a| a.slug.as_str() == slug);
+            let stale = match now {
+                None => true,
+                Some(app) => self
+                    .cache
+                    .scripts_of(&slug)
+                    .iter()
+                    .any(|live| live.app_id != app.id),
+            };
+            if stale {
+                let lock = now.map(|app| self.app_lock(app.id));
+                let _serial = match &lock {
+                    Some(lock) => Some(lock.lock().await),
+                    None => None,
+                };
                 self.cache.remove_app(&slug);
             }
         }
@@ -1168,10 +1201,9 @@ impl ScriptService {
                         SettingsRepoError::NotFound => ScriptError::AppNotFound(slug),
                         other => ScriptError::Settings(other),
                     })?;
-                this.egress_hosts
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .insert(id, hosts.map(Arc::from));
+                // Read again by the next run (a run that read the old list
+                // meanwhile cannot put it back).
+                this.forget_egress_hosts(id);
                 Ok::<(), ScriptError>(())
             })
             .await?;
@@ -1182,7 +1214,18 @@ impl ScriptService {
     /// The allowlist of outbound hosts of `app` for a run: cached, or read
     /// once. A store that cannot say gives an empty list (no host) for this
     /// run, rather than no list (any host).
+    /// Drops the cached allowlist of `app` (it changed).
+    fn forget_egress_hosts(&self, app: AppId) {
+        let mut cache = self
+            .egress_hosts
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        self.egress_generation.fetch_add(1, Ordering::AcqRel);
+        cache.remove(&app);
+    }
+
     async fn egress_hosts_of(&self, app: AppId) -> Option<Arc<[String]>> {
+        let generation = self.egress_generation.load(Ordering::Acquire);
         if let Some(hosts) = self
             .egress_hosts
             .lock()
@@ -1201,7 +1244,10 @@ impl ScriptService {
                 if cache.len() >= 10_000 {
                     cache.clear();
                 }
-                cache.insert(app, hosts.clone());
+                // Not if a change dropped a list since this read began.
+                if self.egress_generation.load(Ordering::Acquire) == generation {
+                    cache.insert(app, hosts.clone());
+                }
                 hosts
             }
             Err(e) => {
@@ -1262,7 +1308,9 @@ impl ScriptService {
 
     /// Follows the app's runs as they finish (`AppView`), only `script`'s
     /// when given (an unknown name is [`ScriptError::ScriptNotFound`]).
-    /// Runs on this node only; a tail that falls [`TAIL_BACKLOG`] behind
+    /// Runs of this node, and in a cluster those the other nodes record
+    /// (see [`publish_remote`](Self::publish_remote)); a tail that falls
+    /// [`TAIL_BACKLOG`] behind
     /// skips ahead. Check [`still_may_view`](Self::still_may_view) now and
     /// then: the caller's role may change while it follows.
     pub async fn tail(
