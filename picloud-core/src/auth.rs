@@ -635,8 +635,19 @@ impl AuthService {
                     .await?
                     .is_none()
                 {
-                    self.store_secret(&owner, fixed_name("bootstrap"), None, None, t.to_owned())
-                        .await?;
+                    match self
+                        .store_secret(&owner, fixed_name("bootstrap"), None, None, t.to_owned())
+                        .await
+                    {
+                        Ok(_) => {}
+                        // Another node starting at the same moment stored
+                        // it first (cluster mode): the owner and its token
+                        // exist, once.
+                        Err(AuthError::Tokens(TokenRepoError::Conflict(_))) => {
+                            return Ok(Bootstrap::OwnerExists);
+                        }
+                        Err(e) => return Err(e),
+                    }
                 }
                 Ok(Bootstrap::CreatedWithConfiguredToken)
             }

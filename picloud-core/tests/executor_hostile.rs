@@ -506,3 +506,28 @@ async fn a_sort_with_an_inconsistent_comparator_is_the_scripts_error() {
         }
     }
 }
+
+/// Many trivial statements (`1;1;1;…`, within the source size limit): the
+/// compile ends, whatever the work after the parse costs, bounded by the
+/// compile budget (the parse is checked token by token; nothing after it
+/// may grow faster than the source).
+#[test]
+fn a_flood_of_trivial_statements_compiles_within_the_budget() {
+    let source = "1;".repeat(1_000_000);
+    let budget = CompileBudget::default();
+    let started = Instant::now();
+    let compiled = compile_with(&source, &Limits::default(), &budget);
+    let took = started.elapsed();
+    eprintln!("{} statements: {took:?}", 1_000_000);
+    match compiled {
+        Ok(_) => {}
+        Err(e) => assert_eq!(e.limit, Some(LimitKind::CompileTime), "{e:?}"),
+    }
+    // A hang guard, not a speed goal: several times the budget.
+    assert!(
+        took < picloud_core::executor::DEFAULT_COMPILE_BUDGET * 4,
+        "compiling {} bytes took {took:?} (budget {:?})",
+        source.len(),
+        picloud_core::executor::DEFAULT_COMPILE_BUDGET
+    );
+}

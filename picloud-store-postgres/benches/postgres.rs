@@ -7,11 +7,13 @@
 //! - `try_insert_remove`: a `try_insert` of a new pair followed by its
 //!   `remove`, so every iteration inserts for real and the table stays small.
 //!
-//! `postgres` uses the store's default pool (`test_before_acquire(true)`: an
-//! idle connection is pinged before each use, one extra round trip, so that a
-//! connection the server killed is never handed to a query);
-//! `postgres_untested` is the same database through a pool without that test,
-//! to show what the guarantee costs.
+//! `postgres` uses the store's defaults: a pooled connection is pinged before
+//! use only when suspect (idle for `TEST_IDLE_AFTER`, or since a broken
+//! connection was seen), and `app_role` is a coalesced point read on the
+//! store's read lane; `postgres_pinged` is the same database through a pool
+//! that pings every connection before each use (`test_before_acquire(true)`,
+//! the store's default before), to show what that costs on the pool's
+//! statements.
 //!
 //! Runs only when `DATABASE_URL` names a PostgreSQL superuser connection (a
 //! fresh database is created and dropped); otherwise prints a skip line and
@@ -143,12 +145,12 @@ fn main() {
         .expect("tokio runtime");
     let db = rt.block_on(support::TestDb::create(&url));
     let postgres = rt.block_on(Setup::install(db.store.clone().into_stores()));
-    let untested = PostgresStore::connect_with(
-        PostgresStore::pool_options().test_before_acquire(false),
+    let pinged = PostgresStore::connect_with(
+        PostgresStore::pool_options().test_before_acquire(true),
         db.options.clone(),
     );
-    let untested = Setup {
-        stores: rt.block_on(untested).expect("connect").into_stores(),
+    let pinged = Setup {
+        stores: rt.block_on(pinged).expect("connect").into_stores(),
         ..postgres.clone()
     };
     let memory = rt.block_on(Setup::install(MemoryStore::new().into_stores()));
@@ -163,11 +165,11 @@ fn main() {
         &[
             ("memory", &memory),
             ("postgres", &postgres),
-            ("postgres_untested", &untested),
+            ("postgres_pinged", &pinged),
         ],
     );
     c.final_summary();
 
-    drop((postgres, untested));
+    drop((postgres, pinged));
     rt.block_on(db.drop());
 }

@@ -20,6 +20,7 @@ use uuid::Uuid;
 
 use crate::PostgresStore;
 use crate::error::{Failure, domain_error};
+use crate::health::pool_read;
 use crate::rows::DecodeError;
 
 fn domain_from_row(row: &PgRow) -> Result<Domain, Failure> {
@@ -70,23 +71,24 @@ impl DomainRepository for PostgresStore {
     }
 
     async fn domains_of(&self, app: AppId) -> Result<Vec<Domain>, DomainRepoError> {
-        let rows = sqlx::query(
-            "SELECT hostname, app_id, created_at FROM domains \
-             WHERE app_id = $1 ORDER BY hostname",
-        )
-        .bind(app.as_uuid())
-        .fetch_all(&self.pool)
-        .await
+        let rows = pool_read!(self, |conn| {
+            sqlx::query(
+                "SELECT hostname, app_id, created_at FROM domains \
+                 WHERE app_id = $1 ORDER BY hostname",
+            )
+            .bind(app.as_uuid())
+            .fetch_all(conn)
+        })
         .map_err(domain_error)?;
         domains_from_rows(&rows)
     }
 
     async fn all_domains(&self) -> Result<Vec<Domain>, DomainRepoError> {
-        let rows =
+        let rows = pool_read!(self, |conn| {
             sqlx::query("SELECT hostname, app_id, created_at FROM domains ORDER BY hostname")
-                .fetch_all(&self.pool)
-                .await
-                .map_err(domain_error)?;
+                .fetch_all(conn)
+        })
+        .map_err(domain_error)?;
         domains_from_rows(&rows)
     }
 }

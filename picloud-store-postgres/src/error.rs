@@ -5,7 +5,9 @@
 //! means the referenced app or user does not exist, and anything else (a lost
 //! connection, a pool timeout, a row that does not decode) is a backend
 //! failure, boxed with its cause. One small function per port then turns the
-//! `Failure` into that port's error enum.
+//! `Failure` into that port's error enum. A failure that means the
+//! connection is gone is also noted for the pool's health check (the
+//! private `health` module).
 
 use picloud_core::domain::{NewAdminUser, NewApp};
 use picloud_core::ports::{
@@ -40,6 +42,10 @@ pub(crate) enum Failure {
 
 impl From<sqlx::Error> for Failure {
     fn from(e: sqlx::Error) -> Self {
+        if crate::health::is_broken(&e) {
+            // The pool tests its other idle connections before their next use.
+            crate::health::note_broken();
+        }
         let code = e
             .as_database_error()
             .and_then(|d| d.code())
@@ -54,6 +60,12 @@ impl From<sqlx::Error> for Failure {
             Some(FOREIGN_KEY_VIOLATION) => Failure::ForeignKey,
             _ => Failure::Backend(Box::new(e)),
         }
+    }
+}
+
+impl From<crate::coalesce::BatchError> for Failure {
+    fn from(e: crate::coalesce::BatchError) -> Self {
+        Failure::Backend(Box::new(e))
     }
 }
 

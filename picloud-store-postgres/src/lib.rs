@@ -35,8 +35,21 @@
 //!   `Backend`. Nothing here panics on a database failure.
 //! - **A dead database is an error, not a hang.** The default pool options
 //!   ([`PostgresStore::pool_options`]) bound every connection acquisition by an
-//!   acquire timeout and test idle connections before handing them out, so
-//!   connections killed by a server restart are replaced transparently.
+//!   acquire timeout.
+//! - **A restart heals without a ping per statement.** The pool tests a
+//!   connection before use only when it is suspect (idle for
+//!   [`TEST_IDLE_AFTER`] or more, or since before a broken connection was
+//!   seen), and reads retry once on another connection when theirs turns
+//!   out dead (the private `health` module).
+//! - **The point reads on every request's path are cheap, and never stale.**
+//!   The token (with its user), the app by slug or id, the caller's role and
+//!   the user by id go through a small lane of the store's own connections
+//!   ([`READ_CONNECTIONS`]; the private `read_lane` module), one round trip
+//!   per statement with no pool ping, and concurrent lookups of one kind
+//!   share a statement (`… = ANY($1)`; the private `coalesce` module).
+//!   Nothing is cached: every lookup is answered by a statement that started
+//!   after it was asked for, so a revoked token or a deactivated user is
+//!   refused on every node from the next request on.
 //!
 //! ## Use
 //!
@@ -58,14 +71,17 @@
 
 mod apps;
 mod changes;
+mod coalesce;
 mod domains;
 mod env;
 mod error;
 mod events;
 mod headroom;
+mod health;
 mod kv;
 mod members;
 mod nodes;
+mod read_lane;
 mod rows;
 mod scripts;
 mod settings;
@@ -80,6 +96,9 @@ use std::time::Duration;
 use picloud_core::Stores;
 use sqlx::migrate::{MigrateError, Migrator};
 use sqlx::postgres::PgConnectOptions;
+
+pub use health::TEST_IDLE_AFTER;
+pub use read_lane::READ_CONNECTIONS;
 
 /// The sqlx version this store is built on, re-exported so an embedder who
 /// builds their own pool ([`PostgresStore::from_pool`]) uses the same types.
@@ -102,13 +121,19 @@ pub const DEFAULT_MAX_CONNECTIONS: u32 = 10;
 /// An unreachable database fails an operation after at most this long.
 pub const DEFAULT_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Every PiCloud port over one PostgreSQL connection pool.
+/// Every PiCloud port over one PostgreSQL connection pool, plus up to
+/// [`READ_CONNECTIONS`] connections of its own for the point reads on every
+/// request's path (see the crate docs).
 ///
-/// Cheap to clone: clones share the pool. Hand it to services with
-/// [`PostgresStore::into_stores`].
+/// Cheap to clone: clones share the pool and those connections. Hand it to
+/// services with [`PostgresStore::into_stores`].
 #[derive(Debug, Clone)]
 pub struct PostgresStore {
     pool: PgPool,
+    /// The connections of the hot point reads (the private `read_lane` module).
+    reads: Arc<read_lane::ReadLane>,
+    /// The hot point reads, coalesced (the private `coalesce` module).
+    lookups: Arc<Lookups>,
     /// The queue-cap estimate of each app (the private `headroom` module).
     headroom: Arc<headroom::Headroom>,
     /// The coalesced notification of job enqueues to the other nodes.
@@ -118,16 +143,20 @@ pub struct PostgresStore {
 impl PostgresStore {
     /// The pool options [`PostgresStore::connect`] uses: at most
     /// [`DEFAULT_MAX_CONNECTIONS`] connections, an acquire timeout of
-    /// [`DEFAULT_ACQUIRE_TIMEOUT`], and idle connections tested before use
-    /// (`test_before_acquire(true)`), so that a connection the server closed
-    /// is discarded and replaced rather than handed to a query.
+    /// [`DEFAULT_ACQUIRE_TIMEOUT`], and a connection tested (pinged) before
+    /// use only when it is suspect: idle for [`TEST_IDLE_AFTER`] or more, or
+    /// since before a broken connection was seen. A connection the server
+    /// closed in a restart is then discarded and replaced rather than handed
+    /// to a statement, without a ping before every statement (sqlx's
+    /// `test_before_acquire` is off).
     ///
     /// Start from these to tune a pool for [`PostgresStore::connect_with`].
     pub fn pool_options() -> PgPoolOptions {
         PgPoolOptions::new()
             .max_connections(DEFAULT_MAX_CONNECTIONS)
             .acquire_timeout(DEFAULT_ACQUIRE_TIMEOUT)
-            .test_before_acquire(true)
+            .test_before_acquire(false)
+            .before_acquire(health::test_if_suspect)
     }
 
     /// Connects to the database at `url` (`postgres://user@host:port/db`) with
@@ -190,9 +219,14 @@ impl PostgresStore {
     }
 
     /// Wraps an existing pool (its options are the caller's choice; a lazy
-    /// pool is fine).
+    /// pool is fine). The store's read connections follow the pool: its
+    /// connect options, acquire timeout, idle timeout and maximum lifetime,
+    /// and closing it closes them.
     pub fn from_pool(pool: PgPool) -> Self {
+        let reads = Arc::new(read_lane::ReadLane::new(pool.clone()));
         Self {
+            lookups: Arc::new(Lookups::new(&reads)),
+            reads,
             pool,
             headroom: Arc::default(),
             jobs_wake: Arc::default(),
@@ -236,20 +270,63 @@ impl PostgresStore {
         stores
     }
 
-    /// Runs a trivial query (`SELECT 1`) on a pooled connection. Fails (within
-    /// the pool's acquire timeout, when the database cannot be reached) if the
-    /// database does not answer.
+    /// Runs a trivial query (`SELECT 1`) on one of the store's read
+    /// connections (retried once on a new connection if a resting one was
+    /// dead). Fails (within the pool's acquire timeout, when the database
+    /// cannot be reached) if the database does not answer, or the pool was
+    /// closed.
     pub async fn ping(&self) -> Result<(), sqlx::Error> {
-        sqlx::query_scalar::<_, i32>("SELECT 1")
-            .fetch_one(&self.pool)
-            .await
-            .map(drop)
+        read_lane::lane_read!(self.reads, |conn| sqlx::query_scalar::<_, i32>("SELECT 1")
+            .fetch_one(conn))
+        .map(drop)
     }
 
     /// Whether the database answers right now: [`PostgresStore::ping`] as a
     /// bool, for a `/readyz` endpoint.
     pub async fn is_ready(&self) -> bool {
         self.ping().await.is_ok()
+    }
+}
+
+/// The point reads on every request's path, each coalesced on the read
+/// lane: one [`Coalescer`](coalesce::Coalescer) per statement.
+#[derive(Debug)]
+struct Lookups {
+    /// `TokenRepository::find_by_hash`: a token and its user, by hash.
+    tokens: Arc<coalesce::Coalescer<String, tokens::TokenWithUserRow>>,
+    /// `AppRepository::find_by_slug`.
+    apps_by_slug: Arc<coalesce::Coalescer<String, rows::AppRow>>,
+    /// `AppRepository::get`.
+    apps_by_id: Arc<coalesce::Coalescer<uuid::Uuid, rows::AppRow>>,
+    /// `AuthzRepository::app_role`, by (app, user).
+    roles: Arc<coalesce::Coalescer<(uuid::Uuid, uuid::Uuid), members::RoleRow>>,
+    /// `AdminUserRepository::get`.
+    users: Arc<coalesce::Coalescer<uuid::Uuid, rows::UserRow>>,
+}
+
+impl Lookups {
+    fn new(lane: &Arc<read_lane::ReadLane>) -> Self {
+        use coalesce::Coalescer;
+        let lane = || Arc::clone(lane);
+        Self {
+            tokens: Arc::new(Coalescer::new(
+                lane(),
+                tokens::by_hashes,
+                tokens::TokenWithUserRow::hash_of,
+            )),
+            apps_by_slug: Arc::new(Coalescer::new(
+                lane(),
+                apps::by_slugs,
+                rows::AppRow::slug_of,
+            )),
+            apps_by_id: Arc::new(Coalescer::new(lane(), apps::by_ids, rows::AppRow::id_of)),
+            roles: Arc::new(Coalescer::new(
+                lane(),
+                members::roles_of,
+                members::RoleRow::key_of,
+            )),
+            users: Arc::new(Coalescer::new(lane(), users::by_ids, rows::UserRow::id_of)),
+        }
     }
 }
 

@@ -74,12 +74,24 @@ pub(crate) fn display_name(s: String) -> Result<DisplayName, DecodeError> {
 }
 
 /// A row of `apps`.
-#[derive(Debug, sqlx::FromRow)]
+#[derive(Debug, Clone, sqlx::FromRow)]
 pub(crate) struct AppRow {
     id: Uuid,
     slug: String,
     name: String,
     created_at: DateTime<Utc>,
+}
+
+impl AppRow {
+    /// Its id: the key of the coalesced `get`.
+    pub(crate) fn id_of(&self) -> Uuid {
+        self.id
+    }
+
+    /// Its slug: the key of the coalesced `find_by_slug`.
+    pub(crate) fn slug_of(&self) -> String {
+        self.slug.clone()
+    }
 }
 
 impl TryFrom<AppRow> for App {
@@ -97,7 +109,7 @@ impl TryFrom<AppRow> for App {
 }
 
 /// A row of `admin_users`, without the password hash.
-#[derive(Debug, sqlx::FromRow)]
+#[derive(Debug, Clone, sqlx::FromRow)]
 pub(crate) struct UserRow {
     id: Uuid,
     username: String,
@@ -105,6 +117,13 @@ pub(crate) struct UserRow {
     instance_role: String,
     is_active: bool,
     created_at: DateTime<Utc>,
+}
+
+impl UserRow {
+    /// Its id: the key of the coalesced `get`.
+    pub(crate) fn id_of(&self) -> Uuid {
+        self.id
+    }
 }
 
 impl TryFrom<UserRow> for AdminUser {

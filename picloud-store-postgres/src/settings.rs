@@ -10,16 +10,17 @@ use picloud_core::ports::{AppSettingsRepository, SettingsRepoError};
 
 use crate::PostgresStore;
 use crate::error::settings_error;
+use crate::health::pool_read;
 
 #[async_trait]
 impl AppSettingsRepository for PostgresStore {
     async fn app_limits(&self, app: AppId) -> Result<Option<Limits>, SettingsRepoError> {
-        let text: Option<Option<String>> =
+        let text: Option<Option<String>> = pool_read!(self, |conn| {
             sqlx::query_scalar("SELECT limits FROM apps WHERE id = $1")
                 .bind(app.as_uuid())
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(settings_error)?;
+                .fetch_optional(conn)
+        })
+        .map_err(settings_error)?;
         // Read with `deny_unknown_fields`: an override with a field this
         // version does not know is unreadable, not quietly the defaults.
         text.flatten()
@@ -53,12 +54,12 @@ impl AppSettingsRepository for PostgresStore {
     }
 
     async fn public_errors(&self, app: AppId) -> Result<PublicErrors, SettingsRepoError> {
-        let text: Option<String> =
+        let text: Option<String> = pool_read!(self, |conn| {
             sqlx::query_scalar("SELECT public_errors FROM apps WHERE id = $1")
                 .bind(app.as_uuid())
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(settings_error)?;
+                .fetch_optional(conn)
+        })
+        .map_err(settings_error)?;
         match text {
             None => Ok(PublicErrors::default()),
             Some(t) => PublicErrors::parse(&t)
@@ -85,12 +86,12 @@ impl AppSettingsRepository for PostgresStore {
     }
 
     async fn egress_hosts(&self, app: AppId) -> Result<Option<Vec<String>>, SettingsRepoError> {
-        let hosts: Option<Option<Vec<String>>> =
+        let hosts: Option<Option<Vec<String>>> = pool_read!(self, |conn| {
             sqlx::query_scalar("SELECT egress_hosts FROM apps WHERE id = $1")
                 .bind(app.as_uuid())
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(settings_error)?;
+                .fetch_optional(conn)
+        })
+        .map_err(settings_error)?;
         Ok(hosts.flatten())
     }
 

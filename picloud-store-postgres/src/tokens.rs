@@ -3,6 +3,9 @@
 //! `find_by_hash` is on every authenticated request's path: one indexed
 //! lookup (the unique `token_hash`) joined with the token's user, so a
 //! deactivation is seen on the very next request without a second round trip.
+//! It is a coalesced point read (`coalesce.rs`): under load, the lookups of
+//! concurrent requests share a statement, each still answered by a statement
+//! that started after it was asked for.
 //!
 //! Expired tokens are deleted by `create` (every login creates one), a
 //! bounded batch at a time, so they never pile up and nothing runs in the
@@ -13,14 +16,17 @@ use chrono::{DateTime, Utc};
 use picloud_core::domain::{AdminUser, ApiToken, InstanceRole, NewApiToken, TokenScope};
 use picloud_core::ids::{AdminUserId, TokenId};
 use picloud_core::ports::{TokenRepoError, TokenRepository};
+use sqlx::postgres::PgConnection;
 use uuid::Uuid;
 
 use crate::PostgresStore;
+use crate::coalesce::Rows;
 use crate::error::token_error;
+use crate::health::pool_read;
 use crate::rows::{DecodeError, display_name, email, parse_app_role, username};
 
 /// A row of `api_tokens`.
-#[derive(Debug, sqlx::FromRow)]
+#[derive(Debug, Clone, sqlx::FromRow)]
 struct TokenRow {
     id: Uuid,
     user_id: Uuid,
@@ -56,9 +62,10 @@ impl TryFrom<TokenRow> for ApiToken {
     }
 }
 
-/// A token joined with its user (user columns prefixed `u_`).
-#[derive(Debug, sqlx::FromRow)]
-struct TokenWithUserRow {
+/// A token joined with its user (user columns prefixed `u_`), and its hash.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub(crate) struct TokenWithUserRow {
+    token_hash: String,
     #[sqlx(flatten)]
     token: TokenRow,
     u_username: String,
@@ -66,6 +73,34 @@ struct TokenWithUserRow {
     u_instance_role: String,
     u_is_active: bool,
     u_created_at: DateTime<Utc>,
+}
+
+impl TokenWithUserRow {
+    /// Its hash: the key of the coalesced `find_by_hash`.
+    pub(crate) fn hash_of(&self) -> String {
+        self.token_hash.clone()
+    }
+}
+
+/// The tokens whose hash is one of `hashes`, each joined with its user: the
+/// statement of the coalesced `find_by_hash`.
+pub(crate) fn by_hashes<'c>(
+    conn: &'c mut PgConnection,
+    hashes: &'c [String],
+) -> Rows<'c, TokenWithUserRow> {
+    Box::pin(
+        sqlx::query_as(
+            "SELECT t.token_hash, t.id, t.user_id, t.name, t.scope_app_id, t.scope_max_role, \
+                    t.created_at, t.expires_at, \
+                    u.username AS u_username, u.email AS u_email, \
+                    u.instance_role AS u_instance_role, u.is_active AS u_is_active, \
+                    u.created_at AS u_created_at \
+             FROM api_tokens t JOIN admin_users u ON u.id = t.user_id \
+             WHERE t.token_hash = ANY($1)",
+        )
+        .bind(hashes)
+        .fetch_all(conn),
+    )
 }
 
 impl TryFrom<TokenWithUserRow> for (ApiToken, AdminUser) {
@@ -123,32 +158,27 @@ impl TokenRepository for PostgresStore {
         &self,
         token_hash: &str,
     ) -> Result<Option<(ApiToken, AdminUser)>, TokenRepoError> {
-        let row: Option<TokenWithUserRow> = sqlx::query_as(
-            "SELECT t.id, t.user_id, t.name, t.scope_app_id, t.scope_max_role, \
-                    t.created_at, t.expires_at, \
-                    u.username AS u_username, u.email AS u_email, \
-                    u.instance_role AS u_instance_role, u.is_active AS u_is_active, \
-                    u.created_at AS u_created_at \
-             FROM api_tokens t JOIN admin_users u ON u.id = t.user_id \
-             WHERE t.token_hash = $1",
-        )
-        .bind(token_hash)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(token_error)?;
+        let row = self
+            .lookups
+            .tokens
+            .get(token_hash.to_owned())
+            .await
+            .map_err(token_error)?
+            .pop();
         row.map(<(ApiToken, AdminUser)>::try_from)
             .transpose()
             .map_err(token_error)
     }
 
     async fn list_for_user(&self, user: AdminUserId) -> Result<Vec<ApiToken>, TokenRepoError> {
-        let rows: Vec<TokenRow> = sqlx::query_as(
-            "SELECT id, user_id, name, scope_app_id, scope_max_role, created_at, expires_at \
-             FROM api_tokens WHERE user_id = $1 ORDER BY created_at DESC, id",
-        )
-        .bind(user.as_uuid())
-        .fetch_all(&self.pool)
-        .await
+        let rows: Vec<TokenRow> = pool_read!(self, |conn| {
+            sqlx::query_as(
+                "SELECT id, user_id, name, scope_app_id, scope_max_role, created_at, expires_at \
+                 FROM api_tokens WHERE user_id = $1 ORDER BY created_at DESC, id",
+            )
+            .bind(user.as_uuid())
+            .fetch_all(conn)
+        })
         .map_err(token_error)?;
         rows.into_iter()
             .map(ApiToken::try_from)

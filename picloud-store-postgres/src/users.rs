@@ -5,7 +5,8 @@
 //! `COLLATE "C"` (byte order), as the memory store orders it.
 //! `update_guarded` locks the rows its owner checks read, in one
 //! transaction with the change, and decides with core's pure
-//! [`check_user_change`].
+//! [`check_user_change`]. `get` (who am I, and the log stream's re-checks)
+//! is a coalesced point read (`coalesce.rs`).
 
 use async_trait::async_trait;
 use picloud_core::domain::{
@@ -14,10 +15,26 @@ use picloud_core::domain::{
 };
 use picloud_core::ids::AdminUserId;
 use picloud_core::ports::{AdminUserRepoError, AdminUserRepository};
+use sqlx::postgres::PgConnection;
+use uuid::Uuid;
 
 use crate::PostgresStore;
+use crate::coalesce::Rows;
 use crate::error::user_error;
+use crate::health::pool_read;
 use crate::rows::{CredentialsRow, UserRow, convert_all};
+
+/// The users whose id is one of `ids`: the statement of the coalesced `get`.
+pub(crate) fn by_ids<'c>(conn: &'c mut PgConnection, ids: &'c [Uuid]) -> Rows<'c, UserRow> {
+    Box::pin(
+        sqlx::query_as(
+            "SELECT id, username, email, instance_role, is_active, created_at \
+             FROM admin_users WHERE id = ANY($1)",
+        )
+        .bind(ids)
+        .fetch_all(conn),
+    )
+}
 
 /// Turns an `UPDATE … RETURNING` result into the updated user, or `NotFound`.
 fn updated(row: Option<UserRow>) -> Result<AdminUser, AdminUserRepoError> {
@@ -48,14 +65,13 @@ impl AdminUserRepository for PostgresStore {
     }
 
     async fn get(&self, id: AdminUserId) -> Result<Option<AdminUser>, AdminUserRepoError> {
-        let row: Option<UserRow> = sqlx::query_as(
-            "SELECT id, username, email, instance_role, is_active, created_at \
-             FROM admin_users WHERE id = $1",
-        )
-        .bind(id.as_uuid())
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(|e| user_error(e, None))?;
+        let row = self
+            .lookups
+            .users
+            .get(id.as_uuid())
+            .await
+            .map_err(|e| user_error(e, None))?
+            .pop();
         row.map(AdminUser::try_from)
             .transpose()
             .map_err(|e| user_error(e, None))
@@ -65,13 +81,14 @@ impl AdminUserRepository for PostgresStore {
         &self,
         username: &str,
     ) -> Result<Option<AdminUser>, AdminUserRepoError> {
-        let row: Option<UserRow> = sqlx::query_as(
-            "SELECT id, username, email, instance_role, is_active, created_at \
-             FROM admin_users WHERE username = $1",
-        )
-        .bind(username)
-        .fetch_optional(&self.pool)
-        .await
+        let row: Option<UserRow> = pool_read!(self, |conn| {
+            sqlx::query_as(
+                "SELECT id, username, email, instance_role, is_active, created_at \
+                 FROM admin_users WHERE username = $1",
+            )
+            .bind(username)
+            .fetch_optional(conn)
+        })
         .map_err(|e| user_error(e, None))?;
         row.map(AdminUser::try_from)
             .transpose()
@@ -82,13 +99,14 @@ impl AdminUserRepository for PostgresStore {
         &self,
         username: &str,
     ) -> Result<Option<UserCredentials>, AdminUserRepoError> {
-        let row: Option<CredentialsRow> = sqlx::query_as(
-            "SELECT id, username, email, instance_role, is_active, created_at, password_hash \
-             FROM admin_users WHERE username = $1",
-        )
-        .bind(username)
-        .fetch_optional(&self.pool)
-        .await
+        let row: Option<CredentialsRow> = pool_read!(self, |conn| {
+            sqlx::query_as(
+                "SELECT id, username, email, instance_role, is_active, created_at, password_hash \
+                 FROM admin_users WHERE username = $1",
+            )
+            .bind(username)
+            .fetch_optional(conn)
+        })
         .map_err(|e| user_error(e, None))?;
         row.map(UserCredentials::try_from)
             .transpose()
@@ -96,12 +114,13 @@ impl AdminUserRepository for PostgresStore {
     }
 
     async fn list(&self) -> Result<Vec<AdminUser>, AdminUserRepoError> {
-        let rows: Vec<UserRow> = sqlx::query_as(
-            "SELECT id, username, email, instance_role, is_active, created_at \
-             FROM admin_users ORDER BY username COLLATE \"C\"",
-        )
-        .fetch_all(&self.pool)
-        .await
+        let rows: Vec<UserRow> = pool_read!(self, |conn| {
+            sqlx::query_as(
+                "SELECT id, username, email, instance_role, is_active, created_at \
+                 FROM admin_users ORDER BY username COLLATE \"C\"",
+            )
+            .fetch_all(conn)
+        })
         .map_err(|e| user_error(e, None))?;
         convert_all(rows).map_err(|e| user_error(e, None))
     }
@@ -184,11 +203,12 @@ impl AdminUserRepository for PostgresStore {
     }
 
     async fn count_active_owners(&self) -> Result<u64, AdminUserRepoError> {
-        let n: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM admin_users WHERE is_active AND instance_role = 'owner'",
-        )
-        .fetch_one(&self.pool)
-        .await
+        let n: i64 = pool_read!(self, |conn| {
+            sqlx::query_scalar(
+                "SELECT count(*) FROM admin_users WHERE is_active AND instance_role = 'owner'",
+            )
+            .fetch_one(conn)
+        })
         .map_err(|e| user_error(e, None))?;
         u64::try_from(n).map_err(|e| user_error(e, None))
     }

@@ -12,7 +12,9 @@ use picloud_core::ids::{AdminUserId, AppId};
 use picloud_core::ports::{AdminUserRepoError, AppMembersRepoError, AppRepoError, AuthzRepoError};
 use picloud_core::testkit::Fixture;
 use picloud_core::{Capability, Principal, Stores};
-use picloud_store_postgres::{DEFAULT_ACQUIRE_TIMEOUT, PgPoolOptions, PostgresStore};
+use picloud_store_postgres::{
+    DEFAULT_ACQUIRE_TIMEOUT, PgPoolOptions, PostgresStore, READ_CONNECTIONS, TEST_IDLE_AFTER,
+};
 use sqlx::{Connection, PgConnection};
 use tokio::task::JoinSet;
 
@@ -87,18 +89,21 @@ async fn exercise(stores: &Stores, fx: &Fixture, app: AppId, user: AdminUserId, 
     assert_eq!(listed.len(), round + 2);
 }
 
-/// After every connection of the store's pool is terminated by the server, the
-/// next operations all succeed: the pool is configured to test idle
-/// connections before handing them out (`test_before_acquire(true)`), so dead
-/// ones are discarded and replaced, and not one operation fails.
+/// After every connection of the store is terminated by the server, the next
+/// operations all succeed, with no ping before every statement (sqlx's
+/// `test_before_acquire` is off): a read that meets a dead connection notes
+/// the break and runs once more on another connection, and the pool tests
+/// the connections that were idle through the break before handing them
+/// out: once a read has met a dead connection, no operation fails, writes
+/// included.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn terminated_connections_are_replaced_without_a_failed_operation() {
     let Some(db) = support::fresh_db().await else {
         return;
     };
     assert!(
-        db.store.pool().options().get_test_before_acquire(),
-        "the store's default pool must test connections before use"
+        !db.store.pool().options().get_test_before_acquire(),
+        "the store's default pool must not ping before every statement"
     );
     let stores = db.store.clone().into_stores();
     let fx = Fixture::new(stores.clone());
@@ -157,6 +162,116 @@ async fn terminated_connections_are_replaced_without_a_failed_operation() {
             assert_eq!(r.unwrap(), Some(AppRole::Editor));
         }
     }
+    let _ = admin.close().await;
+    drop(stores);
+    db.drop().await;
+}
+
+/// A restart takes longer than `TEST_IDLE_AFTER`: every connection idle
+/// through it is tested before use, so even a write that is the first
+/// statement after it succeeds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_first_after_a_restart_length_pause_succeeds() {
+    let Some(db) = support::fresh_db().await else {
+        return;
+    };
+    let stores = db.store.clone().into_stores();
+    let fx = Fixture::new(stores.clone());
+    let app = fx.app("a").await;
+    let mut admin = db.connection().await;
+    for round in 0..2 {
+        // Pooled connections (writes) and read-lane connections (reads).
+        let mut tasks = JoinSet::new();
+        for i in 0..12 {
+            let (fx, stores) = (fx.clone(), stores.clone());
+            tasks.spawn(async move {
+                let user = fx
+                    .user(&format!("w{round}-{i}"), InstanceRole::Member)
+                    .await;
+                stores.users.get(user.id).await.expect("users.get");
+            });
+        }
+        while let Some(r) = tasks.join_next().await {
+            r.unwrap();
+        }
+        assert!(terminate_all_others(&mut admin).await >= 1);
+        tokio::time::sleep(TEST_IDLE_AFTER + Duration::from_millis(100)).await;
+
+        let user = bounded(
+            support::NO_HANG,
+            "create",
+            stores.users.create(picloud_core::domain::NewAdminUser::new(
+                picloud_core::testkit::username(format!("after-{round}")),
+                InstanceRole::Member,
+            )),
+        )
+        .await
+        .expect("the first write after the pause");
+        stores
+            .members
+            .try_insert(app.id, user.id, AppRole::Viewer)
+            .await
+            .expect("the second write");
+        assert_eq!(
+            stores
+                .authz
+                .app_role(app.id, user.id)
+                .await
+                .expect("a read"),
+            Some(AppRole::Viewer)
+        );
+    }
+    let _ = admin.close().await;
+    drop(stores);
+    db.drop().await;
+}
+
+/// The point reads on every request's path (token, app, role, user) use at
+/// most `READ_CONNECTIONS` connections of their own, however many run at
+/// once, and leave the pool alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn point_reads_use_at_most_the_read_connections() {
+    let Some(db) = support::fresh_db().await else {
+        return;
+    };
+    let stores = db.store.clone().into_stores();
+    let fx = Fixture::new(stores.clone());
+    let user = fx.user("m", InstanceRole::Member).await;
+    let app = fx.app("a").await;
+    let pooled = db.store.pool().size();
+    let mut tasks = JoinSet::new();
+    for _ in 0..64 {
+        let (stores, slug) = (stores.clone(), app.slug.to_string());
+        tasks.spawn(async move {
+            for _ in 0..10 {
+                stores
+                    .authz
+                    .app_role(app.id, user.id)
+                    .await
+                    .expect("app_role");
+                let found = stores.apps.find_by_slug(&slug).await.expect("find_by_slug");
+                assert!(found.is_some());
+                stores.users.get(user.id).await.expect("users.get");
+            }
+        });
+    }
+    while let Some(r) = tasks.join_next().await {
+        r.unwrap();
+    }
+    assert_eq!(db.store.pool().size(), pooled, "the pool did not grow");
+    let mut admin = db.connection().await;
+    let backends: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM pg_stat_activity \
+         WHERE datname = current_database() AND pid <> pg_backend_pid()",
+    )
+    .fetch_one(&mut admin)
+    .await
+    .unwrap();
+    let bound = i64::from(pooled + READ_CONNECTIONS);
+    assert!(
+        backends <= bound,
+        "{backends} connections, more than the pool's {pooled} and {READ_CONNECTIONS} reads"
+    );
     let _ = admin.close().await;
     drop(stores);
     db.drop().await;

@@ -45,7 +45,17 @@ pub struct Follower {
     /// when another change came meanwhile (the task goes again). One
     /// app's large recompile never holds up another app's change.
     syncing: Arc<Mutex<HashMap<AppId, bool>>>,
+    /// How many apps are brought up to date at once (a resync of many apps
+    /// must not take every store connection, nor every core).
+    sync_slots: Arc<tokio::sync::Semaphore>,
 }
+
+/// How many apps a follower brings up to date at once.
+const SYNCS_AT_ONCE: usize = 4;
+
+/// How often one app's refresh is tried before the follower gives up on it
+/// (until its next change or the next resync).
+const SYNC_TRIES: u32 = 5;
 
 impl std::fmt::Debug for Follower {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -66,6 +76,7 @@ impl Follower {
             cursors: HashMap::new(),
             on_lag: None,
             syncing: Arc::default(),
+            sync_slots: Arc::new(tokio::sync::Semaphore::new(SYNCS_AT_ONCE)),
         }
     }
 
@@ -117,10 +128,22 @@ impl Follower {
             syncing.insert(app, false);
         }
         let (scripts, syncing) = (self.scripts().clone(), Arc::clone(&self.syncing));
+        let slots = Arc::clone(&self.sync_slots);
         tokio::spawn(async move {
             loop {
-                if let Err(e) = scripts.sync_app(app).await {
-                    tracing::warn!(%app, error = %e, "cluster: refreshing an app failed");
+                let Ok(_slot) = slots.acquire().await else {
+                    return;
+                };
+                for tries in 1..=SYNC_TRIES {
+                    match scripts.sync_app(app).await {
+                        Ok(()) => break,
+                        Err(e) => {
+                            tracing::warn!(%app, error = %e, tries, "cluster: refreshing an app failed");
+                            if tries < SYNC_TRIES {
+                                tokio::time::sleep(Duration::from_secs(1)).await;
+                            }
+                        }
+                    }
                 }
                 let mut syncing = syncing.lock().unwrap_or_else(PoisonError::into_inner);
                 if syncing.get(&app) == Some(&true) {
@@ -188,8 +211,15 @@ impl Follower {
     pub async fn resync(&mut self) {
         let mut wait = Duration::from_millis(100);
         loop {
-            match self.scripts().resync().await {
-                Ok(()) => break,
+            match self.scripts().forget_stale_apps().await {
+                Ok(apps) => {
+                    // A task per app: one app's slow compile holds up no
+                    // other app, nor the changes that follow.
+                    for app in apps {
+                        self.sync_app(app.id);
+                    }
+                    break;
+                }
                 Err(e) => {
                     tracing::warn!(error = %e, "cluster: resynchronising failed; retrying");
                     tokio::time::sleep(wait).await;

@@ -69,7 +69,9 @@ pub use inline::InlineBudget;
 pub use lazy::LazyExecutor;
 pub use pool::{ExecutorConfig, ExecutorStats, RhaiExecutor};
 pub use request::{ScriptRequest, ScriptResponse};
-pub use sandbox::{CompileBudget, CompiledScript, Sandbox, compile, compile_with};
+pub use sandbox::{
+    CompileBudget, CompiledScript, DEFAULT_COMPILE_BUDGET, Sandbox, compile, compile_with,
+};
 
 /// One run of a script: what it answered, what it logged, how long it took.
 ///

@@ -654,6 +654,18 @@ impl ScriptService {
     /// changes): apps gone from the store leave the cache, and every other
     /// is [`sync_app`](Self::sync_app)ed.
     pub async fn resync(&self) -> Result<(), ScriptError> {
+        for app in self.forget_stale_apps().await? {
+            self.sync_app(app.id).await?;
+        }
+        Ok(())
+    }
+
+    /// The first half of [`resync`](Self::resync): drops every app the
+    /// cache holds that the store no longer has (or whose slug now names
+    /// another app), and returns the store's apps, each to be
+    /// [`sync_app`](Self::sync_app)ed (a cluster node does that on a task
+    /// per app, so one app's slow compile holds up no other).
+    pub async fn forget_stale_apps(&self) -> Result<Vec<App>, ScriptError> {
         let apps = self.stores.apps.list().await?;
         for slug in self.cache.app_slugs() {
             // Gone, or the slug now names another app (deleted and made
@@ -676,10 +688,7 @@ impl ScriptService {
                 self.cache.remove_app(&slug);
             }
         }
-        for app in apps {
-            self.sync_app(app.id).await?;
-        }
-        Ok(())
+        Ok(apps)
     }
 
     /// Whether someone on this node follows the app's runs (a live tail).
