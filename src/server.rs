@@ -670,6 +670,7 @@ async fn start_on(
     let metrics_addr = metrics.as_ref().map(|m| m.addr);
     let scripts = state.scripts.clone();
     let backstop = (opened.kind == StoreKind::Postgres).then_some(BACKSTOP);
+    state.cluster.set_this_node(node);
     let heartbeat = cluster::register(
         state.clone(),
         picloud_core::ports::NodeRecord {

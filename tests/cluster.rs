@@ -884,3 +884,21 @@ async fn sigterm_reports_not_ready_first_serves_what_is_in_flight_then_leaves() 
     // It left the cluster view.
     assert_eq!(cluster(&stays).await, 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_single_memory_server_lists_itself_alive_and_only_owners_see_the_cluster() {
+    let s = support::TestServer::memory().await;
+    let (status, view) = s.get("/api/v1/admin/cluster", &s.owner_token).await;
+    assert_eq!(status, 200, "{view}");
+    let nodes = view["nodes"].as_array().unwrap();
+    assert_eq!(nodes.len(), 1, "{view}");
+    assert_eq!(nodes[0]["role"], "all");
+    assert_eq!(nodes[0]["gone"], false, "itself, alive: {view}");
+    assert_eq!(view["queue"]["queued"], 0);
+    // InstanceManageUsers: a plain member may not see it.
+    s.create_user("mia", "member").await;
+    let token = s.login("mia").await;
+    let (status, body) = s.get("/api/v1/admin/cluster", &token).await;
+    assert_eq!(status.as_u16(), 403, "{body}");
+    s.shutdown().await;
+}

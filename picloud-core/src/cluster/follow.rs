@@ -356,12 +356,24 @@ impl From<JobQueueError> for ClusterError {
 #[derive(Debug, Clone)]
 pub struct ClusterService {
     stores: Stores,
+    /// The node this service runs on, once it registered: shown alive
+    /// whatever its heartbeat says (a single node on the memory store has
+    /// no heartbeat to refresh).
+    this_node: Arc<std::sync::OnceLock<Uuid>>,
 }
 
 impl ClusterService {
     /// The service over `stores`.
     pub fn new(stores: Stores) -> Self {
-        Self { stores }
+        Self {
+            stores,
+            this_node: Arc::default(),
+        }
+    }
+
+    /// Names the node this service runs on (once; later calls are ignored).
+    pub fn set_this_node(&self, id: Uuid) {
+        let _ = self.this_node.set(id);
     }
 
     /// Every node with its role, heartbeat and load, and the instance's
@@ -382,7 +394,7 @@ impl ClusterService {
             .await?
             .into_iter()
             .map(|n| ClusterNode {
-                gone: now - n.heartbeat_at > gone_after,
+                gone: self.this_node.get() != Some(&n.id) && now - n.heartbeat_at > gone_after,
                 stats: serde_json::from_str(&n.stats).unwrap_or_default(),
                 id: n.id,
                 role: n.role,
