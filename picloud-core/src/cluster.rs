@@ -8,9 +8,9 @@
 //! - [`Change`] and [`ChangeFeed`]: the change channel as a store delivers
 //!   it (the PostgreSQL store's triggers send a notification in the
 //!   transaction of each change a node caches);
-//! - with the `executor` feature, [`Follower`], which applies each change
+//! - with the `executor` feature, `Follower`, which applies each change
 //!   to this node's caches (and re-reads everything after the feed
-//!   reconnects), and [`ClusterService`], the cluster view.
+//!   reconnects), and `ClusterService`, the cluster view.
 
 use std::time::Duration;
 
